@@ -1,0 +1,1 @@
+//! Virtual My Number card.

@@ -1,0 +1,1 @@
+//! JPKI certificates: profile, chain validation, demo PKI.
