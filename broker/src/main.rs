@@ -1,1 +1,261 @@
-fn main() {}
+//! `broker`: the server and its operator and card-helper commands.
+
+use anyhow::Context;
+use broker::app::Broker;
+use broker::clock::SystemClock;
+use broker::config::Config;
+use clap::{Parser, Subcommand};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+#[derive(Parser)]
+#[command(name = "broker", version, about = "OpenID Connect identity provider for the My Number card")]
+struct Cli {
+    /// Configuration file (default: ./broker.toml if present, else the embedded default).
+    #[arg(long, global = true, env = "BROKER_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the broker.
+    Serve,
+    /// Operator policy and relying-party files.
+    Policy {
+        #[command(subcommand)]
+        cmd: PolicyCmd,
+    },
+    /// Virtual My Number cards and the card helper.
+    Card {
+        #[command(subcommand)]
+        cmd: CardCmd,
+    },
+    /// Relying-party registration helpers.
+    Rp {
+        #[command(subcommand)]
+        cmd: RpCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum PolicyCmd {
+    /// Validate policies/ and relying-parties/ and print what was loaded (or file:line: reason).
+    Check,
+}
+
+#[derive(Subcommand)]
+enum RpCmd {
+    /// Make a client secret and the SHA-256 to put in the RP file as client_secret_sha256.
+    Secret,
+}
+
+#[derive(Subcommand)]
+enum CardCmd {
+    /// Issue a virtual card from the demo PKI (data_dir/demo-pki).
+    Issue {
+        #[arg(long)]
+        out: PathBuf,
+        /// Family and given name, separated by a space (stored with a full-width space).
+        #[arg(long, default_value = "デモ 太郎")]
+        name: String,
+        /// YYYY-MM-DD
+        #[arg(long, default_value = "1990-04-01")]
+        birthdate: String,
+        /// 1 male, 2 female, 3 not stated
+        #[arg(long, default_value_t = 3)]
+        gender: u8,
+        #[arg(long, default_value = "東京都千代田区サンプル町一丁目1番1号")]
+        address: String,
+        /// 4 digits
+        #[arg(long, default_value = "1234")]
+        auth_pin: String,
+        /// 6–16 characters of A–Z and 0–9
+        #[arg(long, default_value = "ABC123")]
+        sign_pin: String,
+        /// Validity in days from now.
+        #[arg(long, default_value_t = 1825)]
+        valid_days: i64,
+    },
+    /// Play browser and card helper from an authorization URL; print the final redirect.
+    Login {
+        #[arg(long)]
+        card: PathBuf,
+        #[arg(long)]
+        pin: String,
+        /// Give consent if the relying party asks for it.
+        #[arg(long)]
+        consent: bool,
+        url: String,
+    },
+    /// Be the card helper for a login a browser started (the link on the login page).
+    Approve {
+        #[arg(long)]
+        card: PathBuf,
+        #[arg(long)]
+        pin: String,
+        link: String,
+    },
+}
+
+fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
+    let default = Path::new("broker.toml");
+    let path = path.or(default.exists().then_some(default));
+    Ok(Config::load(path, |k| std::env::var(k).ok())?)
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,sqlx=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.cmd {
+        Cmd::Serve => serve(load_config(cli.config.as_deref())?).await,
+        Cmd::Policy {
+            cmd: PolicyCmd::Check,
+        } => {
+            let c = load_config(cli.config.as_deref())?;
+            let reg = broker::registry::Registry::load_dir(&c.relying_parties_dir)?;
+            let pol = broker::registry::policy::Policy::load_dir(&c.policies_dir)?;
+            println!(
+                "ok: {} relying parties ({}), {} levels ({})",
+                reg.len(),
+                {
+                    let mut ids: Vec<_> = reg.clients().map(|c| c.client_id.clone()).collect();
+                    ids.sort();
+                    ids.join(", ")
+                },
+                pol.levels.len(),
+                pol.acr_values().join(", ")
+            );
+            Ok(())
+        }
+        Cmd::Rp {
+            cmd: RpCmd::Secret,
+        } => {
+            let s = broker::clock::random_token();
+            println!("client_secret = {s}");
+            println!(
+                "client_secret_sha256 = \"{}\"",
+                hex::encode(broker::clock::sha256(s.as_bytes()))
+            );
+            Ok(())
+        }
+        Cmd::Card { cmd } => card(cli.config.as_deref(), cmd).await,
+    }
+}
+
+async fn card(config: Option<&Path>, cmd: CardCmd) -> anyhow::Result<()> {
+    match cmd {
+        CardCmd::Issue {
+            out,
+            name,
+            birthdate,
+            gender,
+            address,
+            auth_pin,
+            sign_pin,
+            valid_days,
+        } => {
+            let c = load_config(config)?;
+            if !c.demo {
+                anyhow::bail!("card issue needs demo mode (it signs with the demo PKI)");
+            }
+            let now = time::OffsetDateTime::now_utc();
+            let (pki, _) =
+                broker::pki::demo::DemoPki::load_or_create(&c.data_dir.join("demo-pki"), now)?;
+            let birthdate = time::Date::parse(
+                &birthdate,
+                time::macros::format_description!("[year]-[month]-[day]"),
+            )
+            .with_context(|| format!("--birthdate `{birthdate}` is not YYYY-MM-DD"))?;
+            if !(1..=3).contains(&gender) {
+                anyhow::bail!("--gender must be 1, 2 or 3");
+            }
+            let name = name.replacen(' ', "\u{3000}", 1);
+            let issued = pki.issue_card(&broker::pki::demo::CardRequest {
+                name_substituted: None,
+                name,
+                birthdate,
+                gender,
+                address,
+                address_substituted: None,
+                not_before: now - time::Duration::minutes(5),
+                not_after: now + time::Duration::days(valid_days),
+            })?;
+            broker::card::VirtualCard::create(&out, &issued, &auth_pin, &sign_pin)?;
+            println!("issued a virtual card in {}", out.display());
+            Ok(())
+        }
+        CardCmd::Login {
+            card,
+            pin,
+            consent,
+            url,
+        } => {
+            let to = broker::cli::helper::login(&card, &pin, consent, &url).await?;
+            println!("{to}");
+            Ok(())
+        }
+        CardCmd::Approve { card, pin, link } => {
+            broker::cli::helper::approve_cmd(&card, &pin, &link).await
+        }
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    if config.demo {
+        tracing::warn!("DEMO mode: demo JPKI trust anchors are trusted; never use in production");
+    }
+    if config.danger_allow_http_issuer {
+        tracing::warn!("danger_allow_http_issuer: the issuer may be plain http");
+    }
+    let listen = config.listen;
+    let broker = Broker::start(config, Arc::new(SystemClock)).await?;
+    let app = broker::http::app(broker.clone());
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let reg = broker.registry();
+    eprintln!(
+        "broker listening on {listen}\n  issuer:    {}\n  discovery: {}/.well-known/openid-configuration\n  relying parties: {}\n  demo: {}",
+        broker.issuer(),
+        broker.issuer(),
+        reg.len(),
+        broker.demo(),
+    );
+    if broker.demo() {
+        eprintln!(
+            "  log in: open {}/ in a browser, or issue a virtual card:\n    broker card issue --out mycard && broker card login --card mycard --pin 1234 --consent '<authorization URL>'",
+            broker.issuer()
+        );
+    }
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    Ok(())
+}

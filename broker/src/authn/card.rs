@@ -1,0 +1,95 @@
+//! The card-helper ceremony: the broker issues a challenge bound to its issuer, the
+//! transaction and the relying party; the card signs it with the user-authentication key; the
+//! broker checks the certificate and the signature. Protocol: docs/card-helper-protocol.md.
+
+use crate::pki::{self, CertKind, PkiError, TrustStore, ValidatedCert};
+use time::OffsetDateTime;
+
+/// Version tag at the head of every challenge message.
+pub const CHALLENGE_TAG: &str = "jpki-broker-login-v1";
+
+/// The exact bytes the card signs. Every field that binds the signature is in it, one per line,
+/// so a signature for one broker, transaction or relying party is useless for another.
+pub fn challenge_message(
+    issuer: &str,
+    transaction: &str,
+    client_id: &str,
+    nonce: &str,
+    expires_at: i64,
+) -> Vec<u8> {
+    format!(
+        "{CHALLENGE_TAG}\nissuer={issuer}\ntransaction={transaction}\nclient_id={client_id}\nnonce={nonce}\nexpires_at={expires_at}\n"
+    )
+    .into_bytes()
+}
+
+/// Why a card response was refused. Each names what was wrong.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CardLoginError {
+    /// No such transaction (or the helper link is wrong).
+    #[error("unknown or finished login transaction")]
+    UnknownTransaction,
+    /// The challenge's lifetime has passed.
+    #[error("the challenge expired; start the login again")]
+    ChallengeExpired,
+    /// The challenge was answered before.
+    #[error("the challenge was already used")]
+    ChallengeUsed,
+    /// The request body is not what the protocol says.
+    #[error("malformed response: {0}")]
+    Malformed(String),
+    /// The certificate failed validation.
+    #[error("certificate rejected: {0}")]
+    Certificate(PkiError),
+    /// The signature does not verify over this challenge with the certificate's key.
+    #[error("the signature does not match this challenge and certificate")]
+    BadSignature,
+}
+
+/// What the helper posts back.
+#[derive(Debug, Clone)]
+pub struct CardResponse {
+    pub certificate_der: Vec<u8>,
+    pub signature: Vec<u8>,
+}
+
+/// The state of the challenge as stored.
+#[derive(Debug, Clone)]
+pub struct IssuedChallenge<'a> {
+    pub issuer: &'a str,
+    pub transaction: &'a str,
+    pub client_id: &'a str,
+    pub nonce: &'a str,
+    pub expires_at: i64,
+    pub used: bool,
+}
+
+/// Check a card response against the issued challenge at `now`: fresh and unused, the
+/// certificate a valid JPKI user-authentication certificate, the signature over exactly this
+/// challenge. Pure: the caller marks the challenge used atomically afterwards.
+pub fn verify_response(
+    challenge: &IssuedChallenge<'_>,
+    response: &CardResponse,
+    trust: &TrustStore,
+    now: OffsetDateTime,
+) -> Result<ValidatedCert, CardLoginError> {
+    if challenge.used {
+        return Err(CardLoginError::ChallengeUsed);
+    }
+    if now.unix_timestamp() > challenge.expires_at {
+        return Err(CardLoginError::ChallengeExpired);
+    }
+    let cert = pki::validate(&response.certificate_der, trust, CertKind::UserAuth, now)
+        .map_err(CardLoginError::Certificate)?;
+    let msg = challenge_message(
+        challenge.issuer,
+        challenge.transaction,
+        challenge.client_id,
+        challenge.nonce,
+        challenge.expires_at,
+    );
+    pki::verify_rsa_pkcs1_sha256(&cert.public_key_pkcs1, &msg, &response.signature)
+        .map_err(|_| CardLoginError::BadSignature)?;
+    Ok(cert)
+}

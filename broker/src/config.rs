@@ -1,0 +1,355 @@
+//! `broker.toml`: where the broker listens, what it calls itself, where its data and
+//! operator files are. Environment variables `BROKER_<KEY>` override single keys.
+//!
+//! Every invalid value stops start-up with one line naming the key and the problem.
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use url::Url;
+
+/// The validated configuration. Paths are absolute or relative to the working directory.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The issuer identifier (`iss`), also the public base URL of every endpoint.
+    pub issuer: Url,
+    pub listen: SocketAddr,
+    pub database_url: String,
+    pub data_dir: PathBuf,
+    pub policies_dir: PathBuf,
+    pub relying_parties_dir: PathBuf,
+    /// Demo mode: a demo JPKI PKI is created under `data_dir` and trusted. Every page says DEMO.
+    pub demo: bool,
+    /// Allow an `http://` issuer on a host other than localhost. Never in production.
+    pub danger_allow_http_issuer: bool,
+    pub trust_anchors: Vec<AnchorConfig>,
+    pub lifetimes: Lifetimes,
+}
+
+/// A configured JPKI CA certificate (PEM or DER file).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnchorConfig {
+    pub kind: crate::pki::CertKind,
+    pub file: PathBuf,
+    pub label: Option<String>,
+}
+
+/// Every time window, in seconds. Defaults are the values named in the docs.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Lifetimes {
+    /// Authorization code (FAPI 2.0 asks ≤ 60 s).
+    pub code: i64,
+    pub access_token: i64,
+    pub id_token: i64,
+    pub refresh_token: i64,
+    /// A login transaction, from /authorize to code.
+    pub transaction: i64,
+    /// A card challenge (single use).
+    pub challenge: i64,
+    /// The SSO session, absolute.
+    pub session: i64,
+}
+
+impl Default for Lifetimes {
+    fn default() -> Self {
+        Self {
+            code: 60,
+            access_token: 600,
+            id_token: 600,
+            refresh_token: 30 * 24 * 3600,
+            transaction: 600,
+            challenge: 180,
+            session: 12 * 3600,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    issuer: Option<String>,
+    listen: Option<String>,
+    database_url: Option<String>,
+    data_dir: Option<PathBuf>,
+    policies_dir: Option<PathBuf>,
+    relying_parties_dir: Option<PathBuf>,
+    demo: Option<bool>,
+    danger_allow_http_issuer: Option<bool>,
+    #[serde(default)]
+    trust_anchors: Vec<AnchorConfig>,
+    #[serde(default)]
+    lifetimes: Lifetimes,
+}
+
+/// One line: which key (or file position) and what is wrong with it.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+/// Keys that may be overridden from the environment as `BROKER_<KEY>` (upper case).
+const ENV_KEYS: &[&str] = &[
+    "issuer",
+    "listen",
+    "database_url",
+    "data_dir",
+    "policies_dir",
+    "relying_parties_dir",
+    "demo",
+    "danger_allow_http_issuer",
+];
+
+impl Config {
+    /// Load from `path` (or the embedded default when `None`), then apply `env` overrides.
+    pub fn load(
+        path: Option<&Path>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let (mut table, origin, base) = match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|e| {
+                    ConfigError(format!("config file {}: cannot read: {e}", p.display()))
+                })?;
+                let table: toml::Table = toml::from_str(&text).map_err(|e| {
+                    ConfigError(format!(
+                        "{}:{}",
+                        p.display(),
+                        crate::registry::describe_toml_error(&text, &e)
+                    ))
+                })?;
+                let base = p.parent().map(Path::to_path_buf).unwrap_or_default();
+                (table, p.display().to_string(), base)
+            }
+            None => (toml::Table::new(), "embedded default".to_string(), PathBuf::new()),
+        };
+        for key in ENV_KEYS {
+            let var = format!("BROKER_{}", key.to_uppercase());
+            if let Some(v) = env(&var) {
+                let value = match *key {
+                    "demo" | "danger_allow_http_issuer" => match v.as_str() {
+                        "true" | "1" => toml::Value::Boolean(true),
+                        "false" | "0" => toml::Value::Boolean(false),
+                        _ => {
+                            return Err(ConfigError(format!(
+                                "environment {var}: expected true or false, got `{v}`"
+                            )));
+                        }
+                    },
+                    _ => toml::Value::String(v),
+                };
+                table.insert((*key).to_string(), value);
+            }
+        }
+        let raw: RawConfig = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError(format!("{origin}: {}", e.message())))?;
+        Self::validate(raw, &base)
+    }
+
+    fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
+        let key_err = |key: &str, msg: String| ConfigError(format!("config key `{key}`: {msg}"));
+        let demo = raw.demo.unwrap_or(raw.trust_anchors.is_empty());
+        let issuer_s = raw
+            .issuer
+            .unwrap_or_else(|| "http://localhost:8080".to_string());
+        let issuer = Url::parse(&issuer_s)
+            .map_err(|e| key_err("issuer", format!("`{issuer_s}` is not a URL ({e})")))?;
+        if issuer.query().is_some() || issuer.fragment().is_some() {
+            return Err(key_err(
+                "issuer",
+                format!("`{issuer_s}` must not have a query or fragment"),
+            ));
+        }
+        if issuer_s.ends_with('/') {
+            return Err(key_err(
+                "issuer",
+                format!("`{issuer_s}` must not end with `/`"),
+            ));
+        }
+        let danger_http = raw.danger_allow_http_issuer.unwrap_or(false);
+        match issuer.scheme() {
+            "https" => {}
+            "http" => {
+                let local = issuer.host_str() == Some("localhost");
+                if !(danger_http || (demo && local)) {
+                    return Err(key_err(
+                        "issuer",
+                        format!(
+                            "`{issuer_s}` uses http; only https is allowed (http://localhost in demo mode, or set danger_allow_http_issuer = true)"
+                        ),
+                    ));
+                }
+            }
+            other => {
+                return Err(key_err(
+                    "issuer",
+                    format!("scheme `{other}` is not http or https"),
+                ));
+            }
+        }
+        if issuer.host_str().is_none() {
+            return Err(key_err("issuer", format!("`{issuer_s}` has no host")));
+        }
+        let listen_s = raw.listen.unwrap_or_else(|| "127.0.0.1:8080".to_string());
+        let listen: SocketAddr = listen_s.parse().map_err(|_| {
+            key_err(
+                "listen",
+                format!("`{listen_s}` is not an address:port such as 127.0.0.1:8080"),
+            )
+        })?;
+        let resolve = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
+        let data_dir = resolve(raw.data_dir.unwrap_or_else(|| PathBuf::from("data")));
+        let database_url = raw.database_url.unwrap_or_else(|| {
+            format!("sqlite://{}?mode=rwc", data_dir.join("broker.db").display())
+        });
+        if !(database_url.starts_with("sqlite:")) {
+            return Err(key_err(
+                "database_url",
+                format!(
+                    "`{}` is not supported: use sqlite://PATH (PostgreSQL arrives with the scale-out work)",
+                    redact_url(&database_url)
+                ),
+            ));
+        }
+        let lt = raw.lifetimes;
+        for (name, v, max) in [
+            ("code", lt.code, 600),
+            ("access_token", lt.access_token, 86_400),
+            ("id_token", lt.id_token, 86_400),
+            ("refresh_token", lt.refresh_token, 400 * 86_400),
+            ("transaction", lt.transaction, 3_600),
+            ("challenge", lt.challenge, 600),
+            ("session", lt.session, 30 * 86_400),
+        ] {
+            if v <= 0 || v > max {
+                return Err(key_err(
+                    &format!("lifetimes.{name}"),
+                    format!("{v} is out of range 1..={max} seconds"),
+                ));
+            }
+        }
+        let trust_anchors = raw
+            .trust_anchors
+            .into_iter()
+            .map(|a| AnchorConfig {
+                file: resolve(a.file),
+                ..a
+            })
+            .collect();
+        Ok(Config {
+            issuer,
+            listen,
+            database_url,
+            policies_dir: resolve(
+                raw.policies_dir
+                    .unwrap_or_else(|| PathBuf::from("policies")),
+            ),
+            relying_parties_dir: resolve(
+                raw.relying_parties_dir
+                    .unwrap_or_else(|| PathBuf::from("relying-parties")),
+            ),
+            data_dir,
+            demo,
+            danger_allow_http_issuer: danger_http,
+            trust_anchors,
+            lifetimes: lt,
+        })
+    }
+
+    /// The issuer as a string without trailing slash (what goes into `iss`).
+    pub fn issuer_str(&self) -> &str {
+        self.issuer.as_str().trim_end_matches('/')
+    }
+}
+
+
+fn redact_url(s: &str) -> String {
+    match Url::parse(s) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => s.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_str(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("broker.toml");
+        std::fs::write(&p, text).unwrap();
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
+        Config::load(Some(&p), |k| {
+            env.iter().find(|(a, _)| a == k).map(|(_, b)| b.clone())
+        })
+    }
+
+    #[test]
+    fn embedded_default_is_demo_on_localhost() {
+        let c = Config::load(None, |_| None).unwrap();
+        assert_eq!(c.issuer_str(), "http://localhost:8080");
+        assert!(c.demo);
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert!(c.database_url.starts_with("sqlite://"));
+    }
+
+    #[test]
+    fn env_overrides_a_key() {
+        let c = load_str("listen = \"127.0.0.1:9000\"\n", &[("BROKER_LISTEN", "127.0.0.1:9100")]).unwrap();
+        assert_eq!(c.listen.port(), 9100);
+    }
+
+    #[test]
+    fn invalid_values_name_the_key() {
+        let e = load_str("listen = \"nowhere\"\n", &[]).unwrap_err().0;
+        assert_eq!(
+            e,
+            "config key `listen`: `nowhere` is not an address:port such as 127.0.0.1:8080"
+        );
+        let e = load_str("issuer = \"https://idp.example.jp/\"\n", &[]).unwrap_err().0;
+        assert!(e.starts_with("config key `issuer`:"), "{e}");
+        let e = load_str("[lifetimes]\ncode = 0\n", &[]).unwrap_err().0;
+        assert_eq!(e, "config key `lifetimes.code`: 0 is out of range 1..=600 seconds");
+        let e = load_str("bogus = 1\n", &[]).unwrap_err().0;
+        assert!(e.contains("unknown field `bogus`"), "{e}");
+        let e = load_str("", &[("BROKER_DEMO", "maybe")]).unwrap_err().0;
+        assert_eq!(e, "environment BROKER_DEMO: expected true or false, got `maybe`");
+    }
+
+    #[test]
+    fn http_issuer_needs_demo_localhost_or_danger() {
+        let e = load_str(
+            "issuer = \"http://idp.example.jp\"\ndemo = true\n",
+            &[],
+        )
+        .unwrap_err()
+        .0;
+        assert!(e.contains("uses http"), "{e}");
+        let c = load_str(
+            "issuer = \"http://idp.example.jp\"\ndanger_allow_http_issuer = true\n",
+            &[],
+        )
+        .unwrap();
+        assert!(c.danger_allow_http_issuer);
+        let e = load_str(
+            "issuer = \"http://localhost:8080\"\ndemo = false\n",
+            &[],
+        )
+        .unwrap_err()
+        .0;
+        assert!(e.contains("uses http"), "{e}");
+    }
+
+    #[test]
+    fn syntax_error_names_file_and_line() {
+        let e = load_str("issuer = \"x\"\nlisten = \n", &[]).unwrap_err().0;
+        assert!(e.contains("broker.toml:2:"), "{e}");
+    }
+}

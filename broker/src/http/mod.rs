@@ -1,0 +1,120 @@
+//! HTTP: the router, request parsing, and the one mapping from errors to responses.
+//! Handlers parse, call the protocol functions, and serialize; no protocol logic here.
+
+use crate::app::Broker;
+use axum::Router;
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::Response;
+use axum::routing::get;
+use std::sync::Arc;
+
+mod card;
+mod error;
+mod login;
+mod oauth;
+pub mod pages;
+
+pub use error::{ApiError, PageError};
+
+/// Shared state of every handler.
+#[derive(Clone)]
+pub struct AppState(pub Arc<Broker>);
+
+impl std::ops::Deref for AppState {
+    type Target = Broker;
+    fn deref(&self) -> &Broker {
+        &self.0
+    }
+}
+
+/// The whole router.
+pub fn app(broker: Arc<Broker>) -> Router {
+    Router::new()
+        .route("/", get(login::index))
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/.well-known/openid-configuration",
+            get(oauth::discovery),
+        )
+        .route("/jwks", get(oauth::jwks))
+        .route("/authorize", get(oauth::authorize_get).post(oauth::authorize_post))
+        .route("/token", axum::routing::post(oauth::token))
+        .route("/userinfo", get(oauth::userinfo_get).post(oauth::userinfo_post))
+        .route("/introspect", axum::routing::post(oauth::introspect))
+        .route("/revoke", axum::routing::post(oauth::revoke))
+        .route("/login/{tx}", get(login::login_page))
+        .route("/login/{tx}/status", get(login::status))
+        .route("/login/{tx}/continue", get(login::continue_login))
+        .route("/consent/{tx}", get(login::consent_page).post(login::consent_post))
+        .route(
+            "/card/v1/tx/{secret}",
+            get(card::challenge).post(card::respond),
+        )
+        .layer(axum::middleware::map_response(security_headers))
+        .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
+        .with_state(AppState(broker))
+}
+
+async fn security_headers(mut res: Response) -> Response {
+    let h = res.headers_mut();
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
+    if h
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/html"))
+    {
+        h.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(
+                "default-src 'none'; script-src 'self' 'unsafe-inline'; style-src 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; form-action 'self' http: https:; frame-ancestors 'none'; base-uri 'none'",
+            ),
+        );
+        h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    }
+    res
+}
+
+/// Value of cookie `name`.
+pub(crate) fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+/// A `Set-Cookie` value: HttpOnly, SameSite=Lax, Path=/, Secure when the issuer is https.
+pub(crate) fn set_cookie(b: &Broker, name: &str, value: &str, max_age: i64) -> HeaderValue {
+    let secure = if b.config.issuer.scheme() == "https" {
+        "; Secure"
+    } else {
+        ""
+    };
+    HeaderValue::from_str(&format!(
+        "{name}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}"
+    ))
+    .unwrap_or_else(|_| HeaderValue::from_static("invalid=1"))
+}
+
+pub(crate) const SESSION_COOKIE: &str = "broker_session";
+
+/// The transaction cookie of `tx_id` (one per transaction, so two tabs can log in at once).
+pub(crate) fn tx_cookie_name(tx_id: &str) -> String {
+    format!("broker_tx_{tx_id}")
+}
+
+/// Decode an `application/x-www-form-urlencoded` body or query into pairs.
+pub(crate) fn form_pairs(bytes: &[u8]) -> Vec<(String, String)> {
+    url::form_urlencoded::parse(bytes)
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}

@@ -1,0 +1,236 @@
+//! OAuth/OIDC endpoints: parse, call `oidc::`, serialize.
+
+use super::pages::{self, Lang};
+use super::{ApiError, AppState, SESSION_COOKIE, cookie, form_pairs, set_cookie, tx_cookie_name};
+use crate::oidc::flow::{self, AuthorizeOutcome};
+use crate::oidc::token::{self, PresentedCredentials};
+use crate::oidc::{OAuthError, discovery};
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use serde_json::Value;
+
+pub async fn discovery(State(s): State<AppState>) -> Response {
+    let mut r = Json(discovery::metadata(&s)).into_response();
+    r.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("public, max-age=300"),
+    );
+    r
+}
+
+pub async fn jwks(State(s): State<AppState>) -> Response {
+    let mut r = Json(s.keys.jwks().clone()).into_response();
+    r.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("public, max-age=300"),
+    );
+    r
+}
+
+pub async fn authorize_get(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Response {
+    let params = form_pairs(q.unwrap_or_default().as_bytes());
+    authorize(s, headers, params).await
+}
+
+pub async fn authorize_post(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    if !is_form(&headers) {
+        let lang = Lang::pick(&[], None, &headers);
+        return pages::error_page(
+            &s,
+            lang,
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "POST to /authorize must be application/x-www-form-urlencoded",
+        );
+    }
+    authorize(s, headers, form_pairs(&body)).await
+}
+
+async fn authorize(s: AppState, headers: HeaderMap, params: Vec<(String, String)>) -> Response {
+    let ui: Vec<String> = params
+        .iter()
+        .filter(|(k, _)| k == "ui_locales")
+        .flat_map(|(_, v)| v.split_whitespace().map(str::to_string))
+        .collect();
+    let lang = Lang::pick(&ui, None, &headers);
+    match flow::authorize(&s, &params, cookie(&headers, SESSION_COOKIE)).await {
+        Ok(AuthorizeOutcome::Redirect(url)) => Redirect::to(&url).into_response(),
+        Ok(AuthorizeOutcome::ErrorPage(e)) => {
+            pages::error_page(&s, lang, StatusCode::BAD_REQUEST, e.code, &e.description)
+        }
+        Ok(AuthorizeOutcome::Login {
+            tx_id,
+            browser_secret,
+        }) => with_tx_cookie(&s, &tx_id, &browser_secret, format!("/login/{tx_id}")),
+        Ok(AuthorizeOutcome::Consent {
+            tx_id,
+            browser_secret,
+        }) => with_tx_cookie(&s, &tx_id, &browser_secret, format!("/consent/{tx_id}")),
+        Err(e) => pages::error_page(
+            &s,
+            lang,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            e.code,
+            "internal error",
+        ),
+    }
+}
+
+fn with_tx_cookie(s: &AppState, tx_id: &str, secret: &str, to: String) -> Response {
+    let mut r = Redirect::to(&to).into_response();
+    r.headers_mut().append(
+        header::SET_COOKIE,
+        set_cookie(s, &tx_cookie_name(tx_id), secret, s.config.lifetimes.transaction),
+    );
+    r
+}
+
+fn is_form(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"))
+}
+
+/// `Authorization: Basic` credentials, form-url-decoded (RFC 6749 §2.3.1).
+fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, OAuthError> {
+    use base64::Engine;
+    let Some(v) = headers.get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let v = v
+        .to_str()
+        .map_err(|_| OAuthError::invalid_client("malformed Authorization header"))?;
+    let Some(b64) = v.strip_prefix("Basic ") else {
+        return Ok(None);
+    };
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(b64.trim())
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or_else(|| OAuthError::invalid_client("malformed Basic credentials"))?;
+    let (id, secret) = raw
+        .split_once(':')
+        .ok_or_else(|| OAuthError::invalid_client("malformed Basic credentials"))?;
+    let dec = |s: &str| {
+        url::form_urlencoded::parse(format!("x={s}").as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default()
+    };
+    Ok(Some((dec(id), dec(secret))))
+}
+
+/// Parse a client-authenticated form POST (token, introspect, revoke).
+fn client_form(
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<(PresentedCredentials, Vec<(String, String)>), ApiError> {
+    if !is_form(headers) {
+        return Err(OAuthError::invalid_request(
+            "the body must be application/x-www-form-urlencoded",
+        )
+        .into());
+    }
+    let basic = basic_credentials(headers).map_err(|e| ApiError {
+        error: e,
+        challenge: Some("Basic"),
+    })?;
+    let form = form_pairs(body);
+    Ok((PresentedCredentials::from_form(basic, &form), form))
+}
+
+fn client_error(creds: &PresentedCredentials, e: OAuthError) -> ApiError {
+    ApiError {
+        challenge: (e.status == 401 && creds.basic.is_some()).then_some("Basic"),
+        error: e,
+    }
+}
+
+pub async fn token(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+    let (creds, form) = client_form(&headers, &body)?;
+    let resp = token::token(&s, &creds, &form)
+        .await
+        .map_err(|e| client_error(&creds, e))?;
+    let mut r = Json(resp).into_response();
+    r.headers_mut()
+        .insert(header::PRAGMA, header::HeaderValue::from_static("no-cache"));
+    Ok(r)
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+}
+
+fn bearer_error(e: OAuthError) -> ApiError {
+    ApiError {
+        challenge: Some("Bearer"),
+        error: e,
+    }
+}
+
+pub async fn userinfo_get(State(s): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    let t = bearer(&headers).ok_or_else(|| {
+        bearer_error(OAuthError::invalid_token("no access token"))
+    })?;
+    Ok(Json(token::userinfo(&s, t).await.map_err(bearer_error)?))
+}
+
+/// POST /userinfo: the token in the header, or as `access_token` in a form body (RFC 6750 §2.2).
+pub async fn userinfo_post(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let form = if is_form(&headers) { form_pairs(&body) } else { vec![] };
+    let from_body = form
+        .iter()
+        .find(|(k, _)| k == "access_token")
+        .map(|(_, v)| v.as_str());
+    let t = match (bearer(&headers), from_body) {
+        (Some(_), Some(_)) => {
+            return Err(bearer_error(OAuthError::invalid_request(
+                "the access token was sent in more than one way",
+            )));
+        }
+        (Some(t), None) | (None, Some(t)) => t,
+        (None, None) => return Err(bearer_error(OAuthError::invalid_token("no access token"))),
+    };
+    Ok(Json(token::userinfo(&s, t).await.map_err(bearer_error)?))
+}
+
+fn form_get<'a>(form: &'a [(String, String)], k: &str) -> Option<&'a str> {
+    form.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str())
+}
+
+pub async fn introspect(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Json<Value>, ApiError> {
+    let (creds, form) = client_form(&headers, &body)?;
+    let client = token::authenticate_client(&s, &creds).map_err(|e| client_error(&creds, e))?;
+    if client.is_public() {
+        return Err(client_error(
+            &creds,
+            OAuthError::invalid_client("public clients cannot introspect"),
+        ));
+    }
+    let t = form_get(&form, "token").ok_or_else(|| OAuthError::invalid_request("token is missing"))?;
+    Ok(Json(token::introspect(&s, &client, t).await?))
+}
+
+pub async fn revoke(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<StatusCode, ApiError> {
+    let (creds, form) = client_form(&headers, &body)?;
+    let client = token::authenticate_client(&s, &creds).map_err(|e| client_error(&creds, e))?;
+    let t = form_get(&form, "token").ok_or_else(|| OAuthError::invalid_request("token is missing"))?;
+    token::revoke(&s, &client, t, form_get(&form, "token_type_hint")).await?;
+    Ok(StatusCode::OK)
+}

@@ -1,0 +1,524 @@
+//! The login flow from /authorize to the code: SSO session reuse, the login transaction, the
+//! card-helper ceremony, consent, code issuance. Called by the HTTP handlers; no HTTP here.
+
+use super::authorize::{self, AuthRequest, AuthorizeError};
+use super::error::OAuthError;
+use crate::app::Broker;
+use crate::assurance;
+use crate::authn::AuthFacts;
+use crate::authn::card::{self, CardLoginError, CardResponse, IssuedChallenge};
+use crate::clock::{ct_eq, random_bytes, random_token, token_hash};
+use crate::registry::Client;
+use crate::store::{CardLoginOutcome, CertLink, CodeRecord, SessionRecord, TxRecord, TxStatus};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// What /authorize does next.
+#[derive(Debug)]
+pub enum AuthorizeOutcome {
+    /// Redirect the browser to the relying party (code or error).
+    Redirect(String),
+    /// Show an error page; never redirect (unknown client or unregistered redirect URI).
+    ErrorPage(OAuthError),
+    /// Start a login: set the transaction cookie and show the login page.
+    Login {
+        tx_id: String,
+        browser_secret: String,
+    },
+    /// The person is logged in but must consent: set the cookie and show the consent page.
+    Consent {
+        tx_id: String,
+        browser_secret: String,
+    },
+}
+
+/// Data a code carries to the token endpoint.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CodeData {
+    pub redirect_uri: String,
+    pub scope: Vec<String>,
+    pub nonce: Option<String>,
+    pub code_challenge: String,
+    pub acr: Option<String>,
+    pub facts: AuthFacts,
+    pub claims: Option<serde_json::Value>,
+}
+
+/// A session looked up from its cookie, if valid now.
+pub async fn current_session(
+    b: &Broker,
+    cookie: Option<&str>,
+) -> Result<Option<(SessionRecord, AuthFacts)>, OAuthError> {
+    let Some(c) = cookie else { return Ok(None) };
+    let Some(s) = b.store.get_session(&token_hash(c)).await? else {
+        return Ok(None);
+    };
+    if s.expires_at <= b.now() {
+        return Ok(None);
+    }
+    let facts: AuthFacts = serde_json::from_str(&s.facts_json)
+        .map_err(|e| OAuthError::server_error(format!("session facts: {e}")))?;
+    Ok(Some((s, facts)))
+}
+
+/// Handle an authorization request (GET query or POST form).
+pub async fn authorize(
+    b: &Broker,
+    params: &[(String, String)],
+    session_cookie: Option<&str>,
+) -> Result<AuthorizeOutcome, OAuthError> {
+    let registry = b.registry();
+    let (client, req) = match authorize::validate(params, &registry) {
+        Ok(v) => v,
+        Err(AuthorizeError::Page { error }) => return Ok(AuthorizeOutcome::ErrorPage(error)),
+        Err(AuthorizeError::Redirect {
+            redirect_uri,
+            state,
+            error,
+        }) => {
+            return Ok(AuthorizeOutcome::Redirect(authorize::error_redirect(
+                &redirect_uri,
+                state.as_deref(),
+                &error,
+                b.issuer(),
+            )));
+        }
+    };
+    let now = b.now();
+    let session = current_session(b, session_cookie).await?;
+    let usable = session.filter(|(_, f)| {
+        !req.prompt_login && req.max_age.is_none_or(|m| now - f.auth_time <= m)
+    });
+    let fail = |e: OAuthError| {
+        Ok(AuthorizeOutcome::Redirect(authorize::error_redirect(
+            &req.redirect_uri,
+            req.state.as_deref(),
+            &e,
+            b.issuer(),
+        )))
+    };
+    let Some((session, facts)) = usable else {
+        if req.prompt_none {
+            return fail(OAuthError::login_required(
+                "the person is not logged in (or must log in again) and prompt=none forbids asking",
+            ));
+        }
+        let (tx_id, browser_secret) = new_transaction(b, &client, &req, None).await?;
+        return Ok(AuthorizeOutcome::Login {
+            tx_id,
+            browser_secret,
+        });
+    };
+    if !req.prompt_consent && has_consent(b, &session.account_id, &client, &req).await? {
+        let url = issue_code(b, &client, &req, &session.account_id, &facts).await?;
+        return Ok(AuthorizeOutcome::Redirect(url));
+    }
+    if req.prompt_none {
+        return fail(OAuthError::consent_required(
+            "the person has not consented to this relying party and scope, and prompt=none forbids asking",
+        ));
+    }
+    let (tx_id, browser_secret) =
+        new_transaction(b, &client, &req, Some((&session, &facts))).await?;
+    Ok(AuthorizeOutcome::Consent {
+        tx_id,
+        browser_secret,
+    })
+}
+
+async fn has_consent(
+    b: &Broker,
+    account_id: &str,
+    client: &Client,
+    req: &AuthRequest,
+) -> Result<bool, OAuthError> {
+    let Some(granted) = b.store.get_consent(account_id, &client.client_id).await? else {
+        return Ok(false);
+    };
+    let granted: Vec<&str> = granted.split(' ').collect();
+    Ok(req.scope.iter().all(|s| granted.contains(&s.as_str())))
+}
+
+/// The secret in the card-helper link, derived from the transaction and the browser's
+/// secret so that only the browser that started the login can show it.
+pub fn helper_secret(b: &Broker, tx_id: &str, browser_secret: &str) -> String {
+    b.mac("helper-link", format!("{tx_id}\n{browser_secret}").as_bytes())
+}
+
+pub fn helper_url(b: &Broker, helper_secret: &str) -> String {
+    format!("{}/card/v1/tx/{helper_secret}", b.issuer())
+}
+
+async fn new_transaction(
+    b: &Broker,
+    client: &Client,
+    req: &AuthRequest,
+    session: Option<(&SessionRecord, &AuthFacts)>,
+) -> Result<(String, String), OAuthError> {
+    let now = b.now();
+    let lt = b.config.lifetimes;
+    let tx_id = crate::clock::random_id();
+    let browser_secret = random_token();
+    let helper = helper_secret(b, &tx_id, &browser_secret);
+    let code_num = u16::from_be_bytes(random_bytes::<2>()) % 10_000;
+    let rec = TxRecord {
+        id: tx_id.clone(),
+        browser_hash: token_hash(&browser_secret),
+        helper_hash: token_hash(&helper),
+        client_id: client.client_id.clone(),
+        request_json: serde_json::to_string(req)
+            .map_err(|e| OAuthError::server_error(e.to_string()))?,
+        created_at: now,
+        expires_at: now + lt.transaction,
+        status: if session.is_some() {
+            TxStatus::Authenticated
+        } else {
+            TxStatus::Pending
+        },
+        challenge_nonce: random_token(),
+        challenge_expires_at: now + lt.challenge,
+        challenge_used: session.is_some(),
+        binding_code: format!("{code_num:04}"),
+        csrf: random_token(),
+        account_id: session.map(|(s, _)| s.account_id.clone()),
+        facts_json: session.map(|(s, _)| s.facts_json.clone()),
+        session_hash: session.map(|(s, _)| s.id_hash.clone()),
+    };
+    b.store.create_tx(&rec).await?;
+    Ok((tx_id, browser_secret))
+}
+
+/// Issue a code for `req` and return the success redirect (RFC 9207 `iss` included).
+pub async fn issue_code(
+    b: &Broker,
+    client: &Client,
+    req: &AuthRequest,
+    account_id: &str,
+    facts: &AuthFacts,
+) -> Result<String, OAuthError> {
+    let policy = b.policy();
+    let acr = assurance::choose_acr(&policy, facts, &req.acr_values).map(|l| l.acr.clone());
+    let data = CodeData {
+        redirect_uri: req.redirect_uri.clone(),
+        scope: req.scope.clone(),
+        nonce: req.nonce.clone(),
+        code_challenge: req.code_challenge.clone(),
+        acr,
+        facts: facts.clone(),
+        claims: req.claims.clone(),
+    };
+    let code = random_token();
+    b.store
+        .insert_code(&CodeRecord {
+            code_hash: token_hash(&code),
+            grant_id: uuid::Uuid::new_v4().to_string(),
+            client_id: client.client_id.clone(),
+            account_id: account_id.to_string(),
+            data_json: serde_json::to_string(&data)
+                .map_err(|e| OAuthError::server_error(e.to_string()))?,
+            expires_at: b.now() + b.config.lifetimes.code,
+            used_at: None,
+        })
+        .await?;
+    let mut p = vec![("code", code.as_str())];
+    if let Some(s) = &req.state {
+        p.push(("state", s));
+    }
+    p.push(("iss", b.issuer()));
+    Ok(authorize::redirect_with(&req.redirect_uri, &p))
+}
+
+/// Why a browser step on a transaction failed. Shown on the error page.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum TxError {
+    #[error("this login is unknown, finished or expired; go back to the service and start again")]
+    Gone,
+    #[error("this login was started in another browser")]
+    WrongBrowser,
+    #[error("the card has not been used yet")]
+    NotAuthenticated,
+    #[error("the form is out of date; go back to the service and start again")]
+    BadCsrf,
+    #[error("internal error")]
+    Internal,
+}
+
+impl From<crate::store::StoreError> for TxError {
+    fn from(e: crate::store::StoreError) -> Self {
+        tracing::error!(error = %e, "store failure");
+        TxError::Internal
+    }
+}
+
+/// A transaction that belongs to the browser presenting `browser_secret`.
+pub struct BrowserTx {
+    pub tx: TxRecord,
+    pub req: AuthRequest,
+    pub client: Arc<Client>,
+}
+
+pub async fn browser_tx(
+    b: &Broker,
+    tx_id: &str,
+    browser_secret: Option<&str>,
+) -> Result<BrowserTx, TxError> {
+    let tx = b.store.get_tx(tx_id).await?.ok_or(TxError::Gone)?;
+    if tx.expires_at <= b.now() || tx.status == TxStatus::Done {
+        return Err(TxError::Gone);
+    }
+    let secret = browser_secret.ok_or(TxError::WrongBrowser)?;
+    if !ct_eq(token_hash(secret).as_bytes(), tx.browser_hash.as_bytes()) {
+        return Err(TxError::WrongBrowser);
+    }
+    let req: AuthRequest = serde_json::from_str(&tx.request_json).map_err(|_| TxError::Internal)?;
+    // The registry may have been reloaded: a removed client ends the transaction.
+    let client = b.registry().get(&tx.client_id).cloned().ok_or(TxError::Gone)?;
+    Ok(BrowserTx { tx, req, client })
+}
+
+/// What the browser does after the card was used.
+#[derive(Debug)]
+pub enum ContinueOutcome {
+    /// Set this new SSO session cookie, then redirect.
+    Session {
+        session_secret: String,
+        next: Next,
+    },
+}
+
+#[derive(Debug)]
+pub enum Next {
+    Redirect(String),
+    Consent(String),
+}
+
+/// The browser continues after the helper reported success: open the SSO session, then
+/// consent or code.
+pub async fn continue_login(
+    b: &Broker,
+    tx_id: &str,
+    browser_secret: Option<&str>,
+) -> Result<ContinueOutcome, TxError> {
+    let BrowserTx { tx, req, client } = browser_tx(b, tx_id, browser_secret).await?;
+    if tx.status != TxStatus::Authenticated || tx.session_hash.is_some() {
+        return Err(TxError::NotAuthenticated);
+    }
+    let (Some(account_id), Some(facts_json)) = (tx.account_id.clone(), tx.facts_json.clone())
+    else {
+        return Err(TxError::NotAuthenticated);
+    };
+    let facts: AuthFacts = serde_json::from_str(&facts_json).map_err(|_| TxError::Internal)?;
+    let now = b.now();
+    let session_secret = random_token();
+    let session = SessionRecord {
+        id_hash: token_hash(&session_secret),
+        account_id: account_id.clone(),
+        created_at: now,
+        expires_at: now + b.config.lifetimes.session,
+        facts_json,
+    };
+    b.store.create_session(&session).await?;
+    b.store.bind_tx_session(&tx.id, &session.id_hash).await?;
+    let next = if !req.prompt_consent
+        && has_consent(b, &account_id, &client, &req)
+            .await
+            .map_err(|_| TxError::Internal)?
+    {
+        if !b.store.finish_tx(&tx.id).await? {
+            return Err(TxError::Gone);
+        }
+        Next::Redirect(
+            issue_code(b, &client, &req, &account_id, &facts)
+                .await
+                .map_err(|_| TxError::Internal)?,
+        )
+    } else {
+        Next::Consent(format!("{}/consent/{}", b.issuer(), tx.id))
+    };
+    Ok(ContinueOutcome::Session {
+        session_secret,
+        next,
+    })
+}
+
+/// Consent decision from the consent page. Returns the redirect to the relying party.
+pub async fn decide_consent(
+    b: &Broker,
+    tx_id: &str,
+    browser_secret: Option<&str>,
+    csrf: &str,
+    approve: bool,
+) -> Result<String, TxError> {
+    let BrowserTx { tx, req, client } = browser_tx(b, tx_id, browser_secret).await?;
+    if !ct_eq(csrf.as_bytes(), tx.csrf.as_bytes()) {
+        return Err(TxError::BadCsrf);
+    }
+    let (Some(account_id), Some(facts_json)) = (tx.account_id.clone(), tx.facts_json.clone())
+    else {
+        return Err(TxError::NotAuthenticated);
+    };
+    if tx.status != TxStatus::Authenticated || tx.session_hash.is_none() {
+        return Err(TxError::NotAuthenticated);
+    }
+    if !b.store.finish_tx(&tx.id).await? {
+        return Err(TxError::Gone);
+    }
+    if !approve {
+        return Ok(authorize::error_redirect(
+            &req.redirect_uri,
+            req.state.as_deref(),
+            &OAuthError::access_denied("the person declined"),
+            b.issuer(),
+        ));
+    }
+    let facts: AuthFacts = serde_json::from_str(&facts_json).map_err(|_| TxError::Internal)?;
+    let mut scope = req.scope.clone();
+    scope.sort();
+    b.store
+        .put_consent(&account_id, &client.client_id, &scope.join(" "), b.now())
+        .await?;
+    issue_code(b, &client, &req, &account_id, &facts)
+        .await
+        .map_err(|_| TxError::Internal)
+}
+
+/// What the card helper sees when it opens the link.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ChallengeView {
+    /// base64url of the exact bytes the card must sign (SHA-256 DigestInfo, PKCS#1 v1.5).
+    pub to_be_signed: String,
+    pub issuer: String,
+    pub transaction: String,
+    pub client_id: String,
+    pub client_name: String,
+    pub client_name_ja: String,
+    pub binding_code: String,
+    pub expires_at: i64,
+    /// Which certificate and PIN: `user_auth`.
+    pub certificate: String,
+    /// Where to POST the response.
+    pub response_uri: String,
+}
+
+async fn helper_tx(b: &Broker, helper_secret: &str) -> Result<TxRecord, CardLoginError> {
+    let tx = b
+        .store
+        .get_tx_by_helper(&token_hash(helper_secret))
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "store failure");
+            CardLoginError::UnknownTransaction
+        })?
+        .ok_or(CardLoginError::UnknownTransaction)?;
+    if tx.status != TxStatus::Pending || tx.challenge_used {
+        return Err(CardLoginError::ChallengeUsed);
+    }
+    if tx.challenge_expires_at < b.now() || tx.expires_at <= b.now() {
+        return Err(CardLoginError::ChallengeExpired);
+    }
+    Ok(tx)
+}
+
+/// GET of the helper link: the challenge.
+pub async fn card_challenge(b: &Broker, helper_secret: &str) -> Result<ChallengeView, CardLoginError> {
+    let tx = helper_tx(b, helper_secret).await?;
+    let client = b
+        .registry()
+        .get(&tx.client_id)
+        .cloned()
+        .ok_or(CardLoginError::UnknownTransaction)?;
+    let msg = card::challenge_message(
+        b.issuer(),
+        &tx.id,
+        &tx.client_id,
+        &tx.challenge_nonce,
+        tx.challenge_expires_at,
+    );
+    Ok(ChallengeView {
+        to_be_signed: crate::clock::b64url(&msg),
+        issuer: b.issuer().to_string(),
+        transaction: tx.id.clone(),
+        client_id: client.client_id.clone(),
+        client_name: client.display_name.clone(),
+        client_name_ja: client.display_name_ja.clone(),
+        binding_code: tx.binding_code.clone(),
+        expires_at: tx.challenge_expires_at,
+        certificate: "user_auth".into(),
+        response_uri: helper_url(b, helper_secret),
+    })
+}
+
+/// POST of the helper link: certificate + signature. On success the transaction is
+/// authenticated (and the account created and linked on a first login); on any failure
+/// nothing is stored.
+pub async fn card_submit(
+    b: &Broker,
+    helper_secret: &str,
+    response: &CardResponse,
+) -> Result<(), CardLoginError> {
+    let tx = match helper_tx(b, helper_secret).await {
+        Ok(t) => t,
+        Err(e) => return Err(e),
+    };
+    let challenge = IssuedChallenge {
+        issuer: b.issuer(),
+        transaction: &tx.id,
+        client_id: &tx.client_id,
+        nonce: &tx.challenge_nonce,
+        expires_at: tx.challenge_expires_at,
+        used: tx.challenge_used,
+    };
+    let cert = card::verify_response(&challenge, response, &b.trust, b.clock.now())?;
+    let now = b.now();
+    let facts = AuthFacts::jpki_user_auth(&cert.issuer, &cert.serial_hex, now);
+    let link = CertLink {
+        issuer: cert.issuer.clone(),
+        serial: cert.serial_hex.clone(),
+        kind: "user_auth".into(),
+        not_after: cert.not_after.unix_timestamp(),
+    };
+    let facts_json = serde_json::to_string(&facts).map_err(|_| CardLoginError::UnknownTransaction)?;
+    let outcome = b
+        .store
+        .complete_card_login(&tx.helper_hash, &tx.challenge_nonce, &link, &facts_json, now)
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "store failure");
+            CardLoginError::UnknownTransaction
+        })?;
+    match outcome {
+        CardLoginOutcome::Authenticated {
+            account_id,
+            new_account,
+        } => {
+            tracing::info!(tx = %tx.id, account = %account_id, new_account, serial = %cert.serial_hex, "card login");
+            Ok(())
+        }
+        CardLoginOutcome::ChallengeUsed => Err(CardLoginError::ChallengeUsed),
+    }
+}
+
+/// Status of a transaction for the polling login page.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TxStatusView {
+    /// `pending` (waiting for the card), `authenticated` (continue), `done`.
+    pub status: String,
+    pub helper_url: String,
+    pub binding_code: String,
+    pub continue_url: String,
+}
+
+pub async fn tx_status(
+    b: &Broker,
+    tx_id: &str,
+    browser_secret: Option<&str>,
+) -> Result<TxStatusView, TxError> {
+    let bt = browser_tx(b, tx_id, browser_secret).await?;
+    let secret = browser_secret.unwrap_or_default();
+    Ok(TxStatusView {
+        status: bt.tx.status.as_str().to_string(),
+        helper_url: helper_url(b, &helper_secret(b, tx_id, secret)),
+        binding_code: bt.tx.binding_code.clone(),
+        continue_url: format!("{}/login/{}/continue", b.issuer(), tx_id),
+    })
+}

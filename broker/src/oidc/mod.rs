@@ -1,0 +1,10 @@
+//! OpenID Connect protocol logic: authorization, tokens, userinfo, discovery, keys.
+
+pub mod authorize;
+pub mod discovery;
+pub mod error;
+pub mod flow;
+pub mod keys;
+pub mod token;
+
+pub use error::OAuthError;

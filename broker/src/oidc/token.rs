@@ -1,0 +1,554 @@
+//! Token endpoint (authorization_code, refresh_token), client authentication, userinfo,
+//! introspection (RFC 7662) and revocation (RFC 7009).
+
+use super::authorize::pkce_matches;
+use super::error::OAuthError;
+use super::flow::CodeData;
+use super::keys::half_hash;
+use crate::app::Broker;
+use crate::authn::AuthFacts;
+use crate::clock::{ct_eq, random_token, sha256, token_hash};
+use crate::registry::{AuthMethod, Client, GrantType, SubjectType};
+use crate::store::{GrantRecord, Redeem, RefreshRecord};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+/// Client credentials as presented (any combination; validated by [`authenticate_client`]).
+#[derive(Debug, Default, Clone)]
+pub struct PresentedCredentials {
+    /// From `Authorization: Basic` (already form-url-decoded per RFC 6749 §2.3.1).
+    pub basic: Option<(String, String)>,
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
+    pub client_assertion_type: Option<String>,
+    pub client_assertion: Option<String>,
+}
+
+impl PresentedCredentials {
+    /// Take the credential fields out of a form.
+    pub fn from_form(basic: Option<(String, String)>, form: &[(String, String)]) -> Self {
+        let get = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        PresentedCredentials {
+            basic,
+            client_id: get("client_id"),
+            client_secret: get("client_secret"),
+            client_assertion_type: get("client_assertion_type"),
+            client_assertion: get("client_assertion"),
+        }
+    }
+}
+
+const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+/// Authenticate the client with exactly the method it registered.
+pub fn authenticate_client(
+    b: &Broker,
+    creds: &PresentedCredentials,
+) -> Result<Arc<Client>, OAuthError> {
+    let methods = [
+        creds.basic.is_some(),
+        creds.client_secret.is_some(),
+        creds.client_assertion.is_some(),
+    ]
+    .iter()
+    .filter(|x| **x)
+    .count();
+    if methods > 1 {
+        return Err(OAuthError::invalid_request(
+            "more than one client authentication method was used",
+        ));
+    }
+    let id = match (&creds.basic, &creds.client_id, &creds.client_assertion) {
+        (Some((id, _)), Some(form_id), _) if id != form_id => {
+            return Err(OAuthError::invalid_request(
+                "client_id in the form differs from the Basic credentials",
+            ));
+        }
+        (Some((id, _)), _, _) => id.clone(),
+        (None, Some(id), _) => id.clone(),
+        (None, None, Some(assertion)) => assertion_subject(assertion)?,
+        (None, None, None) => {
+            return Err(OAuthError::invalid_client("no client authentication"));
+        }
+    };
+    let reg = b.registry();
+    let client = reg
+        .get(&id)
+        .cloned()
+        .ok_or_else(|| OAuthError::invalid_client("unknown client"))?;
+    let wrong_method = || {
+        OAuthError::invalid_client(format!(
+            "client `{}` must authenticate with {}",
+            client.client_id,
+            client.auth_method.as_str()
+        ))
+    };
+    match client.auth_method {
+        AuthMethod::None => {
+            if methods > 0 {
+                return Err(wrong_method());
+            }
+        }
+        AuthMethod::ClientSecretBasic | AuthMethod::ClientSecretPost => {
+            let secret = match (client.auth_method, &creds.basic, &creds.client_secret) {
+                (AuthMethod::ClientSecretBasic, Some((_, s)), None) => s,
+                (AuthMethod::ClientSecretPost, None, Some(s)) => s,
+                _ => return Err(wrong_method()),
+            };
+            let want = client.client_secret_sha256.unwrap_or([0; 32]);
+            if !ct_eq(&sha256(secret.as_bytes()), &want) {
+                return Err(OAuthError::invalid_client("client authentication failed"));
+            }
+        }
+        AuthMethod::PrivateKeyJwt => {
+            let Some(assertion) = &creds.client_assertion else {
+                return Err(wrong_method());
+            };
+            if creds.client_assertion_type.as_deref() != Some(JWT_BEARER) {
+                return Err(OAuthError::invalid_client(format!(
+                    "client_assertion_type must be {JWT_BEARER}"
+                )));
+            }
+            verify_assertion(b, &client, assertion)?;
+        }
+    }
+    Ok(client)
+}
+
+/// `sub` of a client assertion, read WITHOUT verification only to find the client; the
+/// assertion is verified against that client's keys before anything trusts it.
+fn assertion_subject(assertion: &str) -> Result<String, OAuthError> {
+    let payload = assertion
+        .split('.')
+        .nth(1)
+        .and_then(crate::clock::b64url_decode)
+        .and_then(|p| serde_json::from_slice::<Value>(&p).ok())
+        .ok_or_else(|| OAuthError::invalid_client("client_assertion is not a JWT"))?;
+    payload["sub"]
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(|| OAuthError::invalid_client("client_assertion has no sub"))
+}
+
+fn verify_assertion(b: &Broker, client: &Client, assertion: &str) -> Result<(), OAuthError> {
+    use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
+    let bad = |m: &str| OAuthError::invalid_client(format!("client_assertion: {m}"));
+    let header = decode_header(assertion).map_err(|_| bad("malformed header"))?;
+    if !matches!(
+        header.alg,
+        Algorithm::ES256 | Algorithm::PS256 | Algorithm::RS256 | Algorithm::EdDSA
+    ) {
+        return Err(bad("algorithm not allowed"));
+    }
+    let jwks = client.jwks.as_ref().ok_or_else(|| bad("client has no keys"))?;
+    let candidates: Vec<_> = jwks
+        .keys
+        .iter()
+        .filter(|k| header.kid.is_none() || k.common.key_id == header.kid)
+        .collect();
+    let token_endpoint = format!("{}/token", b.issuer());
+    let mut v = Validation::new(header.alg);
+    v.set_audience(&[b.issuer(), token_endpoint.as_str()]);
+    v.set_issuer(&[client.client_id.as_str()]);
+    v.sub = Some(client.client_id.clone());
+    v.set_required_spec_claims(&["exp", "iss", "sub", "aud"]);
+    v.leeway = 30;
+    for k in candidates {
+        let Ok(key) = DecodingKey::from_jwk(k) else {
+            continue;
+        };
+        match decode::<Value>(assertion, &key, &v) {
+            Ok(_) => return Ok(()),
+            Err(e) => match e.kind() {
+                jsonwebtoken::errors::ErrorKind::InvalidSignature
+                | jsonwebtoken::errors::ErrorKind::InvalidAlgorithm
+                | jsonwebtoken::errors::ErrorKind::InvalidKeyFormat => continue,
+                other => return Err(bad(&format!("{other:?}"))),
+            },
+        }
+    }
+    Err(bad("signature does not verify with any registered key"))
+}
+
+/// The token response (RFC 6749 §5.1 + OIDC Core 3.1.3.3).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TokenResponse {
+    pub access_token: String,
+    pub token_type: String,
+    pub expires_in: i64,
+    pub id_token: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    pub scope: String,
+}
+
+/// Data kept with a refresh token (hash-indexed).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct RefreshData {
+    client_id: String,
+    account_id: String,
+    scope: Vec<String>,
+    acr: Option<String>,
+    facts: AuthFacts,
+}
+
+/// The pairwise (or public) subject of `account_id` for `client`.
+pub fn subject(b: &Broker, client: &Client, account_id: &str) -> String {
+    match client.subject_type {
+        SubjectType::Public => account_id.to_string(),
+        SubjectType::Pairwise => b.mac(
+            "pairwise-sub",
+            format!("{}\n{account_id}", client.sector).as_bytes(),
+        ),
+    }
+}
+
+/// POST /token.
+pub async fn token(
+    b: &Broker,
+    creds: &PresentedCredentials,
+    form: &[(String, String)],
+) -> Result<TokenResponse, OAuthError> {
+    let get = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+    for k in [
+        "grant_type",
+        "code",
+        "redirect_uri",
+        "code_verifier",
+        "refresh_token",
+        "scope",
+    ] {
+        if form.iter().filter(|(n, _)| n == k).count() > 1 {
+            return Err(OAuthError::invalid_request(format!(
+                "parameter `{k}` is repeated"
+            )));
+        }
+    }
+    let grant_type = get("grant_type")
+        .ok_or_else(|| OAuthError::invalid_request("grant_type is missing"))?;
+    let client = authenticate_client(b, creds)?;
+    match grant_type {
+        "authorization_code" => {
+            let code = get("code").ok_or_else(|| OAuthError::invalid_request("code is missing"))?;
+            let redirect_uri = get("redirect_uri")
+                .ok_or_else(|| OAuthError::invalid_request("redirect_uri is missing"))?;
+            let verifier = get("code_verifier").ok_or_else(|| {
+                OAuthError::invalid_request("code_verifier is missing (PKCE is required)")
+            })?;
+            code_grant(b, &client, code, redirect_uri, verifier).await
+        }
+        "refresh_token" => {
+            if !client.allows_grant(GrantType::RefreshToken) {
+                return Err(OAuthError::unauthorized_client(
+                    "this client is not registered for the refresh_token grant",
+                ));
+            }
+            let rt = get("refresh_token")
+                .ok_or_else(|| OAuthError::invalid_request("refresh_token is missing"))?;
+            refresh_grant(b, &client, rt, get("scope")).await
+        }
+        other => Err(OAuthError::unsupported_grant_type(format!(
+            "grant_type `{other}` is not supported"
+        ))),
+    }
+}
+
+async fn code_grant(
+    b: &Broker,
+    client: &Client,
+    code: &str,
+    redirect_uri: &str,
+    verifier: &str,
+) -> Result<TokenResponse, OAuthError> {
+    let now = b.now();
+    let rec = match b.store.redeem_code(&token_hash(code), now).await? {
+        Redeem::Fresh(r) => r,
+        Redeem::Replayed(r) => {
+            // RFC 6749 §4.1.2 / RFC 9700 §4.5: revoke what the code produced.
+            b.store.revoke_grant(&r.grant_id, now).await?;
+            tracing::warn!(client = %r.client_id, grant = %r.grant_id, "authorization code replayed; grant revoked");
+            return Err(OAuthError::invalid_grant(
+                "the code was already used; tokens issued for it are revoked",
+            ));
+        }
+        Redeem::NotFound => return Err(OAuthError::invalid_grant("the code is invalid")),
+    };
+    if rec.client_id != client.client_id {
+        return Err(OAuthError::invalid_grant("the code was issued to another client"));
+    }
+    if rec.expires_at < now {
+        return Err(OAuthError::invalid_grant("the code expired"));
+    }
+    let data: CodeData = serde_json::from_str(&rec.data_json)
+        .map_err(|e| OAuthError::server_error(format!("code data: {e}")))?;
+    if data.redirect_uri != redirect_uri {
+        return Err(OAuthError::invalid_grant(
+            "redirect_uri differs from the authorization request",
+        ));
+    }
+    if !pkce_matches(verifier, &data.code_challenge) {
+        return Err(OAuthError::invalid_grant(
+            "code_verifier does not match the code_challenge",
+        ));
+    }
+    b.store
+        .create_grant(&GrantRecord {
+            id: rec.grant_id.clone(),
+            client_id: client.client_id.clone(),
+            account_id: rec.account_id.clone(),
+            scope: data.scope.join(" "),
+            created_at: now,
+            revoked_at: None,
+        })
+        .await?;
+    let rd = RefreshData {
+        client_id: client.client_id.clone(),
+        account_id: rec.account_id.clone(),
+        scope: data.scope.clone(),
+        acr: data.acr.clone(),
+        facts: data.facts.clone(),
+    };
+    let refresh = if client.allows_grant(GrantType::RefreshToken) {
+        let t = random_token();
+        b.store
+            .insert_refresh(&refresh_record(b, &rec.grant_id, &t, &rd, now)?)
+            .await?;
+        Some(t)
+    } else {
+        None
+    };
+    Ok(mint(b, client, &rec.grant_id, &rd, data.nonce.as_deref(), refresh))
+}
+
+fn refresh_record(
+    b: &Broker,
+    grant_id: &str,
+    token: &str,
+    rd: &RefreshData,
+    now: i64,
+) -> Result<RefreshRecord, OAuthError> {
+    Ok(RefreshRecord {
+        token_hash: token_hash(token),
+        grant_id: grant_id.to_string(),
+        data_json: serde_json::to_string(rd).map_err(|e| OAuthError::server_error(e.to_string()))?,
+        created_at: now,
+        expires_at: now + b.config.lifetimes.refresh_token,
+        used_at: None,
+    })
+}
+
+async fn refresh_grant(
+    b: &Broker,
+    client: &Client,
+    token: &str,
+    scope: Option<&str>,
+) -> Result<TokenResponse, OAuthError> {
+    let now = b.now();
+    let hash = token_hash(token);
+    let Some(old) = b.store.get_refresh(&hash).await? else {
+        return Err(OAuthError::invalid_grant("the refresh token is invalid"));
+    };
+    let rd: RefreshData = serde_json::from_str(&old.data_json)
+        .map_err(|e| OAuthError::server_error(format!("refresh data: {e}")))?;
+    if rd.client_id != client.client_id {
+        return Err(OAuthError::invalid_grant(
+            "the refresh token was issued to another client",
+        ));
+    }
+    let grant = b.store.get_grant(&old.grant_id).await?;
+    if grant.as_ref().is_none_or(|g| g.revoked_at.is_some()) {
+        return Err(OAuthError::invalid_grant("the grant was revoked"));
+    }
+    if old.used_at.is_none() && old.expires_at < now {
+        return Err(OAuthError::invalid_grant("the refresh token expired"));
+    }
+    let mut new_rd = rd.clone();
+    if let Some(s) = scope {
+        let asked: Vec<String> = s.split_whitespace().map(str::to_string).collect();
+        if let Some(extra) = asked.iter().find(|x| !rd.scope.contains(x)) {
+            return Err(OAuthError::invalid_scope(format!(
+                "scope `{extra}` was not granted"
+            )));
+        }
+        new_rd.scope = asked;
+    }
+    let new_token = random_token();
+    let new_rec = refresh_record(b, &old.grant_id, &new_token, &rd, now)?;
+    match b.store.rotate_refresh(&hash, &new_rec, now).await? {
+        Redeem::Fresh(_) => {}
+        Redeem::Replayed(r) => {
+            b.store.revoke_grant(&r.grant_id, now).await?;
+            tracing::warn!(client = %client.client_id, grant = %r.grant_id, "refresh token reused; grant revoked");
+            return Err(OAuthError::invalid_grant(
+                "the refresh token was already used; the whole grant is revoked",
+            ));
+        }
+        Redeem::NotFound => return Err(OAuthError::invalid_grant("the refresh token is invalid")),
+    }
+    Ok(mint(b, client, &old.grant_id, &new_rd, None, Some(new_token)))
+}
+
+/// Sign the access token (RFC 9068, ES256) and the ID token (the client's algorithm).
+fn mint(
+    b: &Broker,
+    client: &Client,
+    grant_id: &str,
+    rd: &RefreshData,
+    nonce: Option<&str>,
+    refresh_token: Option<String>,
+) -> TokenResponse {
+    let now = b.now();
+    let lt = b.config.lifetimes;
+    let sub = subject(b, client, &rd.account_id);
+    let scope = rd.scope.join(" ");
+    let mut at = json!({
+        "iss": b.issuer(),
+        "sub": sub,
+        "aud": b.issuer(),
+        "client_id": client.client_id,
+        "iat": now,
+        "exp": now + lt.access_token,
+        "jti": crate::clock::random_id(),
+        "scope": scope,
+        "auth_time": rd.facts.auth_time,
+        "amr": rd.facts.amr,
+        "gid": grant_id,
+    });
+    if let Some(acr) = &rd.acr {
+        at["acr"] = json!(acr);
+    }
+    let access_token = b.keys.sign(crate::registry::SigAlg::ES256, Some("at+jwt"), &at);
+    let mut id = json!({
+        "iss": b.issuer(),
+        "sub": sub,
+        "aud": client.client_id,
+        "iat": now,
+        "exp": now + lt.id_token,
+        "auth_time": rd.facts.auth_time,
+        "amr": rd.facts.amr,
+        "at_hash": half_hash(&access_token),
+    });
+    if let Some(n) = nonce {
+        id["nonce"] = json!(n);
+    }
+    if let Some(acr) = &rd.acr {
+        id["acr"] = json!(acr);
+    }
+    let id_token = b.keys.sign(client.id_token_alg, Some("JWT"), &id);
+    TokenResponse {
+        access_token,
+        token_type: "Bearer".into(),
+        expires_in: lt.access_token,
+        id_token,
+        refresh_token,
+        scope,
+    }
+}
+
+/// A verified, live access token.
+pub struct LiveAccessToken {
+    pub claims: Value,
+}
+
+/// Verify an access token presented to the broker: our signature, unexpired, the grant not
+/// revoked and the token not revoked.
+pub async fn check_access_token(b: &Broker, token: &str) -> Result<LiveAccessToken, OAuthError> {
+    let claims = b
+        .keys
+        .verify_access_token(token, b.issuer())
+        .ok_or_else(|| OAuthError::invalid_token("the access token is invalid or expired"))?;
+    let gid = claims["gid"].as_str().unwrap_or_default();
+    let grant = b.store.get_grant(gid).await?;
+    if grant.is_none_or(|g| g.revoked_at.is_some()) {
+        return Err(OAuthError::invalid_token("the access token was revoked"));
+    }
+    if b.store
+        .is_jti_revoked(claims["jti"].as_str().unwrap_or_default())
+        .await?
+    {
+        return Err(OAuthError::invalid_token("the access token was revoked"));
+    }
+    Ok(LiveAccessToken { claims })
+}
+
+/// GET/POST /userinfo: the subject and the claims the grant allows.
+pub async fn userinfo(b: &Broker, token: &str) -> Result<Value, OAuthError> {
+    let t = check_access_token(b, token).await?;
+    // Personal claims (the basic four) arrive with identity proofing; an unproofed account
+    // has only its subject.
+    Ok(json!({ "sub": t.claims["sub"] }))
+}
+
+/// POST /introspect (RFC 7662). Only authenticated clients; refresh tokens only to their owner.
+pub async fn introspect(b: &Broker, client: &Client, token: &str) -> Result<Value, OAuthError> {
+    if let Ok(t) = check_access_token(b, token).await {
+        let c = &t.claims;
+        let mut out = json!({
+            "active": true,
+            "token_type": "Bearer",
+            "scope": c["scope"], "client_id": c["client_id"], "sub": c["sub"],
+            "exp": c["exp"], "iat": c["iat"], "iss": c["iss"], "aud": c["aud"],
+            "jti": c["jti"], "auth_time": c["auth_time"], "amr": c["amr"],
+        });
+        if !c["acr"].is_null() {
+            out["acr"] = c["acr"].clone();
+        }
+        return Ok(out);
+    }
+    let now = b.now();
+    if let Some(r) = b.store.get_refresh(&token_hash(token)).await?
+        && r.used_at.is_none()
+        && r.expires_at > now
+        && let Ok(rd) = serde_json::from_str::<RefreshData>(&r.data_json)
+        && rd.client_id == client.client_id
+        && b.store
+            .get_grant(&r.grant_id)
+            .await?
+            .is_some_and(|g| g.revoked_at.is_none())
+    {
+        return Ok(json!({
+            "active": true,
+            "token_type": "refresh_token",
+            "scope": rd.scope.join(" "),
+            "client_id": rd.client_id,
+            "sub": subject(b, client, &rd.account_id),
+            "exp": r.expires_at, "iat": r.created_at, "iss": b.issuer(),
+            "auth_time": rd.facts.auth_time,
+        }));
+    }
+    Ok(json!({ "active": false }))
+}
+
+/// POST /revoke (RFC 7009): revoking a refresh token revokes its grant (and so every
+/// access token of it); revoking an access token revokes that token.
+pub async fn revoke(b: &Broker, client: &Client, token: &str, hint: Option<&str>) -> Result<(), OAuthError> {
+    if let Some(h) = hint
+        && h != "access_token"
+        && h != "refresh_token"
+    {
+        return Err(OAuthError::unsupported_token_type(format!(
+            "token_type_hint `{h}` is not supported"
+        )));
+    }
+    let now = b.now();
+    if let Some(r) = b.store.get_refresh(&token_hash(token)).await? {
+        if let Ok(rd) = serde_json::from_str::<RefreshData>(&r.data_json)
+            && rd.client_id == client.client_id
+        {
+            b.store.revoke_grant(&r.grant_id, now).await?;
+        }
+        return Ok(());
+    }
+    if let Some(c) = b.keys.verify_access_token(token, b.issuer())
+        && c["client_id"].as_str() == Some(client.client_id.as_str())
+    {
+        b.store
+            .revoke_jti(
+                c["jti"].as_str().unwrap_or_default(),
+                c["exp"].as_i64().unwrap_or(now),
+            )
+            .await?;
+    }
+    Ok(())
+}

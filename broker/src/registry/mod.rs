@@ -1,0 +1,551 @@
+//! The relying-party registry: one TOML file per RP under `relying-parties/`, validated into
+//! one immutable snapshot. A broken file is reported as `file:line: reason`.
+
+use serde::Deserialize;
+use serde_spanned::Spanned;
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use url::Url;
+
+pub mod policy;
+
+/// The kinds of relying party the operator distinguishes (policy may set minimums per kind).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RpKind {
+    PublicSector,
+    Bank,
+    Hospital,
+    Catv,
+    Other,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMethod {
+    /// Public client: no secret; PKCE is what protects the code.
+    None,
+    ClientSecretBasic,
+    ClientSecretPost,
+    PrivateKeyJwt,
+}
+
+impl AuthMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthMethod::None => "none",
+            AuthMethod::ClientSecretBasic => "client_secret_basic",
+            AuthMethod::ClientSecretPost => "client_secret_post",
+            AuthMethod::PrivateKeyJwt => "private_key_jwt",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SubjectType {
+    Pairwise,
+    Public,
+}
+
+/// JWS algorithms an RP may ask for its ID tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
+pub enum SigAlg {
+    ES256,
+    RS256,
+    PS256,
+}
+
+impl SigAlg {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SigAlg::ES256 => "ES256",
+            SigAlg::RS256 => "RS256",
+            SigAlg::PS256 => "PS256",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GrantType {
+    AuthorizationCode,
+    RefreshToken,
+}
+
+/// Scopes the broker knows. Others in a request are ignored (OIDC Core 5.4 / 3.1.2.1).
+pub const SUPPORTED_SCOPES: &[&str] = &[
+    "openid",
+    "profile",
+    "name",
+    "birthdate",
+    "gender",
+    "address",
+    "offline_access",
+];
+
+/// Claims the broker can release (the basic four of the signature certificate, and the
+/// OpenID Connect for Identity Assurance container).
+pub const SUPPORTED_CLAIMS: &[&str] = &[
+    "name",
+    "birthdate",
+    "gender",
+    "address",
+    "verified_claims",
+];
+
+/// One registered relying party, validated.
+#[derive(Debug, Clone)]
+pub struct Client {
+    pub client_id: String,
+    pub display_name: String,
+    pub display_name_ja: String,
+    pub kind: RpKind,
+    pub redirect_uris: Vec<String>,
+    pub auth_method: AuthMethod,
+    /// SHA-256 of the client secret (never the secret itself).
+    pub client_secret_sha256: Option<[u8; 32]>,
+    /// The client's public keys for `private_key_jwt`.
+    pub jwks: Option<jsonwebtoken::jwk::JwkSet>,
+    pub scopes: BTreeSet<String>,
+    pub claims: BTreeSet<String>,
+    pub subject_type: SubjectType,
+    /// The sector for pairwise `sub` (host of the redirect URIs unless configured).
+    pub sector: String,
+    pub id_token_alg: SigAlg,
+    pub grant_types: Vec<GrantType>,
+    /// File it came from (for messages).
+    pub source: PathBuf,
+}
+
+impl Client {
+    pub fn allows_grant(&self, g: GrantType) -> bool {
+        self.grant_types.contains(&g)
+    }
+    pub fn is_public(&self) -> bool {
+        self.auth_method == AuthMethod::None
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawClient {
+    client_id: Spanned<String>,
+    display_name: Spanned<String>,
+    display_name_ja: Option<String>,
+    kind: RpKind,
+    redirect_uris: Spanned<Vec<Spanned<String>>>,
+    token_endpoint_auth_method: Spanned<AuthMethod>,
+    client_secret_sha256: Option<Spanned<String>>,
+    jwks: Option<Spanned<toml::Value>>,
+    #[serde(default = "default_scopes")]
+    scopes: Spanned<Vec<String>>,
+    #[serde(default = "no_claims")]
+    claims: Spanned<Vec<String>>,
+    #[serde(default = "default_subject_type")]
+    subject_type: SubjectType,
+    sector_identifier: Option<Spanned<String>>,
+    #[serde(default = "default_alg")]
+    id_token_signed_response_alg: SigAlg,
+    #[serde(default = "default_grants")]
+    grant_types: Vec<GrantType>,
+}
+
+fn default_scopes() -> Spanned<Vec<String>> {
+    Spanned::new(0..0, vec!["openid".to_string()])
+}
+fn no_claims() -> Spanned<Vec<String>> {
+    Spanned::new(0..0, vec![])
+}
+fn default_subject_type() -> SubjectType {
+    SubjectType::Pairwise
+}
+fn default_alg() -> SigAlg {
+    SigAlg::ES256
+}
+fn default_grants() -> Vec<GrantType> {
+    vec![GrantType::AuthorizationCode, GrantType::RefreshToken]
+}
+
+/// `file:line: reason`.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+#[error("{}:{line}: {reason}", file.display())]
+pub struct FileError {
+    pub file: PathBuf,
+    pub line: usize,
+    pub reason: String,
+}
+
+/// 1-based line number of byte offset `at` in `text`.
+pub fn line_of(text: &str, at: usize) -> usize {
+    text[..at.min(text.len())].matches('\n').count() + 1
+}
+
+/// `line: message` of a TOML error, for messages of the form `file:line: message`.
+pub fn describe_toml_error(text: &str, e: &toml::de::Error) -> String {
+    let line = e.span().map(|s| line_of(text, s.start)).unwrap_or(1);
+    format!("{line}: {}", e.message().trim())
+}
+
+/// The validated set of relying parties. Immutable: a reload builds a new one.
+#[derive(Debug, Default)]
+pub struct Registry {
+    clients: HashMap<String, Arc<Client>>,
+}
+
+impl Registry {
+    pub fn get(&self, client_id: &str) -> Option<&Arc<Client>> {
+        self.clients.get(client_id)
+    }
+    pub fn len(&self) -> usize {
+        self.clients.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.clients.is_empty()
+    }
+    pub fn clients(&self) -> impl Iterator<Item = &Arc<Client>> {
+        self.clients.values()
+    }
+
+    /// Load every `*.toml` in `dir` (sorted by name). The first broken file stops the load.
+    pub fn load_dir(dir: &Path) -> Result<Registry, FileError> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(|e| FileError {
+                file: dir.to_path_buf(),
+                line: 0,
+                reason: format!("cannot read the relying-party directory: {e}"),
+            })?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+            .collect();
+        files.sort();
+        let mut reg = Registry::default();
+        for f in files {
+            let text = std::fs::read_to_string(&f).map_err(|e| FileError {
+                file: f.clone(),
+                line: 0,
+                reason: format!("cannot read: {e}"),
+            })?;
+            let client = parse_client(&f, &text)?;
+            if let Some(prev) = reg.clients.get(&client.client_id) {
+                return Err(FileError {
+                    file: f.clone(),
+                    line: 1,
+                    reason: format!(
+                        "client_id `{}` is already registered by {}",
+                        client.client_id,
+                        prev.source.display()
+                    ),
+                });
+            }
+            reg.clients
+                .insert(client.client_id.clone(), Arc::new(client));
+        }
+        Ok(reg)
+    }
+}
+
+/// Parse and validate one relying-party file.
+pub fn parse_client(file: &Path, text: &str) -> Result<Client, FileError> {
+    let err = |span: std::ops::Range<usize>, reason: String| FileError {
+        file: file.to_path_buf(),
+        line: line_of(text, span.start),
+        reason,
+    };
+    let raw: RawClient = toml::from_str(text).map_err(|e| FileError {
+        file: file.to_path_buf(),
+        line: e.span().map(|s| line_of(text, s.start)).unwrap_or(1),
+        reason: e.message().trim().to_string(),
+    })?;
+
+    let cid = raw.client_id.get_ref();
+    if cid.is_empty()
+        || cid.len() > 128
+        || !cid
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-._".contains(c))
+    {
+        return Err(err(
+            raw.client_id.span(),
+            format!("client_id `{cid}` must be 1–128 characters of A–Z a–z 0–9 - . _"),
+        ));
+    }
+    if raw.display_name.get_ref().trim().is_empty() {
+        return Err(err(raw.display_name.span(), "display_name is empty".into()));
+    }
+
+    // Redirect URIs: absolute, no fragment, https unless loopback (RFC 8252 §7.3).
+    if raw.redirect_uris.get_ref().is_empty() {
+        return Err(err(
+            raw.redirect_uris.span(),
+            "redirect_uris must list at least one URI".into(),
+        ));
+    }
+    let mut hosts = BTreeSet::new();
+    let mut redirect_uris = Vec::new();
+    for u in raw.redirect_uris.get_ref() {
+        let s = u.get_ref();
+        let parsed = Url::parse(s)
+            .map_err(|e| err(u.span(), format!("redirect URI `{s}` is not absolute: {e}")))?;
+        if parsed.fragment().is_some() {
+            return Err(err(u.span(), format!("redirect URI `{s}` has a fragment")));
+        }
+        let loopback = matches!(
+            parsed.host_str(),
+            Some("localhost") | Some("127.0.0.1") | Some("[::1]")
+        );
+        match parsed.scheme() {
+            "https" => {}
+            "http" if loopback => {}
+            "http" => {
+                return Err(err(
+                    u.span(),
+                    format!("redirect URI `{s}` uses http on a non-loopback host"),
+                ));
+            }
+            other => {
+                return Err(err(
+                    u.span(),
+                    format!("redirect URI `{s}` has scheme `{other}`; only https (or http on loopback) is allowed"),
+                ));
+            }
+        }
+        if let Some(h) = parsed.host_str() {
+            hosts.insert(h.to_string());
+        }
+        redirect_uris.push(s.clone());
+    }
+
+    // Client authentication.
+    let method = *raw.token_endpoint_auth_method.get_ref();
+    let mut secret = None;
+    let mut jwks = None;
+    match method {
+        AuthMethod::None => {
+            if let Some(s) = &raw.client_secret_sha256 {
+                return Err(err(
+                    s.span(),
+                    "client_secret_sha256 is set but token_endpoint_auth_method is `none`".into(),
+                ));
+            }
+        }
+        AuthMethod::ClientSecretBasic | AuthMethod::ClientSecretPost => {
+            let Some(s) = &raw.client_secret_sha256 else {
+                return Err(err(
+                    raw.token_endpoint_auth_method.span(),
+                    format!(
+                        "{} needs client_secret_sha256 (make one with `broker rp secret`)",
+                        method.as_str()
+                    ),
+                ));
+            };
+            let bytes = hex::decode(s.get_ref())
+                .ok()
+                .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                .ok_or_else(|| {
+                    err(
+                        s.span(),
+                        "client_secret_sha256 must be 64 hexadecimal characters (SHA-256 of the secret)"
+                            .into(),
+                    )
+                })?;
+            secret = Some(bytes);
+        }
+        AuthMethod::PrivateKeyJwt => {
+            let Some(j) = &raw.jwks else {
+                return Err(err(
+                    raw.token_endpoint_auth_method.span(),
+                    "private_key_jwt needs `jwks` with the client's public keys".into(),
+                ));
+            };
+            let json = serde_json::to_value(j.get_ref())
+                .map_err(|e| err(j.span(), format!("jwks: {e}")))?;
+            let set: jsonwebtoken::jwk::JwkSet = serde_json::from_value(json)
+                .map_err(|e| err(j.span(), format!("jwks is not a JWK Set: {e}")))?;
+            if set.keys.is_empty() {
+                return Err(err(j.span(), "jwks has no keys".into()));
+            }
+            for k in &set.keys {
+                if k.is_supported() && jsonwebtoken::DecodingKey::from_jwk(k).is_ok() {
+                    continue;
+                }
+                return Err(err(
+                    j.span(),
+                    format!(
+                        "jwks key {:?} is not a usable public key",
+                        k.common.key_id.as_deref().unwrap_or("(no kid)")
+                    ),
+                ));
+            }
+            jwks = Some(set);
+        }
+    }
+    if method != AuthMethod::PrivateKeyJwt
+        && let Some(j) = &raw.jwks
+    {
+        return Err(err(
+            j.span(),
+            "jwks is only used with token_endpoint_auth_method = \"private_key_jwt\"".into(),
+        ));
+    }
+
+    let mut scopes = BTreeSet::new();
+    for s in raw.scopes.get_ref() {
+        if !SUPPORTED_SCOPES.contains(&s.as_str()) {
+            return Err(err(
+                raw.scopes.span(),
+                format!(
+                    "scope `{s}` is not one the broker supports ({})",
+                    SUPPORTED_SCOPES.join(", ")
+                ),
+            ));
+        }
+        scopes.insert(s.clone());
+    }
+    if !scopes.contains("openid") {
+        return Err(err(raw.scopes.span(), "scopes must include `openid`".into()));
+    }
+    let mut claims = BTreeSet::new();
+    for c in raw.claims.get_ref() {
+        if !SUPPORTED_CLAIMS.contains(&c.as_str()) {
+            return Err(err(
+                raw.claims.span(),
+                format!(
+                    "claim `{c}` is not one the broker can release ({})",
+                    SUPPORTED_CLAIMS.join(", ")
+                ),
+            ));
+        }
+        claims.insert(c.clone());
+    }
+
+    let sector = match &raw.sector_identifier {
+        Some(s) => {
+            let v = s.get_ref().trim();
+            if v.is_empty() || v.contains('/') || v.contains(' ') {
+                return Err(err(
+                    s.span(),
+                    format!("sector_identifier `{v}` must be a host name"),
+                ));
+            }
+            v.to_string()
+        }
+        None if raw.subject_type == SubjectType::Pairwise && hosts.len() > 1 => {
+            return Err(err(
+                raw.redirect_uris.span(),
+                format!(
+                    "redirect URIs span several hosts ({}); pairwise subjects need sector_identifier",
+                    hosts.into_iter().collect::<Vec<_>>().join(", ")
+                ),
+            ));
+        }
+        None => hosts.into_iter().next().unwrap_or_default(),
+    };
+    if raw.grant_types.is_empty() || !raw.grant_types.contains(&GrantType::AuthorizationCode) {
+        return Err(err(
+            raw.client_id.span(),
+            "grant_types must include authorization_code".into(),
+        ));
+    }
+
+    let display_name = raw.display_name.into_inner();
+    Ok(Client {
+        client_id: raw.client_id.into_inner(),
+        display_name_ja: raw.display_name_ja.unwrap_or_else(|| display_name.clone()),
+        display_name,
+        kind: raw.kind,
+        redirect_uris,
+        auth_method: method,
+        client_secret_sha256: secret,
+        jwks,
+        scopes,
+        claims,
+        subject_type: raw.subject_type,
+        sector,
+        id_token_alg: raw.id_token_signed_response_alg,
+        grant_types: raw.grant_types,
+        source: file.to_path_buf(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+client_id = "city"
+display_name = "City portal"
+kind = "public_sector"
+redirect_uris = ["https://city.example.jp/cb"]
+token_endpoint_auth_method = "client_secret_basic"
+client_secret_sha256 = "2bb80d537b1da3e38bd30361aa855686bde0eacd7162fef6a25fe97bf527a25b"
+scopes = ["openid", "profile"]
+"#;
+
+    fn parse(text: &str) -> Result<Client, FileError> {
+        parse_client(Path::new("rp.toml"), text)
+    }
+
+    #[test]
+    fn good_file_parses_with_defaults() {
+        let c = parse(GOOD).unwrap();
+        assert_eq!(c.client_id, "city");
+        assert_eq!(c.sector, "city.example.jp");
+        assert_eq!(c.subject_type, SubjectType::Pairwise);
+        assert_eq!(c.id_token_alg, SigAlg::ES256);
+        assert!(c.allows_grant(GrantType::RefreshToken));
+    }
+
+    #[test]
+    fn errors_carry_file_and_line() {
+        let bad = GOOD.replace(
+            "https://city.example.jp/cb",
+            "http://city.example.jp/cb",
+        );
+        let e = parse(&bad).unwrap_err();
+        assert_eq!(e.line, 5);
+        assert_eq!(
+            e.to_string(),
+            "rp.toml:5: redirect URI `http://city.example.jp/cb` uses http on a non-loopback host"
+        );
+        let bad = GOOD.replace("2bb80d", "zz");
+        let e = parse(&bad).unwrap_err();
+        assert_eq!(e.line, 7);
+        assert!(e.reason.contains("64 hexadecimal"), "{e}");
+        let bad = GOOD.replace("kind = \"public_sector\"", "kind = \"casino\"");
+        let e = parse(&bad).unwrap_err();
+        assert_eq!(e.line, 4, "{e}");
+        let bad = GOOD.replace("\"profile\"", "\"email\"");
+        let e = parse(&bad).unwrap_err();
+        assert!(e.reason.starts_with("scope `email` is not one"), "{e}");
+        let bad = GOOD.replace("client_secret_sha256 = ", "# ");
+        let e = parse(&bad).unwrap_err();
+        assert_eq!(e.line, 6);
+        let bad = format!("{GOOD}colour = \"red\"\n");
+        let e = parse(&bad).unwrap_err();
+        assert!(e.reason.contains("unknown field `colour`"), "{e}");
+    }
+
+    #[test]
+    fn loopback_http_is_allowed_and_multi_host_needs_sector() {
+        let ok = GOOD.replace("https://city.example.jp/cb", "http://127.0.0.1:9999/cb");
+        assert!(parse(&ok).is_ok());
+        let two = GOOD.replace(
+            "[\"https://city.example.jp/cb\"]",
+            "[\"https://a.example.jp/cb\", \"https://b.example.jp/cb\"]",
+        );
+        assert!(parse(&two).unwrap_err().reason.contains("sector_identifier"));
+        let with_sector = format!("{two}sector_identifier = \"example.jp\"\n");
+        assert_eq!(parse(&with_sector).unwrap().sector, "example.jp");
+    }
+
+    #[test]
+    fn shipped_examples_load() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../relying-parties");
+        let reg = Registry::load_dir(&dir).unwrap();
+        for id in ["city-portal", "hospital", "bank", "catv", "local-dev", "local-dev-spa"] {
+            assert!(reg.get(id).is_some(), "example {id} missing");
+        }
+    }
+}

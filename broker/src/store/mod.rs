@@ -1,0 +1,221 @@
+//! Persistence. The only module that knows SQL; callers use the [`Store`] trait and these
+//! plain records. SQLite is the embedded default; PostgreSQL arrives behind the same trait.
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+pub mod sqlite;
+
+/// Store failures. The detail is for logs, never for clients.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Db(String),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        StoreError::Db(e.to_string())
+    }
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TxStatus {
+    Pending,
+    Authenticated,
+    Done,
+}
+
+impl TxStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TxStatus::Pending => "pending",
+            TxStatus::Authenticated => "authenticated",
+            TxStatus::Done => "done",
+        }
+    }
+    fn parse(s: &str) -> Result<Self> {
+        Ok(match s {
+            "pending" => TxStatus::Pending,
+            "authenticated" => TxStatus::Authenticated,
+            "done" => TxStatus::Done,
+            other => return Err(StoreError::Corrupt(format!("transaction status {other}"))),
+        })
+    }
+}
+
+/// A login transaction (from /authorize until the code).
+#[derive(Debug, Clone)]
+pub struct TxRecord {
+    pub id: String,
+    /// Hash of the secret in the browser's transaction cookie.
+    pub browser_hash: String,
+    /// Hash of the secret in the card-helper link.
+    pub helper_hash: String,
+    pub client_id: String,
+    /// The validated authorization request, JSON.
+    pub request_json: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub status: TxStatus,
+    pub challenge_nonce: String,
+    pub challenge_expires_at: i64,
+    pub challenge_used: bool,
+    /// Short code shown on the login page and by the helper, to compare.
+    pub binding_code: String,
+    pub csrf: String,
+    pub account_id: Option<String>,
+    pub facts_json: Option<String>,
+    pub session_hash: Option<String>,
+}
+
+/// A certificate to link to an account on a successful card login.
+#[derive(Debug, Clone)]
+pub struct CertLink {
+    pub issuer: String,
+    pub serial: String,
+    pub kind: String,
+    pub not_after: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CardLoginOutcome {
+    /// The transaction is now authenticated for this account.
+    Authenticated { account_id: String, new_account: bool },
+    /// The challenge was used already (or the transaction is gone).
+    ChallengeUsed,
+}
+
+#[derive(Debug, Clone)]
+pub struct SessionRecord {
+    pub id_hash: String,
+    pub account_id: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub facts_json: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct CodeRecord {
+    pub code_hash: String,
+    pub grant_id: String,
+    pub client_id: String,
+    pub account_id: String,
+    pub data_json: String,
+    pub expires_at: i64,
+    pub used_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Redeem<T> {
+    /// First use: the record, now marked used.
+    Fresh(T),
+    /// Used before: the record (its grant should be revoked).
+    Replayed(T),
+    NotFound,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrantRecord {
+    pub id: String,
+    pub client_id: String,
+    pub account_id: String,
+    pub scope: String,
+    pub created_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshRecord {
+    pub token_hash: String,
+    pub grant_id: String,
+    pub data_json: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub used_at: Option<i64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SigningKeyRecord {
+    pub kid: String,
+    pub alg: String,
+    pub private_pem: String,
+    pub created_at: i64,
+    pub status: String,
+}
+
+/// Row counts, for tests that prove nothing was stored on a failure.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub accounts: i64,
+    pub cert_links: i64,
+    pub sessions: i64,
+    pub codes: i64,
+    pub grants: i64,
+    pub refresh_tokens: i64,
+    pub consents: i64,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    async fn create_tx(&self, tx: &TxRecord) -> Result<()>;
+    async fn get_tx(&self, id: &str) -> Result<Option<TxRecord>>;
+    async fn get_tx_by_helper(&self, helper_hash: &str) -> Result<Option<TxRecord>>;
+    /// In one database transaction: find or create the account of `cert`, link it, and mark
+    /// the transaction authenticated — only if its challenge `nonce` is still unused.
+    async fn complete_card_login(
+        &self,
+        helper_hash: &str,
+        nonce: &str,
+        cert: &CertLink,
+        facts_json: &str,
+        now: i64,
+    ) -> Result<CardLoginOutcome>;
+    /// Record which SSO session the transaction's browser now holds.
+    async fn bind_tx_session(&self, tx_id: &str, session_hash: &str) -> Result<()>;
+    /// Mark the transaction done; false if it was done already (a code exists).
+    async fn finish_tx(&self, tx_id: &str) -> Result<bool>;
+
+    async fn create_session(&self, s: &SessionRecord) -> Result<()>;
+    async fn get_session(&self, id_hash: &str) -> Result<Option<SessionRecord>>;
+    async fn delete_session(&self, id_hash: &str) -> Result<()>;
+
+    async fn get_consent(&self, account_id: &str, client_id: &str) -> Result<Option<String>>;
+    async fn put_consent(&self, account_id: &str, client_id: &str, scope: &str, now: i64)
+    -> Result<()>;
+
+    async fn insert_code(&self, c: &CodeRecord) -> Result<()>;
+    /// Mark the code used and return it; a second call returns `Replayed`.
+    async fn redeem_code(&self, code_hash: &str, now: i64) -> Result<Redeem<CodeRecord>>;
+
+    async fn create_grant(&self, g: &GrantRecord) -> Result<()>;
+    async fn get_grant(&self, id: &str) -> Result<Option<GrantRecord>>;
+    /// Revoke a grant and every refresh token of it.
+    async fn revoke_grant(&self, id: &str, now: i64) -> Result<()>;
+
+    async fn insert_refresh(&self, r: &RefreshRecord) -> Result<()>;
+    async fn get_refresh(&self, token_hash: &str) -> Result<Option<RefreshRecord>>;
+    /// Mark `old_hash` used and insert `new` in one step; a used token gives `Replayed`.
+    async fn rotate_refresh(
+        &self,
+        old_hash: &str,
+        new: &RefreshRecord,
+        now: i64,
+    ) -> Result<Redeem<RefreshRecord>>;
+
+    async fn revoke_jti(&self, jti: &str, expires_at: i64) -> Result<()>;
+    async fn is_jti_revoked(&self, jti: &str) -> Result<bool>;
+
+    async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>>;
+    async fn insert_signing_key(&self, k: &SigningKeyRecord) -> Result<()>;
+
+    /// The stored secret `name`, storing `candidate` first if there is none.
+    async fn secret(&self, name: &str, candidate: &str) -> Result<String>;
+
+    async fn counts(&self) -> Result<Counts>;
+}

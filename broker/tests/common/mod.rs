@@ -1,0 +1,327 @@
+//! Test harness: a broker on a temporary data directory, driven through the real router with
+//! an in-memory cookie jar (a "browser"), and virtual cards from the demo PKI.
+#![allow(dead_code)]
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode, header};
+use broker::app::Broker;
+use broker::card::{Key, VirtualCard};
+use broker::clock::{FixedClock, b64url, sha256};
+use broker::config::Config;
+use broker::pki::demo::{CardRequest, DemoPki};
+use http_body_util::BodyExt;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tower::ServiceExt;
+
+pub const ISSUER: &str = "http://localhost:8080";
+pub const REDIRECT: &str = "http://127.0.0.1:8765/callback";
+pub const CLIENT: &str = "local-dev";
+pub const SECRET: &str = "local-dev-secret";
+pub const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+pub struct TestBroker {
+    pub dir: tempfile::TempDir,
+    pub broker: Arc<Broker>,
+    pub app: Router,
+    pub clock: Arc<FixedClock>,
+}
+
+impl TestBroker {
+    pub async fn new() -> TestBroker {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let rps = repo().join("relying-parties");
+        let pol = repo().join("policies");
+        let env: HashMap<&str, String> = HashMap::from([
+            ("BROKER_DATA_DIR", data.display().to_string()),
+            ("BROKER_RELYING_PARTIES_DIR", rps.display().to_string()),
+            ("BROKER_POLICIES_DIR", pol.display().to_string()),
+        ]);
+        let config = Config::load(None, |k| env.get(k).cloned()).unwrap();
+        let clock = Arc::new(FixedClock::new(time::OffsetDateTime::now_utc()));
+        let broker = Broker::start(config, clock.clone()).await.unwrap();
+        let app = broker::http::app(broker.clone());
+        TestBroker {
+            dir,
+            broker,
+            app,
+            clock,
+        }
+    }
+
+    pub fn demo_pki(&self) -> DemoPki {
+        DemoPki::load(&self.broker.config.data_dir.join("demo-pki")).unwrap()
+    }
+
+    /// A fresh virtual card from the demo PKI (auth PIN 1234, sign PIN ABC123).
+    pub fn card(&self, name: &str) -> VirtualCard {
+        let now = time::OffsetDateTime::now_utc();
+        self.card_from(&self.demo_pki(), name, now - time::Duration::days(1), now + time::Duration::days(365))
+    }
+
+    pub fn card_from(
+        &self,
+        pki: &DemoPki,
+        name: &str,
+        not_before: time::OffsetDateTime,
+        not_after: time::OffsetDateTime,
+    ) -> VirtualCard {
+        let issued = pki
+            .issue_card(&CardRequest {
+                name: "試験\u{3000}花子".into(),
+                name_substituted: None,
+                birthdate: time::macros::date!(1985 - 06 - 15),
+                gender: 2,
+                address: "東京都千代田区サンプル町1-1".into(),
+                address_substituted: None,
+                not_before,
+                not_after,
+            })
+            .unwrap();
+        VirtualCard::create(&self.dir.path().join(name), &issued, "1234", "ABC123").unwrap()
+    }
+
+    pub fn browser(&self) -> Browser {
+        Browser {
+            app: self.app.clone(),
+            cookies: HashMap::new(),
+        }
+    }
+
+    pub async fn counts(&self) -> broker::store::Counts {
+        self.broker.store.counts().await.unwrap()
+    }
+}
+
+/// A response, read whole.
+#[derive(Debug)]
+pub struct Resp {
+    pub status: StatusCode,
+    pub location: Option<String>,
+    pub headers: axum::http::HeaderMap,
+    pub body: String,
+}
+
+impl Resp {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+    /// Query parameters of the redirect.
+    pub fn redirect_params(&self) -> HashMap<String, String> {
+        let loc = self.location.as_ref().expect("a redirect");
+        url::Url::parse(loc)
+            .unwrap()
+            .query_pairs()
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect()
+    }
+}
+
+/// Sends requests through the router and keeps cookies like a browser.
+pub struct Browser {
+    pub app: Router,
+    pub cookies: HashMap<String, String>,
+}
+
+pub fn path_of(url: &str) -> String {
+    url.strip_prefix(ISSUER).unwrap_or(url).to_string()
+}
+
+impl Browser {
+    pub async fn send(&mut self, req: Request<Body>) -> Resp {
+        let res = self.app.clone().oneshot(req).await.unwrap();
+        for v in res.headers().get_all(header::SET_COOKIE) {
+            let s = v.to_str().unwrap();
+            let (kv, _) = s.split_once(';').unwrap_or((s, ""));
+            let (k, v) = kv.split_once('=').unwrap();
+            self.cookies.insert(k.to_string(), v.to_string());
+        }
+        let status = res.status();
+        let headers = res.headers().clone();
+        let location = headers
+            .get(header::LOCATION)
+            .map(|v| v.to_str().unwrap().to_string());
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        Resp {
+            status,
+            location,
+            headers,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        }
+    }
+
+    fn cookie_header(&self) -> String {
+        self.cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    pub async fn get(&mut self, url: &str) -> Resp {
+        let req = Request::builder()
+            .uri(path_of(url))
+            .header(header::COOKIE, self.cookie_header())
+            .body(Body::empty())
+            .unwrap();
+        self.send(req).await
+    }
+
+    pub async fn post_form(&mut self, url: &str, form: &[(&str, &str)], basic: Option<(&str, &str)>) -> Resp {
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(form)
+            .finish();
+        let mut b = Request::builder()
+            .method(Method::POST)
+            .uri(path_of(url))
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(header::COOKIE, self.cookie_header());
+        if let Some((u, p)) = basic {
+            use base64::Engine;
+            let v = base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"));
+            b = b.header(header::AUTHORIZATION, format!("Basic {v}"));
+        }
+        self.send(b.body(Body::from(body)).unwrap()).await
+    }
+
+    pub async fn post_json(&mut self, url: &str, v: &Value) -> Resp {
+        let req = Request::builder()
+            .method(Method::POST)
+            .uri(path_of(url))
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(v.to_string()))
+            .unwrap();
+        self.send(req).await
+    }
+
+    pub async fn get_bearer(&mut self, url: &str, token: &str) -> Resp {
+        let req = Request::builder()
+            .uri(path_of(url))
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .body(Body::empty())
+            .unwrap();
+        self.send(req).await
+    }
+}
+
+/// An authorization URL for the local-dev client with PKCE S256 of [`VERIFIER`].
+pub fn auth_url(extra: &[(&str, &str)]) -> String {
+    let challenge = b64url(&sha256(VERIFIER.as_bytes()));
+    let mut p: Vec<(&str, &str)> = vec![
+        ("client_id", CLIENT),
+        ("redirect_uri", REDIRECT),
+        ("response_type", "code"),
+        ("scope", "openid profile"),
+        ("state", "st-1"),
+        ("nonce", "nonce-1"),
+        ("code_challenge", &challenge),
+        ("code_challenge_method", "S256"),
+    ];
+    for (k, v) in extra {
+        p.retain(|(n, _)| n != k);
+        if !v.is_empty() {
+            p.push((k, v));
+        }
+    }
+    let q = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(p)
+        .finish();
+    format!("/authorize?{q}")
+}
+
+/// The state of a login page: transaction id and helper link.
+pub struct Started {
+    pub tx: String,
+    pub helper_path: String,
+    pub status: Value,
+}
+
+/// /authorize → login page; returns the transaction and its helper link.
+pub async fn start_login(br: &mut Browser, url: &str) -> Started {
+    let r = br.get(url).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let loc = r.location.unwrap();
+    let tx = loc.strip_prefix("/login/").expect("login redirect").to_string();
+    let page = br.get(&loc).await;
+    assert_eq!(page.status, StatusCode::OK);
+    let st = br.get(&format!("/login/{tx}/status")).await.json();
+    assert_eq!(st["status"], "pending");
+    Started {
+        tx,
+        helper_path: path_of(st["helper_url"].as_str().unwrap()),
+        status: st,
+    }
+}
+
+/// The helper's part: fetch the challenge, sign it with the card, post the answer.
+pub async fn helper_answer(br: &mut Browser, helper_path: &str, card: &mut VirtualCard, pin: &str) -> Resp {
+    let ch = br.get(helper_path).await;
+    assert_eq!(ch.status, StatusCode::OK, "{}", ch.body);
+    let ch = ch.json();
+    let msg = broker::clock::b64url_decode(ch["to_be_signed"].as_str().unwrap()).unwrap();
+    let sig = card.sign(Key::Auth, pin, &msg).unwrap();
+    let cert = card.auth_certificate_der().unwrap();
+    br.post_json(
+        helper_path,
+        &serde_json::json!({"certificate": b64url(&cert), "signature": b64url(&sig)}),
+    )
+    .await
+}
+
+/// Full login through consent; returns the redirect's query parameters (code, state, iss).
+pub async fn login_with_card(br: &mut Browser, card: &mut VirtualCard, url: &str) -> HashMap<String, String> {
+    let s = start_login(br, url).await;
+    let r = helper_answer(br, &s.helper_path, card, "1234").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let r = br.get(&format!("/login/{}/continue", s.tx)).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let mut loc = r.location.unwrap();
+    if loc.starts_with(&format!("{ISSUER}/consent/")) {
+        let page = br.get(&loc).await;
+        let csrf = page
+            .body
+            .split("name=\"csrf\" value=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap()
+            .to_string();
+        let r = br
+            .post_form(&loc, &[("csrf", &csrf), ("decision", "approve")], None)
+            .await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+        loc = r.location.unwrap();
+    }
+    assert!(loc.starts_with(REDIRECT), "{loc}");
+    Resp {
+        status: StatusCode::SEE_OTHER,
+        location: Some(loc),
+        headers: Default::default(),
+        body: String::new(),
+    }
+    .redirect_params()
+}
+
+/// Redeem `code` at the token endpoint as local-dev.
+pub async fn redeem(br: &mut Browser, code: &str) -> Resp {
+    br.post_form(
+        "/token",
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", VERIFIER),
+        ],
+        Some((CLIENT, SECRET)),
+    )
+    .await
+}

@@ -1,0 +1,295 @@
+//! The code + PKCE flow with a virtual card, through the real router, and each error the
+//! specs name for the authorization and token endpoints.
+
+mod common;
+use axum::http::StatusCode;
+use common::*;
+use serde_json::Value;
+
+fn decode_verified(token: &str, jwks: &Value, aud: &str) -> Value {
+    broker::app::install_crypto_provider();
+    let header = jsonwebtoken::decode_header(token).unwrap();
+    let set: jsonwebtoken::jwk::JwkSet = serde_json::from_value(jwks.clone()).unwrap();
+    let jwk = set.find(header.kid.as_deref().unwrap()).expect("kid in JWKS");
+    let key = jsonwebtoken::DecodingKey::from_jwk(jwk).unwrap();
+    let mut v = jsonwebtoken::Validation::new(header.alg);
+    v.set_audience(&[aud]);
+    v.set_issuer(&[ISSUER]);
+    jsonwebtoken::decode::<Value>(token, &key, &v).unwrap().claims
+}
+
+#[tokio::test]
+async fn card_login_code_flow_tokens_userinfo_refresh() {
+    let t = TestBroker::new().await;
+    let mut card = t.card("card");
+    let mut br = t.browser();
+    let p = login_with_card(&mut br, &mut card, &auth_url(&[])).await;
+    assert_eq!(p["state"], "st-1");
+    assert_eq!(p["iss"], ISSUER);
+    let r = redeem(&mut br, &p["code"]).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.headers["cache-control"], "no-store");
+    let tok = r.json();
+    assert_eq!(tok["token_type"], "Bearer");
+    assert_eq!(tok["scope"], "openid profile");
+    let jwks = br.get("/jwks").await.json();
+    let id = decode_verified(tok["id_token"].as_str().unwrap(), &jwks, CLIENT);
+    assert_eq!(id["nonce"], "nonce-1");
+    assert_eq!(id["acr"], "aal3");
+    assert_eq!(id["amr"], serde_json::json!(["sc", "hwk", "pin", "mfa"]));
+    assert!(id["auth_time"].as_i64().unwrap() > 0);
+    let at = tok["access_token"].as_str().unwrap();
+    assert_eq!(id["at_hash"], broker::oidc::keys::half_hash(at));
+    let sub = id["sub"].as_str().unwrap().to_string();
+    assert_eq!(sub.len(), 43, "pairwise subjects are 256-bit MACs");
+    // The access token is an RFC 9068 JWT.
+    let header = jsonwebtoken::decode_header(at).unwrap();
+    assert_eq!(header.typ.as_deref(), Some("at+jwt"));
+    assert_eq!(header.alg, jsonwebtoken::Algorithm::ES256);
+    let atc = decode_verified(at, &jwks, ISSUER);
+    assert_eq!(atc["client_id"], CLIENT);
+
+    let ui = br.get_bearer("/userinfo", at).await;
+    assert_eq!(ui.status, StatusCode::OK, "{}", ui.body);
+    assert_eq!(ui.json()["sub"], sub);
+    let ui = br.post_form("/userinfo", &[("access_token", at)], None).await;
+    assert_eq!(ui.json()["sub"], sub);
+
+    // Refresh with rotation.
+    let rt = tok["refresh_token"].as_str().unwrap();
+    let r = br
+        .post_form("/token", &[("grant_type", "refresh_token"), ("refresh_token", rt)], Some((CLIENT, SECRET)))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let tok2 = r.json();
+    assert_ne!(tok2["refresh_token"], tok["refresh_token"]);
+    let id2 = decode_verified(tok2["id_token"].as_str().unwrap(), &jwks, CLIENT);
+    assert_eq!(id2["sub"], sub);
+    assert_eq!(id2["auth_time"], id["auth_time"]);
+
+    // Introspection of the new access token, and of the rotated-out refresh token.
+    let r = br
+        .post_form("/introspect", &[("token", tok2["access_token"].as_str().unwrap())], Some((CLIENT, SECRET)))
+        .await
+        .json();
+    assert_eq!(r["active"], true);
+    assert_eq!(r["acr"], "aal3");
+    assert_eq!(r["sub"], sub);
+    let r = br.post_form("/introspect", &[("token", rt)], Some((CLIENT, SECRET))).await.json();
+    assert_eq!(r["active"], false);
+
+    // A second login by the same card keeps the same account and pairwise subject, and SSO:
+    // a new request in the same browser gets a code without the login page.
+    let r = br.get(&auth_url(&[("state", "st-2")])).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    let p2 = r.redirect_params();
+    assert_eq!(p2["state"], "st-2");
+    let tok3 = redeem(&mut br, &p2["code"]).await.json();
+    let id3 = decode_verified(tok3["id_token"].as_str().unwrap(), &jwks, CLIENT);
+    assert_eq!(id3["sub"], sub);
+    assert_eq!(t.counts().await.accounts, 1);
+}
+
+#[tokio::test]
+async fn discovery_and_jwks() {
+    let t = TestBroker::new().await;
+    let mut br = t.browser();
+    let d = br.get("/.well-known/openid-configuration").await.json();
+    assert_eq!(d["issuer"], ISSUER);
+    assert_eq!(d["token_endpoint"], format!("{ISSUER}/token"));
+    assert_eq!(d["code_challenge_methods_supported"], serde_json::json!(["S256"]));
+    assert_eq!(d["response_types_supported"], serde_json::json!(["code"]));
+    assert_eq!(d["authorization_response_iss_parameter_supported"], true);
+    assert_eq!(d["acr_values_supported"], serde_json::json!(["aal1", "aal2", "aal3"]));
+    let jwks = br.get("/jwks").await.json();
+    let kty: Vec<&str> = jwks["keys"].as_array().unwrap().iter().map(|k| k["kty"].as_str().unwrap()).collect();
+    assert_eq!(kty, ["EC", "RSA"]);
+    assert!(jwks["keys"].as_array().unwrap().iter().all(|k| k.get("d").is_none()), "no private parts");
+}
+
+#[tokio::test]
+async fn authorization_errors_page_or_redirect() {
+    let t = TestBroker::new().await;
+    let mut br = t.browser();
+    // Unknown client and unregistered redirect URI: error page, never a redirect.
+    for (url, msg) in [
+        (auth_url(&[("client_id", "nobody")]), "client_id `nobody` is not registered"),
+        (
+            auth_url(&[("redirect_uri", "https://evil.example/cb")]),
+            "redirect_uri `https://evil.example/cb` is not registered for client `local-dev`",
+        ),
+    ] {
+        let r = br.get(&url).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST);
+        assert!(r.location.is_none());
+        let body = r.body.replace("&#x2f;", "/");
+        assert!(body.contains(&format!("<span id=\"error-message\">{msg}</span>")), "{body}");
+    }
+    // Missing and invalid PKCE: invalid_request back to the RP with state and iss.
+    let r = br.get(&auth_url(&[("code_challenge", "")])).await;
+    let p = r.redirect_params();
+    assert_eq!(p["error"], "invalid_request");
+    assert_eq!(p["error_description"], "code_challenge is missing (PKCE with S256 is required)");
+    assert_eq!(p["state"], "st-1");
+    assert_eq!(p["iss"], ISSUER);
+    let r = br.get(&auth_url(&[("code_challenge_method", "plain")])).await;
+    assert_eq!(r.redirect_params()["error"], "invalid_request");
+    let r = br.get(&auth_url(&[("response_type", "token")])).await;
+    assert_eq!(r.redirect_params()["error"], "unsupported_response_type");
+    // prompt=none without a session.
+    let r = br.get(&auth_url(&[("prompt", "none")])).await;
+    let p = r.redirect_params();
+    assert_eq!(p["error"], "login_required");
+    assert_eq!(t.counts().await, broker::store::Counts::default());
+}
+
+#[tokio::test]
+async fn token_endpoint_errors() {
+    let t = TestBroker::new().await;
+    let mut card = t.card("card");
+    let mut br = t.browser();
+    let p = login_with_card(&mut br, &mut card, &auth_url(&[])).await;
+    let code = p["code"].clone();
+
+    // Wrong client secret: 401 invalid_client with a Basic challenge; the code survives.
+    let r = br
+        .post_form(
+            "/token",
+            &[("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", REDIRECT), ("code_verifier", VERIFIER)],
+            Some((CLIENT, "wrong")),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(r.json()["error"], "invalid_client");
+    assert!(r.headers["www-authenticate"].to_str().unwrap().starts_with("Basic"));
+    // Missing verifier.
+    let r = br
+        .post_form(
+            "/token",
+            &[("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", REDIRECT)],
+            Some((CLIENT, SECRET)),
+        )
+        .await;
+    assert_eq!(r.json()["error_description"], "code_verifier is missing (PKCE is required)");
+    assert_eq!(t.counts().await.grants, 0);
+
+    // First redemption works; a replay fails and revokes what the first produced.
+    let tok = redeem(&mut br, &code).await.json();
+    let at = tok["access_token"].as_str().unwrap();
+    assert_eq!(br.get_bearer("/userinfo", at).await.status, StatusCode::OK);
+    let r = redeem(&mut br, &code).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(r.json()["error"], "invalid_grant");
+    assert_eq!(r.json()["error_description"], "the code was already used; tokens issued for it are revoked");
+    let r = br.get_bearer("/userinfo", at).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert!(r.headers["www-authenticate"].to_str().unwrap().contains("invalid_token"));
+    let r = br
+        .post_form("/token", &[("grant_type", "refresh_token"), ("refresh_token", tok["refresh_token"].as_str().unwrap())], Some((CLIENT, SECRET)))
+        .await;
+    assert_eq!(r.json()["error"], "invalid_grant");
+
+    // Wrong verifier.
+    let p = login_with_card(&mut t.browser(), &mut card, &auth_url(&[])).await;
+    let r = br
+        .post_form(
+            "/token",
+            &[("grant_type", "authorization_code"), ("code", &p["code"]), ("redirect_uri", REDIRECT), ("code_verifier", &"a".repeat(43))],
+            Some((CLIENT, SECRET)),
+        )
+        .await;
+    assert_eq!(r.json()["error_description"], "code_verifier does not match the code_challenge");
+
+    // Expired code (lifetime 60 s).
+    let p = login_with_card(&mut t.browser(), &mut card, &auth_url(&[])).await;
+    t.clock.advance(time::Duration::seconds(61));
+    let r = redeem(&mut br, &p["code"]).await;
+    assert_eq!(r.json()["error_description"], "the code expired");
+
+    // Unknown grant type, unknown code.
+    let r = br.post_form("/token", &[("grant_type", "password")], Some((CLIENT, SECRET))).await;
+    assert_eq!(r.json()["error"], "unsupported_grant_type");
+    let r = redeem(&mut br, "no-such-code").await;
+    assert_eq!(r.json()["error_description"], "the code is invalid");
+}
+
+#[tokio::test]
+async fn refresh_reuse_revokes_the_family() {
+    let t = TestBroker::new().await;
+    let mut card = t.card("card");
+    let mut br = t.browser();
+    let p = login_with_card(&mut br, &mut card, &auth_url(&[])).await;
+    let tok = redeem(&mut br, &p["code"]).await.json();
+    let rt1 = tok["refresh_token"].as_str().unwrap();
+    let refresh = |rt: String| {
+        let mut b = t.browser();
+        async move {
+            b.post_form("/token", &[("grant_type", "refresh_token"), ("refresh_token", &rt)], Some((CLIENT, SECRET)))
+                .await
+        }
+    };
+    let r2 = refresh(rt1.to_string()).await.json();
+    let rt2 = r2["refresh_token"].as_str().unwrap().to_string();
+    // Reuse of rt1: refused, and the whole family (rt2, its access token) dies.
+    let r = refresh(rt1.to_string()).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(r.json()["error_description"], "the refresh token was already used; the whole grant is revoked");
+    let r = refresh(rt2).await;
+    assert_eq!(r.json()["error"], "invalid_grant");
+    let r = br.get_bearer("/userinfo", r2["access_token"].as_str().unwrap()).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn prompt_login_max_age_and_consent_memory() {
+    let t = TestBroker::new().await;
+    let mut card = t.card("card");
+    let mut br = t.browser();
+    login_with_card(&mut br, &mut card, &auth_url(&[])).await;
+    // prompt=none with a session and consent: straight back with a code.
+    let r = br.get(&auth_url(&[("prompt", "none")])).await;
+    assert!(r.redirect_params().contains_key("code"));
+    // prompt=login and an elapsed max_age force the login page again.
+    let r = br.get(&auth_url(&[("prompt", "login")])).await;
+    assert!(r.location.unwrap().starts_with("/login/"));
+    t.clock.advance(time::Duration::seconds(30));
+    let r = br.get(&auth_url(&[("max_age", "10")])).await;
+    assert!(r.location.unwrap().starts_with("/login/"));
+    let r = br.get(&auth_url(&[("max_age", "10"), ("prompt", "none")])).await;
+    assert_eq!(r.redirect_params()["error"], "login_required");
+    // A wider scope than consented needs consent again; prompt=none then fails.
+    let r = br.get(&auth_url(&[("scope", "openid profile address"), ("prompt", "none")])).await;
+    assert_eq!(r.redirect_params()["error"], "consent_required");
+    let r = br.get(&auth_url(&[("scope", "openid profile address")])).await;
+    assert!(r.location.unwrap().starts_with("/consent/"));
+    // Deny: access_denied back to the RP.
+    let r = br.get(&auth_url(&[("scope", "openid profile address")])).await;
+    let loc = r.location.unwrap();
+    let page = br.get(&loc).await;
+    let csrf = page.body.split("name=\"csrf\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_string();
+    let r = br.post_form(&loc, &[("csrf", "forged"), ("decision", "approve")], None).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = br.post_form(&loc, &[("csrf", &csrf), ("decision", "deny")], None).await;
+    assert_eq!(r.redirect_params()["error"], "access_denied");
+}
+
+#[tokio::test]
+async fn pages_in_japanese_and_english() {
+    let t = TestBroker::new().await;
+    let mut br = t.browser();
+    let r = br.get(&auth_url(&[])).await;
+    let page = br.get(r.location.as_ref().unwrap()).await;
+    assert!(page.body.contains("マイナンバーカードでログイン"), "{}", page.body);
+    assert!(page.body.contains("DEMO"));
+    assert!(page.body.contains("ローカル開発用RP"));
+    let page = br.get(&format!("{}?lang=en", r.location.unwrap())).await;
+    assert!(page.body.contains("Log in with your My Number card"));
+    assert!(page.body.contains("Local development RP"));
+    let r = br.get(&auth_url(&[("ui_locales", "en")])).await;
+    let page = br.get(r.location.as_ref().unwrap()).await;
+    assert!(page.body.contains("Log in with your My Number card"));
+    // The login page belongs to the browser that started it.
+    let mut other = t.browser();
+    let r2 = other.get(r.location.as_ref().unwrap()).await;
+    assert_eq!(r2.status, StatusCode::FORBIDDEN);
+}
