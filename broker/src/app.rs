@@ -69,7 +69,10 @@ impl Broker {
 
     /// The current policy snapshot.
     pub fn policy(&self) -> Arc<Policy> {
-        self.policy.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.policy
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub fn issuer(&self) -> &str {

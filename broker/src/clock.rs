@@ -62,7 +62,9 @@ pub fn b64url(bytes: &[u8]) -> String {
 
 pub fn b64url_decode(s: &str) -> Option<Vec<u8>> {
     use base64::Engine;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(s).ok()
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(s)
+        .ok()
 }
 
 /// SHA-256 of `data`.

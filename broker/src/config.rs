@@ -121,7 +121,11 @@ impl Config {
                 let base = p.parent().map(Path::to_path_buf).unwrap_or_default();
                 (table, p.display().to_string(), base)
             }
-            None => (toml::Table::new(), "embedded default".to_string(), PathBuf::new()),
+            None => (
+                toml::Table::new(),
+                "embedded default".to_string(),
+                PathBuf::new(),
+            ),
         };
         for key in ENV_KEYS {
             let var = format!("BROKER_{}", key.to_uppercase());
@@ -263,7 +267,6 @@ impl Config {
     }
 }
 
-
 fn redact_url(s: &str) -> String {
     match Url::parse(s) {
         Ok(mut u) if u.password().is_some() => {
@@ -302,7 +305,11 @@ mod tests {
 
     #[test]
     fn env_overrides_a_key() {
-        let c = load_str("listen = \"127.0.0.1:9000\"\n", &[("BROKER_LISTEN", "127.0.0.1:9100")]).unwrap();
+        let c = load_str(
+            "listen = \"127.0.0.1:9000\"\n",
+            &[("BROKER_LISTEN", "127.0.0.1:9100")],
+        )
+        .unwrap();
         assert_eq!(c.listen.port(), 9100);
     }
 
@@ -313,24 +320,29 @@ mod tests {
             e,
             "config key `listen`: `nowhere` is not an address:port such as 127.0.0.1:8080"
         );
-        let e = load_str("issuer = \"https://idp.example.jp/\"\n", &[]).unwrap_err().0;
+        let e = load_str("issuer = \"https://idp.example.jp/\"\n", &[])
+            .unwrap_err()
+            .0;
         assert!(e.starts_with("config key `issuer`:"), "{e}");
         let e = load_str("[lifetimes]\ncode = 0\n", &[]).unwrap_err().0;
-        assert_eq!(e, "config key `lifetimes.code`: 0 is out of range 1..=600 seconds");
+        assert_eq!(
+            e,
+            "config key `lifetimes.code`: 0 is out of range 1..=600 seconds"
+        );
         let e = load_str("bogus = 1\n", &[]).unwrap_err().0;
         assert!(e.contains("unknown field `bogus`"), "{e}");
         let e = load_str("", &[("BROKER_DEMO", "maybe")]).unwrap_err().0;
-        assert_eq!(e, "environment BROKER_DEMO: expected true or false, got `maybe`");
+        assert_eq!(
+            e,
+            "environment BROKER_DEMO: expected true or false, got `maybe`"
+        );
     }
 
     #[test]
     fn http_issuer_needs_demo_localhost_or_danger() {
-        let e = load_str(
-            "issuer = \"http://idp.example.jp\"\ndemo = true\n",
-            &[],
-        )
-        .unwrap_err()
-        .0;
+        let e = load_str("issuer = \"http://idp.example.jp\"\ndemo = true\n", &[])
+            .unwrap_err()
+            .0;
         assert!(e.contains("uses http"), "{e}");
         let c = load_str(
             "issuer = \"http://idp.example.jp\"\ndanger_allow_http_issuer = true\n",
@@ -338,12 +350,9 @@ mod tests {
         )
         .unwrap();
         assert!(c.danger_allow_http_issuer);
-        let e = load_str(
-            "issuer = \"http://localhost:8080\"\ndemo = false\n",
-            &[],
-        )
-        .unwrap_err()
-        .0;
+        let e = load_str("issuer = \"http://localhost:8080\"\ndemo = false\n", &[])
+            .unwrap_err()
+            .0;
         assert!(e.contains("uses http"), "{e}");
     }
 

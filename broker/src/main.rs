@@ -9,7 +9,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 #[derive(Parser)]
-#[command(name = "broker", version, about = "OpenID Connect identity provider for the My Number card")]
+#[command(
+    name = "broker",
+    version,
+    about = "OpenID Connect identity provider for the My Number card"
+)]
 struct Cli {
     /// Configuration file (default: ./broker.toml if present, else the embedded default).
     #[arg(long, global = true, env = "BROKER_CONFIG")]
@@ -114,7 +118,10 @@ fn main() -> std::process::ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
@@ -152,9 +159,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Cmd::Rp {
-            cmd: RpCmd::Secret,
-        } => {
+        Cmd::Rp { cmd: RpCmd::Secret } => {
             let s = broker::clock::random_token();
             println!("client_secret = {s}");
             println!(

@@ -15,7 +15,10 @@ async fn challenge_bytes(br: &mut Browser, helper: &str) -> Vec<u8> {
 
 async fn assert_nothing_stored(t: &TestBroker, br: &mut Browser, tx: &str) {
     assert_eq!(t.counts().await, Counts::default());
-    assert_eq!(br.get(&format!("/login/{tx}/status")).await.json()["status"], "pending");
+    assert_eq!(
+        br.get(&format!("/login/{tx}/status")).await.json()["status"],
+        "pending"
+    );
 }
 
 #[tokio::test]
@@ -28,7 +31,10 @@ async fn challenge_is_bound_and_described() {
     assert_eq!(ch["client_id"], CLIENT);
     assert_eq!(ch["transaction"], s.tx);
     assert_eq!(ch["binding_code"], s.status["binding_code"]);
-    let msg = String::from_utf8(broker::clock::b64url_decode(ch["to_be_signed"].as_str().unwrap()).unwrap()).unwrap();
+    let msg = String::from_utf8(
+        broker::clock::b64url_decode(ch["to_be_signed"].as_str().unwrap()).unwrap(),
+    )
+    .unwrap();
     assert!(msg.starts_with("jpki-broker-login-v1\n"));
     assert!(msg.contains(&format!("issuer={ISSUER}\n")));
     assert!(msg.contains(&format!("transaction={}\n", s.tx)));
@@ -56,12 +62,19 @@ async fn wrong_pin_counts_down_and_locks_and_stores_nothing() {
     }
     assert!(card.sign(Key::Auth, "1111", &msg).is_err());
     assert_eq!(card.tries_left(Key::Auth), 0);
-    assert!(matches!(card.sign(Key::Auth, "1234", &msg), Err(CardError::Locked(Key::Auth))));
+    assert!(matches!(
+        card.sign(Key::Auth, "1234", &msg),
+        Err(CardError::Locked(Key::Auth))
+    ));
     assert_nothing_stored(&t, &mut br, &s.tx).await;
 }
 
 async fn post_answer(br: &mut Browser, helper: &str, cert: &[u8], sig: &[u8]) -> Resp {
-    br.post_json(helper, &json!({"certificate": b64url(cert), "signature": b64url(sig)})).await
+    br.post_json(
+        helper,
+        &json!({"certificate": b64url(cert), "signature": b64url(sig)}),
+    )
+    .await
 }
 
 #[tokio::test]
@@ -69,27 +82,59 @@ async fn untrusted_ca_expired_certificate_and_signature_certificate_are_refused(
     let t = TestBroker::new().await;
     let now = time::OffsetDateTime::now_utc();
     let other_pki = broker::pki::demo::DemoPki::generate(now).unwrap();
-    let mut foreign = t.card_from(&other_pki, "foreign", now - time::Duration::days(1), now + time::Duration::days(30));
-    let mut expired = t.card_from(&t.demo_pki(), "expired", now - time::Duration::days(400), now - time::Duration::days(1));
+    let mut foreign = t.card_from(
+        &other_pki,
+        "foreign",
+        now - time::Duration::days(1),
+        now + time::Duration::days(30),
+    );
+    let mut expired = t.card_from(
+        &t.demo_pki(),
+        "expired",
+        now - time::Duration::days(400),
+        now - time::Duration::days(1),
+    );
     let mut good = t.card("good");
     let mut br = t.browser();
     let s = start_login(&mut br, &auth_url(&[])).await;
     let msg = challenge_bytes(&mut br, &s.helper_path).await;
 
     let sig = foreign.sign(Key::Auth, "1234", &msg).unwrap();
-    let r = post_answer(&mut br, &s.helper_path, &foreign.auth_certificate_der().unwrap(), &sig).await;
+    let r = post_answer(
+        &mut br,
+        &s.helper_path,
+        &foreign.auth_certificate_der().unwrap(),
+        &sig,
+    )
+    .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     let e = r.json();
     assert_eq!(e["error"], "invalid_certificate");
     let d = e["error_description"].as_str().unwrap();
-    assert!(d.starts_with("certificate rejected: ") && d.to_lowercase().contains("trust"), "{d}");
+    assert!(
+        d.starts_with("certificate rejected: ") && d.to_lowercase().contains("trust"),
+        "{d}"
+    );
     assert_nothing_stored(&t, &mut br, &s.tx).await;
 
     let sig = expired.sign(Key::Auth, "1234", &msg).unwrap();
-    let r = post_answer(&mut br, &s.helper_path, &expired.auth_certificate_der().unwrap(), &sig).await;
+    let r = post_answer(
+        &mut br,
+        &s.helper_path,
+        &expired.auth_certificate_der().unwrap(),
+        &sig,
+    )
+    .await;
     let e = r.json();
     assert_eq!(e["error"], "invalid_certificate");
-    assert!(e["error_description"].as_str().unwrap().to_lowercase().contains("expired"), "{e}");
+    assert!(
+        e["error_description"]
+            .as_str()
+            .unwrap()
+            .to_lowercase()
+            .contains("expired"),
+        "{e}"
+    );
     assert_nothing_stored(&t, &mut br, &s.tx).await;
 
     // The signature certificate (and key) presented for login.
@@ -105,13 +150,27 @@ async fn untrusted_ca_expired_certificate_and_signature_certificate_are_refused(
     // Garbage certificate bytes.
     let r = post_answer(&mut br, &s.helper_path, b"not a certificate", &sig).await;
     assert_eq!(r.json()["error"], "invalid_certificate");
-    let r = br.post_json(&s.helper_path, &json!({"certificate": "%%%", "signature": "AA"})).await;
-    assert_eq!(r.json()["error_description"], "malformed response: certificate is not base64");
+    let r = br
+        .post_json(
+            &s.helper_path,
+            &json!({"certificate": "%%%", "signature": "AA"}),
+        )
+        .await;
+    assert_eq!(
+        r.json()["error_description"],
+        "malformed response: certificate is not base64"
+    );
     assert_nothing_stored(&t, &mut br, &s.tx).await;
 
     // After all that, the right card still works on the same challenge.
     let sig = good.sign(Key::Auth, "1234", &msg).unwrap();
-    let r = post_answer(&mut br, &s.helper_path, &good.auth_certificate_der().unwrap(), &sig).await;
+    let r = post_answer(
+        &mut br,
+        &s.helper_path,
+        &good.auth_certificate_der().unwrap(),
+        &sig,
+    )
+    .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
 }
 
@@ -130,7 +189,10 @@ async fn signature_over_another_challenge_replay_and_expiry() {
     let r = post_answer(&mut br, &s2.helper_path, &cert, &sig1).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert_eq!(r.json()["error"], "invalid_signature");
-    assert_eq!(r.json()["error_description"], "the signature does not match this challenge and certificate");
+    assert_eq!(
+        r.json()["error_description"],
+        "the signature does not match this challenge and certificate"
+    );
     assert_nothing_stored(&t, &mut br, &s2.tx).await;
 
     // The first answer works once; replaying it is refused.

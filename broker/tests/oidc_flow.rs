@@ -10,12 +10,16 @@ fn decode_verified(token: &str, jwks: &Value, aud: &str) -> Value {
     broker::app::install_crypto_provider();
     let header = jsonwebtoken::decode_header(token).unwrap();
     let set: jsonwebtoken::jwk::JwkSet = serde_json::from_value(jwks.clone()).unwrap();
-    let jwk = set.find(header.kid.as_deref().unwrap()).expect("kid in JWKS");
+    let jwk = set
+        .find(header.kid.as_deref().unwrap())
+        .expect("kid in JWKS");
     let key = jsonwebtoken::DecodingKey::from_jwk(jwk).unwrap();
     let mut v = jsonwebtoken::Validation::new(header.alg);
     v.set_audience(&[aud]);
     v.set_issuer(&[ISSUER]);
-    jsonwebtoken::decode::<Value>(token, &key, &v).unwrap().claims
+    jsonwebtoken::decode::<Value>(token, &key, &v)
+        .unwrap()
+        .claims
 }
 
 #[tokio::test]
@@ -52,13 +56,19 @@ async fn card_login_code_flow_tokens_userinfo_refresh() {
     let ui = br.get_bearer("/userinfo", at).await;
     assert_eq!(ui.status, StatusCode::OK, "{}", ui.body);
     assert_eq!(ui.json()["sub"], sub);
-    let ui = br.post_form("/userinfo", &[("access_token", at)], None).await;
+    let ui = br
+        .post_form("/userinfo", &[("access_token", at)], None)
+        .await;
     assert_eq!(ui.json()["sub"], sub);
 
     // Refresh with rotation.
     let rt = tok["refresh_token"].as_str().unwrap();
     let r = br
-        .post_form("/token", &[("grant_type", "refresh_token"), ("refresh_token", rt)], Some((CLIENT, SECRET)))
+        .post_form(
+            "/token",
+            &[("grant_type", "refresh_token"), ("refresh_token", rt)],
+            Some((CLIENT, SECRET)),
+        )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     let tok2 = r.json();
@@ -69,13 +79,20 @@ async fn card_login_code_flow_tokens_userinfo_refresh() {
 
     // Introspection of the new access token, and of the rotated-out refresh token.
     let r = br
-        .post_form("/introspect", &[("token", tok2["access_token"].as_str().unwrap())], Some((CLIENT, SECRET)))
+        .post_form(
+            "/introspect",
+            &[("token", tok2["access_token"].as_str().unwrap())],
+            Some((CLIENT, SECRET)),
+        )
         .await
         .json();
     assert_eq!(r["active"], true);
     assert_eq!(r["acr"], "aal3");
     assert_eq!(r["sub"], sub);
-    let r = br.post_form("/introspect", &[("token", rt)], Some((CLIENT, SECRET))).await.json();
+    let r = br
+        .post_form("/introspect", &[("token", rt)], Some((CLIENT, SECRET)))
+        .await
+        .json();
     assert_eq!(r["active"], false);
 
     // A second login by the same card keeps the same account and pairwise subject, and SSO:
@@ -97,14 +114,32 @@ async fn discovery_and_jwks() {
     let d = br.get("/.well-known/openid-configuration").await.json();
     assert_eq!(d["issuer"], ISSUER);
     assert_eq!(d["token_endpoint"], format!("{ISSUER}/token"));
-    assert_eq!(d["code_challenge_methods_supported"], serde_json::json!(["S256"]));
+    assert_eq!(
+        d["code_challenge_methods_supported"],
+        serde_json::json!(["S256"])
+    );
     assert_eq!(d["response_types_supported"], serde_json::json!(["code"]));
     assert_eq!(d["authorization_response_iss_parameter_supported"], true);
-    assert_eq!(d["acr_values_supported"], serde_json::json!(["aal1", "aal2", "aal3"]));
+    assert_eq!(
+        d["acr_values_supported"],
+        serde_json::json!(["aal1", "aal2", "aal3"])
+    );
     let jwks = br.get("/jwks").await.json();
-    let kty: Vec<&str> = jwks["keys"].as_array().unwrap().iter().map(|k| k["kty"].as_str().unwrap()).collect();
+    let kty: Vec<&str> = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kty"].as_str().unwrap())
+        .collect();
     assert_eq!(kty, ["EC", "RSA"]);
-    assert!(jwks["keys"].as_array().unwrap().iter().all(|k| k.get("d").is_none()), "no private parts");
+    assert!(
+        jwks["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|k| k.get("d").is_none()),
+        "no private parts"
+    );
 }
 
 #[tokio::test]
@@ -113,7 +148,10 @@ async fn authorization_errors_page_or_redirect() {
     let mut br = t.browser();
     // Unknown client and unregistered redirect URI: error page, never a redirect.
     for (url, msg) in [
-        (auth_url(&[("client_id", "nobody")]), "client_id `nobody` is not registered"),
+        (
+            auth_url(&[("client_id", "nobody")]),
+            "client_id `nobody` is not registered",
+        ),
         (
             auth_url(&[("redirect_uri", "https://evil.example/cb")]),
             "redirect_uri `https://evil.example/cb` is not registered for client `local-dev`",
@@ -123,16 +161,24 @@ async fn authorization_errors_page_or_redirect() {
         assert_eq!(r.status, StatusCode::BAD_REQUEST);
         assert!(r.location.is_none());
         let body = r.body.replace("&#x2f;", "/");
-        assert!(body.contains(&format!("<span id=\"error-message\">{msg}</span>")), "{body}");
+        assert!(
+            body.contains(&format!("<span id=\"error-message\">{msg}</span>")),
+            "{body}"
+        );
     }
     // Missing and invalid PKCE: invalid_request back to the RP with state and iss.
     let r = br.get(&auth_url(&[("code_challenge", "")])).await;
     let p = r.redirect_params();
     assert_eq!(p["error"], "invalid_request");
-    assert_eq!(p["error_description"], "code_challenge is missing (PKCE with S256 is required)");
+    assert_eq!(
+        p["error_description"],
+        "code_challenge is missing (PKCE with S256 is required)"
+    );
     assert_eq!(p["state"], "st-1");
     assert_eq!(p["iss"], ISSUER);
-    let r = br.get(&auth_url(&[("code_challenge_method", "plain")])).await;
+    let r = br
+        .get(&auth_url(&[("code_challenge_method", "plain")]))
+        .await;
     assert_eq!(r.redirect_params()["error"], "invalid_request");
     let r = br.get(&auth_url(&[("response_type", "token")])).await;
     assert_eq!(r.redirect_params()["error"], "unsupported_response_type");
@@ -155,22 +201,39 @@ async fn token_endpoint_errors() {
     let r = br
         .post_form(
             "/token",
-            &[("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", REDIRECT), ("code_verifier", VERIFIER)],
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("redirect_uri", REDIRECT),
+                ("code_verifier", VERIFIER),
+            ],
             Some((CLIENT, "wrong")),
         )
         .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     assert_eq!(r.json()["error"], "invalid_client");
-    assert!(r.headers["www-authenticate"].to_str().unwrap().starts_with("Basic"));
+    assert!(
+        r.headers["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .starts_with("Basic")
+    );
     // Missing verifier.
     let r = br
         .post_form(
             "/token",
-            &[("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", REDIRECT)],
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("redirect_uri", REDIRECT),
+            ],
             Some((CLIENT, SECRET)),
         )
         .await;
-    assert_eq!(r.json()["error_description"], "code_verifier is missing (PKCE is required)");
+    assert_eq!(
+        r.json()["error_description"],
+        "code_verifier is missing (PKCE is required)"
+    );
     assert_eq!(t.counts().await.grants, 0);
 
     // First redemption works; a replay fails and revokes what the first produced.
@@ -180,12 +243,27 @@ async fn token_endpoint_errors() {
     let r = redeem(&mut br, &code).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert_eq!(r.json()["error"], "invalid_grant");
-    assert_eq!(r.json()["error_description"], "the code was already used; tokens issued for it are revoked");
+    assert_eq!(
+        r.json()["error_description"],
+        "the code was already used; tokens issued for it are revoked"
+    );
     let r = br.get_bearer("/userinfo", at).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
-    assert!(r.headers["www-authenticate"].to_str().unwrap().contains("invalid_token"));
+    assert!(
+        r.headers["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("invalid_token")
+    );
     let r = br
-        .post_form("/token", &[("grant_type", "refresh_token"), ("refresh_token", tok["refresh_token"].as_str().unwrap())], Some((CLIENT, SECRET)))
+        .post_form(
+            "/token",
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", tok["refresh_token"].as_str().unwrap()),
+            ],
+            Some((CLIENT, SECRET)),
+        )
         .await;
     assert_eq!(r.json()["error"], "invalid_grant");
 
@@ -194,11 +272,19 @@ async fn token_endpoint_errors() {
     let r = br
         .post_form(
             "/token",
-            &[("grant_type", "authorization_code"), ("code", &p["code"]), ("redirect_uri", REDIRECT), ("code_verifier", &"a".repeat(43))],
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", &p["code"]),
+                ("redirect_uri", REDIRECT),
+                ("code_verifier", &"a".repeat(43)),
+            ],
             Some((CLIENT, SECRET)),
         )
         .await;
-    assert_eq!(r.json()["error_description"], "code_verifier does not match the code_challenge");
+    assert_eq!(
+        r.json()["error_description"],
+        "code_verifier does not match the code_challenge"
+    );
 
     // Expired code (lifetime 60 s).
     let p = login_with_card(&mut t.browser(), &mut card, &auth_url(&[])).await;
@@ -207,7 +293,13 @@ async fn token_endpoint_errors() {
     assert_eq!(r.json()["error_description"], "the code expired");
 
     // Unknown grant type, unknown code.
-    let r = br.post_form("/token", &[("grant_type", "password")], Some((CLIENT, SECRET))).await;
+    let r = br
+        .post_form(
+            "/token",
+            &[("grant_type", "password")],
+            Some((CLIENT, SECRET)),
+        )
+        .await;
     assert_eq!(r.json()["error"], "unsupported_grant_type");
     let r = redeem(&mut br, "no-such-code").await;
     assert_eq!(r.json()["error_description"], "the code is invalid");
@@ -224,8 +316,12 @@ async fn refresh_reuse_revokes_the_family() {
     let refresh = |rt: String| {
         let mut b = t.browser();
         async move {
-            b.post_form("/token", &[("grant_type", "refresh_token"), ("refresh_token", &rt)], Some((CLIENT, SECRET)))
-                .await
+            b.post_form(
+                "/token",
+                &[("grant_type", "refresh_token"), ("refresh_token", &rt)],
+                Some((CLIENT, SECRET)),
+            )
+            .await
         }
     };
     let r2 = refresh(rt1.to_string()).await.json();
@@ -233,10 +329,15 @@ async fn refresh_reuse_revokes_the_family() {
     // Reuse of rt1: refused, and the whole family (rt2, its access token) dies.
     let r = refresh(rt1.to_string()).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
-    assert_eq!(r.json()["error_description"], "the refresh token was already used; the whole grant is revoked");
+    assert_eq!(
+        r.json()["error_description"],
+        "the refresh token was already used; the whole grant is revoked"
+    );
     let r = refresh(rt2).await;
     assert_eq!(r.json()["error"], "invalid_grant");
-    let r = br.get_bearer("/userinfo", r2["access_token"].as_str().unwrap()).await;
+    let r = br
+        .get_bearer("/userinfo", r2["access_token"].as_str().unwrap())
+        .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
 }
 
@@ -255,21 +356,44 @@ async fn prompt_login_max_age_and_consent_memory() {
     t.clock.advance(time::Duration::seconds(30));
     let r = br.get(&auth_url(&[("max_age", "10")])).await;
     assert!(r.location.unwrap().starts_with("/login/"));
-    let r = br.get(&auth_url(&[("max_age", "10"), ("prompt", "none")])).await;
+    let r = br
+        .get(&auth_url(&[("max_age", "10"), ("prompt", "none")]))
+        .await;
     assert_eq!(r.redirect_params()["error"], "login_required");
     // A wider scope than consented needs consent again; prompt=none then fails.
-    let r = br.get(&auth_url(&[("scope", "openid profile address"), ("prompt", "none")])).await;
+    let r = br
+        .get(&auth_url(&[
+            ("scope", "openid profile address"),
+            ("prompt", "none"),
+        ]))
+        .await;
     assert_eq!(r.redirect_params()["error"], "consent_required");
-    let r = br.get(&auth_url(&[("scope", "openid profile address")])).await;
+    let r = br
+        .get(&auth_url(&[("scope", "openid profile address")]))
+        .await;
     assert!(r.location.unwrap().starts_with("/consent/"));
     // Deny: access_denied back to the RP.
-    let r = br.get(&auth_url(&[("scope", "openid profile address")])).await;
+    let r = br
+        .get(&auth_url(&[("scope", "openid profile address")]))
+        .await;
     let loc = r.location.unwrap();
     let page = br.get(&loc).await;
-    let csrf = page.body.split("name=\"csrf\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_string();
-    let r = br.post_form(&loc, &[("csrf", "forged"), ("decision", "approve")], None).await;
+    let csrf = page
+        .body
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
+    let r = br
+        .post_form(&loc, &[("csrf", "forged"), ("decision", "approve")], None)
+        .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
-    let r = br.post_form(&loc, &[("csrf", &csrf), ("decision", "deny")], None).await;
+    let r = br
+        .post_form(&loc, &[("csrf", &csrf), ("decision", "deny")], None)
+        .await;
     assert_eq!(r.redirect_params()["error"], "access_denied");
 }
 
@@ -279,7 +403,11 @@ async fn pages_in_japanese_and_english() {
     let mut br = t.browser();
     let r = br.get(&auth_url(&[])).await;
     let page = br.get(r.location.as_ref().unwrap()).await;
-    assert!(page.body.contains("マイナンバーカードでログイン"), "{}", page.body);
+    assert!(
+        page.body.contains("マイナンバーカードでログイン"),
+        "{}",
+        page.body
+    );
     assert!(page.body.contains("DEMO"));
     assert!(page.body.contains("ローカル開発用RP"));
     let page = br.get(&format!("{}?lang=en", r.location.unwrap())).await;

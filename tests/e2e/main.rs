@@ -60,7 +60,10 @@ impl Server {
         vec![
             ("BROKER_ISSUER".into(), issuer.into()),
             ("BROKER_LISTEN".into(), format!("127.0.0.1:{port}")),
-            ("BROKER_DATA_DIR".into(), dir.join("data").display().to_string()),
+            (
+                "BROKER_DATA_DIR".into(),
+                dir.join("data").display().to_string(),
+            ),
             ("RUST_LOG".into(), "warn".into()),
         ]
     }
@@ -97,10 +100,27 @@ fn binary_serves_and_card_login_cli_returns_a_code() {
     // RFC 7636 appendix B verifier/challenge.
     let url = auth_url(&s.issuer, "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM");
     // Without --consent the login stops at the consent step with a clear message.
-    let o = s.cli(&["card", "login", "--card", card.to_str().unwrap(), "--pin", "1234", &url]);
+    let o = s.cli(&[
+        "card",
+        "login",
+        "--card",
+        card.to_str().unwrap(),
+        "--pin",
+        "1234",
+        &url,
+    ]);
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("run again with --consent"));
-    let o = s.cli(&["card", "login", "--card", card.to_str().unwrap(), "--pin", "1234", "--consent", &url]);
+    let o = s.cli(&[
+        "card",
+        "login",
+        "--card",
+        card.to_str().unwrap(),
+        "--pin",
+        "1234",
+        "--consent",
+        &url,
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let redirect = String::from_utf8(o.stdout).unwrap();
     let u = url::Url::parse(redirect.trim()).unwrap();
@@ -119,7 +139,10 @@ fn binary_serves_and_card_login_cli_returns_a_code() {
                 ("grant_type", "authorization_code"),
                 ("code", q["code"].as_str()),
                 ("redirect_uri", "http://127.0.0.1:8765/callback"),
-                ("code_verifier", "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
+                (
+                    "code_verifier",
+                    "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk",
+                ),
             ])
             .send()
             .await
@@ -138,7 +161,16 @@ fn binary_serves_and_card_login_cli_returns_a_code() {
         assert_eq!(ui["sub"].as_str().unwrap().len(), 43);
     });
     // A wrong PIN through the CLI: refused by the card, the tries counter shown.
-    let o = s.cli(&["card", "login", "--card", card.to_str().unwrap(), "--pin", "0000", "--consent", &url]);
+    let o = s.cli(&[
+        "card",
+        "login",
+        "--card",
+        card.to_str().unwrap(),
+        "--pin",
+        "0000",
+        "--consent",
+        &url,
+    ]);
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr).to_lowercase();
     assert!(err.contains("pin") && err.contains('2'), "{err}");
@@ -157,11 +189,19 @@ fn authlib_client_library_against_the_real_binary() {
         .env("BROKER_DATA_DIR", s.dir.path().join("data"))
         .current_dir(repo())
         .output()
-        .expect("python3 runs (tests/run installs Authlib into a venv and sets BROKER_TEST_PYTHON)");
+        .expect(
+            "python3 runs (tests/run installs Authlib into a venv and sets BROKER_TEST_PYTHON)",
+        );
     let out = String::from_utf8_lossy(&o.stdout);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "Authlib flow failed:\n{out}\n{err}");
-    for step in ["discovery ok", "code flow ok", "id_token ok", "userinfo ok", "refresh ok"] {
+    for step in [
+        "discovery ok",
+        "code flow ok",
+        "id_token ok",
+        "userinfo ok",
+        "refresh ok",
+    ] {
         assert!(out.contains(step), "missing `{step}` in:\n{out}\n{err}");
     }
 }
@@ -192,11 +232,18 @@ fn broken_relying_party_file_is_reported_with_file_and_line() {
     );
     let o = run(&["policy", "check"]);
     assert!(!o.status.success());
-    assert!(String::from_utf8_lossy(&o.stderr).contains(&want), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains(&want),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let o = run(&["serve"]);
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains(&want));
-    assert!(!dir.path().join("data/broker.db").exists(), "nothing was created");
+    assert!(
+        !dir.path().join("data/broker.db").exists(),
+        "nothing was created"
+    );
 }
 
 #[test]

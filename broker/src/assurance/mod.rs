@@ -6,7 +6,7 @@ use crate::registry::policy::{Level, Policy};
 /// Does `facts` meet every requirement of `level`?
 pub fn meets(facts: &AuthFacts, level: &Level) -> bool {
     let r = &level.requires;
-    (r.methods.is_empty() || r.methods.iter().any(|m| *m == facts.method))
+    (r.methods.is_empty() || r.methods.contains(&facts.method))
         && (!r.hardware_key || facts.hardware_key)
         && (!r.user_verified || facts.user_verified)
 }

@@ -39,19 +39,30 @@ pub async fn approve(
     link: &str,
 ) -> anyhow::Result<ChallengeView> {
     let link_url = Url::parse(link).context("the helper link is not a URL")?;
-    let r = http.get(link).send().await.context("cannot reach the broker")?;
+    let r = http
+        .get(link)
+        .send()
+        .await
+        .context("cannot reach the broker")?;
     if !r.status().is_success() {
         bail!("the broker refused the link: {}", error_text(r).await);
     }
-    let ch: ChallengeView = r.json().await.context("the challenge is not the expected JSON")?;
+    let ch: ChallengeView = r
+        .json()
+        .await
+        .context("the challenge is not the expected JSON")?;
     // Show the person where and for whom they sign, and refuse a challenge for another origin.
     let msg = crate::clock::b64url_decode(&ch.to_be_signed)
         .ok_or_else(|| anyhow!("to_be_signed is not base64url"))?;
     let text = String::from_utf8(msg.clone()).context("to_be_signed is not text")?;
     let issuer_line = format!("issuer={}", ch.issuer);
-    if !text.starts_with(crate::authn::card::CHALLENGE_TAG) || !text.lines().any(|l| l == issuer_line)
+    if !text.starts_with(crate::authn::card::CHALLENGE_TAG)
+        || !text.lines().any(|l| l == issuer_line)
     {
-        bail!("the challenge is not a broker login challenge for {}", ch.issuer);
+        bail!(
+            "the challenge is not a broker login challenge for {}",
+            ch.issuer
+        );
     }
     if Url::parse(&ch.issuer).map(|u| u.origin()) != Ok(link_url.origin()) {
         bail!(
@@ -107,7 +118,11 @@ pub async fn login(
     let http = client()?;
     let mut card = VirtualCard::open(card_dir)?;
     let start = Url::parse(auth_url).context("the authorization URL is not a URL")?;
-    let r = http.get(start.clone()).send().await.context("cannot reach the broker")?;
+    let r = http
+        .get(start.clone())
+        .send()
+        .await
+        .context("cannot reach the broker")?;
     if !r.status().is_redirection() {
         bail!("the broker did not start a login: {}", page_error(r).await);
     }

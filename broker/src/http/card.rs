@@ -52,7 +52,11 @@ fn b64(s: &str, what: &str) -> Result<Vec<u8>, CardLoginError> {
         .map_err(|_| CardLoginError::Malformed(format!("{what} is not base64")))
 }
 
-pub async fn respond(State(s): State<AppState>, Path(secret): Path<String>, body: Bytes) -> Response {
+pub async fn respond(
+    State(s): State<AppState>,
+    Path(secret): Path<String>,
+    body: Bytes,
+) -> Response {
     let parsed = serde_json::from_slice::<Answer>(&body)
         .map_err(|e| CardLoginError::Malformed(format!("body is not the expected JSON: {e}")))
         .and_then(|a| {

@@ -60,8 +60,14 @@ async fn load(
 ) -> (Lang, Result<BrowserTx, TxError>) {
     let secret = cookie(headers, &tx_cookie_name(tx));
     let r = flow::browser_tx(s, tx, secret).await;
-    let ui = r.as_ref().map(|b| b.req.ui_locales.clone()).unwrap_or_default();
-    (Lang::pick(&ui, q.get("lang").map(String::as_str), headers), r)
+    let ui = r
+        .as_ref()
+        .map(|b| b.req.ui_locales.clone())
+        .unwrap_or_default();
+    (
+        Lang::pick(&ui, q.get("lang").map(String::as_str), headers),
+        r,
+    )
 }
 
 pub async fn login_page(
@@ -113,7 +119,9 @@ pub async fn status(
             };
             (
                 status,
-                Json(serde_json::json!({"error": "transaction", "error_description": e.to_string()})),
+                Json(
+                    serde_json::json!({"error": "transaction", "error_description": e.to_string()}),
+                ),
             )
                 .into_response()
         }
@@ -138,7 +146,12 @@ pub async fn continue_login(
             let mut r = Redirect::to(&to).into_response();
             r.headers_mut().append(
                 header::SET_COOKIE,
-                set_cookie(&s, SESSION_COOKIE, &session_secret, s.config.lifetimes.session),
+                set_cookie(
+                    &s,
+                    SESSION_COOKIE,
+                    &session_secret,
+                    s.config.lifetimes.session,
+                ),
             );
             r
         }

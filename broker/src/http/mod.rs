@@ -32,20 +32,26 @@ pub fn app(broker: Arc<Broker>) -> Router {
     Router::new()
         .route("/", get(login::index))
         .route("/healthz", get(|| async { "ok" }))
-        .route(
-            "/.well-known/openid-configuration",
-            get(oauth::discovery),
-        )
+        .route("/.well-known/openid-configuration", get(oauth::discovery))
         .route("/jwks", get(oauth::jwks))
-        .route("/authorize", get(oauth::authorize_get).post(oauth::authorize_post))
+        .route(
+            "/authorize",
+            get(oauth::authorize_get).post(oauth::authorize_post),
+        )
         .route("/token", axum::routing::post(oauth::token))
-        .route("/userinfo", get(oauth::userinfo_get).post(oauth::userinfo_post))
+        .route(
+            "/userinfo",
+            get(oauth::userinfo_get).post(oauth::userinfo_post),
+        )
         .route("/introspect", axum::routing::post(oauth::introspect))
         .route("/revoke", axum::routing::post(oauth::revoke))
         .route("/login/{tx}", get(login::login_page))
         .route("/login/{tx}/status", get(login::status))
         .route("/login/{tx}/continue", get(login::continue_login))
-        .route("/consent/{tx}", get(login::consent_page).post(login::consent_post))
+        .route(
+            "/consent/{tx}",
+            get(login::consent_page).post(login::consent_post),
+        )
         .route(
             "/card/v1/tx/{secret}",
             get(card::challenge).post(card::respond),
@@ -61,11 +67,13 @@ async fn security_headers(mut res: Response) -> Response {
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     h.entry(header::CACHE_CONTROL)
         .or_insert(HeaderValue::from_static("no-store"));
-    if h
-        .get(header::CONTENT_TYPE)
+    if h.get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/html"))
     {

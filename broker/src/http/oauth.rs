@@ -39,7 +39,11 @@ pub async fn authorize_get(
     authorize(s, headers, params).await
 }
 
-pub async fn authorize_post(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn authorize_post(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     if !is_form(&headers) {
         let lang = Lang::pick(&[], None, &headers);
         return pages::error_page(
@@ -87,7 +91,12 @@ fn with_tx_cookie(s: &AppState, tx_id: &str, secret: &str, to: String) -> Respon
     let mut r = Redirect::to(&to).into_response();
     r.headers_mut().append(
         header::SET_COOKIE,
-        set_cookie(s, &tx_cookie_name(tx_id), secret, s.config.lifetimes.transaction),
+        set_cookie(
+            s,
+            &tx_cookie_name(tx_id),
+            secret,
+            s.config.lifetimes.transaction,
+        ),
     );
     r
 }
@@ -154,7 +163,11 @@ fn client_error(creds: &PresentedCredentials, e: OAuthError) -> ApiError {
     }
 }
 
-pub async fn token(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+pub async fn token(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let (creds, form) = client_form(&headers, &body)?;
     let resp = token::token(&s, &creds, &form)
         .await
@@ -180,10 +193,12 @@ fn bearer_error(e: OAuthError) -> ApiError {
     }
 }
 
-pub async fn userinfo_get(State(s): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
-    let t = bearer(&headers).ok_or_else(|| {
-        bearer_error(OAuthError::invalid_token("no access token"))
-    })?;
+pub async fn userinfo_get(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let t = bearer(&headers)
+        .ok_or_else(|| bearer_error(OAuthError::invalid_token("no access token")))?;
     Ok(Json(token::userinfo(&s, t).await.map_err(bearer_error)?))
 }
 
@@ -193,7 +208,11 @@ pub async fn userinfo_post(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let form = if is_form(&headers) { form_pairs(&body) } else { vec![] };
+    let form = if is_form(&headers) {
+        form_pairs(&body)
+    } else {
+        vec![]
+    };
     let from_body = form
         .iter()
         .find(|(k, _)| k == "access_token")
@@ -214,7 +233,11 @@ fn form_get<'a>(form: &'a [(String, String)], k: &str) -> Option<&'a str> {
     form.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str())
 }
 
-pub async fn introspect(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Json<Value>, ApiError> {
+pub async fn introspect(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
     let (creds, form) = client_form(&headers, &body)?;
     let client = token::authenticate_client(&s, &creds).map_err(|e| client_error(&creds, e))?;
     if client.is_public() {
@@ -223,14 +246,20 @@ pub async fn introspect(State(s): State<AppState>, headers: HeaderMap, body: Byt
             OAuthError::invalid_client("public clients cannot introspect"),
         ));
     }
-    let t = form_get(&form, "token").ok_or_else(|| OAuthError::invalid_request("token is missing"))?;
+    let t =
+        form_get(&form, "token").ok_or_else(|| OAuthError::invalid_request("token is missing"))?;
     Ok(Json(token::introspect(&s, &client, t).await?))
 }
 
-pub async fn revoke(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<StatusCode, ApiError> {
+pub async fn revoke(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<StatusCode, ApiError> {
     let (creds, form) = client_form(&headers, &body)?;
     let client = token::authenticate_client(&s, &creds).map_err(|e| client_error(&creds, e))?;
-    let t = form_get(&form, "token").ok_or_else(|| OAuthError::invalid_request("token is missing"))?;
+    let t =
+        form_get(&form, "token").ok_or_else(|| OAuthError::invalid_request("token is missing"))?;
     token::revoke(&s, &client, t, form_get(&form, "token_type_hint")).await?;
     Ok(StatusCode::OK)
 }

@@ -34,7 +34,10 @@ impl Lang {
         headers
             .get(header::ACCEPT_LANGUAGE)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').find_map(|p| parse(p.split(';').next().unwrap_or(""))))
+            .and_then(|v| {
+                v.split(',')
+                    .find_map(|p| parse(p.split(';').next().unwrap_or("")))
+            })
             .unwrap_or(Lang::Ja)
     }
     pub fn code(self) -> &'static str {
@@ -47,29 +50,85 @@ impl Lang {
 
 /// The message catalogue: (key, Japanese, English).
 const TEXT: &[(&str, &str, &str)] = &[
-    ("demo_banner", "デモ環境：デモ用の認証局を信頼しています。本物の個人情報を入力しないでください。", "DEMO: this broker trusts a demo certificate authority. Do not enter real personal data."),
-    ("title_login", "マイナンバーカードでログイン", "Log in with your My Number card"),
-    ("login_for", "次のサービスにログインします", "You are logging in to"),
-    ("method_card", "マイナンバーカード（利用者証明用電子証明書）", "My Number card (user authentication certificate)"),
-    ("step_helper", "スマートフォンのアプリ、またはカードリーダーのヘルパーで次のリンクを開き、4桁の暗証番号を入力してください。", "Open this link with the card app on your phone or the card-reader helper on your computer, and enter your 4-digit PIN."),
-    ("binding_code", "確認コード（ヘルパーに表示される番号と同じことを確認してください）", "Confirmation code (check that your helper shows the same number)"),
-    ("cli_hint", "仮想カードの場合は端末で次を実行します：", "With a virtual card, run in a terminal:"),
-    ("waiting", "カードの操作を待っています…", "Waiting for the card…"),
+    (
+        "demo_banner",
+        "デモ環境：デモ用の認証局を信頼しています。本物の個人情報を入力しないでください。",
+        "DEMO: this broker trusts a demo certificate authority. Do not enter real personal data.",
+    ),
+    (
+        "title_login",
+        "マイナンバーカードでログイン",
+        "Log in with your My Number card",
+    ),
+    (
+        "login_for",
+        "次のサービスにログインします",
+        "You are logging in to",
+    ),
+    (
+        "method_card",
+        "マイナンバーカード（利用者証明用電子証明書）",
+        "My Number card (user authentication certificate)",
+    ),
+    (
+        "step_helper",
+        "スマートフォンのアプリ、またはカードリーダーのヘルパーで次のリンクを開き、4桁の暗証番号を入力してください。",
+        "Open this link with the card app on your phone or the card-reader helper on your computer, and enter your 4-digit PIN.",
+    ),
+    (
+        "binding_code",
+        "確認コード（ヘルパーに表示される番号と同じことを確認してください）",
+        "Confirmation code (check that your helper shows the same number)",
+    ),
+    (
+        "cli_hint",
+        "仮想カードの場合は端末で次を実行します：",
+        "With a virtual card, run in a terminal:",
+    ),
+    (
+        "waiting",
+        "カードの操作を待っています…",
+        "Waiting for the card…",
+    ),
     ("continue", "続ける", "Continue"),
     ("title_consent", "情報提供の同意", "Consent to share"),
-    ("consent_intro", "次のサービスが、あなたに関する以下の情報を求めています", "This service asks for the following about you"),
+    (
+        "consent_intro",
+        "次のサービスが、あなたに関する以下の情報を求めています",
+        "This service asks for the following about you",
+    ),
     ("approve", "同意する", "Allow"),
     ("deny", "拒否する", "Deny"),
     ("title_error", "エラー", "Error"),
-    ("back", "サービスに戻って、もう一度お試しください。", "Go back to the service and try again."),
-    ("title_index", "マイナンバーカード認証ブローカー", "My Number card identity broker"),
-    ("scope_openid", "利用者識別子（サービスごとに異なる番号）", "An identifier for you (different for each service)"),
-    ("scope_profile", "氏名・生年月日・性別", "Name, date of birth and gender"),
+    (
+        "back",
+        "サービスに戻って、もう一度お試しください。",
+        "Go back to the service and try again.",
+    ),
+    (
+        "title_index",
+        "マイナンバーカード認証ブローカー",
+        "My Number card identity broker",
+    ),
+    (
+        "scope_openid",
+        "利用者識別子（サービスごとに異なる番号）",
+        "An identifier for you (different for each service)",
+    ),
+    (
+        "scope_profile",
+        "氏名・生年月日・性別",
+        "Name, date of birth and gender",
+    ),
     ("scope_name", "氏名", "Name"),
     ("scope_birthdate", "生年月日", "Date of birth"),
     ("scope_gender", "性別", "Gender"),
     ("scope_address", "住所", "Address"),
-    ("scope_offline_access", "ログアウト後も継続してアクセスすること", "Continued access after you leave"),
+    (
+        "scope_offline_access",
+        "ログアウト後も継続してアクセスすること",
+        "Continued access after you leave",
+    ),
     ("language", "English", "日本語"),
 ];
 
@@ -126,7 +185,13 @@ pub fn render(b: &Broker, lang: Lang, status: StatusCode, template: &str, ctx: V
 }
 
 /// The error page for `code`/`message`.
-pub fn error_page(b: &Broker, lang: Lang, status: StatusCode, code: &str, message: &str) -> Response {
+pub fn error_page(
+    b: &Broker,
+    lang: Lang,
+    status: StatusCode,
+    code: &str,
+    message: &str,
+) -> Response {
     render(
         b,
         lang,

@@ -91,7 +91,9 @@ pub fn validate(
         )))
     })?;
     if count("redirect_uri") > 1 {
-        return Err(page(OAuthError::invalid_request("redirect_uri is repeated")));
+        return Err(page(OAuthError::invalid_request(
+            "redirect_uri is repeated",
+        )));
     }
     let redirect_uri = get("redirect_uri")
         .filter(|s| !s.is_empty())
@@ -153,7 +155,9 @@ pub fn validate(
     }
     let mut scope: Vec<String> = Vec::new();
     for s in requested {
-        if SUPPORTED_SCOPES.contains(&s) && client.scopes.contains(s) && !scope.iter().any(|x| x == s)
+        if SUPPORTED_SCOPES.contains(&s)
+            && client.scopes.contains(s)
+            && !scope.iter().any(|x| x == s)
         {
             scope.push(s.to_string());
         }
@@ -213,16 +217,11 @@ pub fn validate(
     }
     let max_age = match get("max_age") {
         None => None,
-        Some(s) => Some(
-            s.parse::<i64>()
-                .ok()
-                .filter(|v| *v >= 0)
-                .ok_or_else(|| {
-                    redirect(OAuthError::invalid_request(format!(
-                        "max_age `{s}` is not a non-negative integer"
-                    )))
-                })?,
-        ),
+        Some(s) => Some(s.parse::<i64>().ok().filter(|v| *v >= 0).ok_or_else(|| {
+            redirect(OAuthError::invalid_request(format!(
+                "max_age `{s}` is not a non-negative integer"
+            )))
+        })?),
     };
     let claims = match get("claims") {
         None => None,
@@ -296,7 +295,10 @@ pub fn error_redirect(
     e: &OAuthError,
     issuer: &str,
 ) -> String {
-    let mut p = vec![("error", e.code), ("error_description", e.description.as_str())];
+    let mut p = vec![
+        ("error", e.code),
+        ("error_description", e.description.as_str()),
+    ];
     if let Some(s) = state {
         p.push(("state", s));
     }
@@ -334,7 +336,10 @@ mod tests {
             ("scope", "openid profile email"),
             ("state", "s1"),
             ("nonce", "n1"),
-            ("code_challenge", "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"),
+            (
+                "code_challenge",
+                "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+            ),
             ("code_challenge_method", "S256"),
         ]
         .iter()
@@ -350,7 +355,9 @@ mod tests {
         p
     }
 
-    fn redirect_code(r: Result<(Arc<Client>, AuthRequest), AuthorizeError>) -> (&'static str, String) {
+    fn redirect_code(
+        r: Result<(Arc<Client>, AuthRequest), AuthorizeError>,
+    ) -> (&'static str, String) {
         match r {
             Err(AuthorizeError::Redirect { error, state, .. }) => {
                 assert_eq!(state.as_deref(), Some("s1"));
@@ -374,32 +381,72 @@ mod tests {
             with(base(), "client_id", None),
             with(base(), "client_id", Some("nobody")),
             with(base(), "redirect_uri", None),
-            with(base(), "redirect_uri", Some("http://127.0.0.1:8765/callback/other")),
+            with(
+                base(),
+                "redirect_uri",
+                Some("http://127.0.0.1:8765/callback/other"),
+            ),
             with(base(), "redirect_uri", Some("https://evil.example/cb")),
         ] {
-            assert!(matches!(validate(&p, &r), Err(AuthorizeError::Page { .. })), "{p:?}");
+            assert!(
+                matches!(validate(&p, &r), Err(AuthorizeError::Page { .. })),
+                "{p:?}"
+            );
         }
     }
 
     #[test]
     fn protocol_errors_redirect_with_exact_codes() {
         let r = reg();
-        assert_eq!(redirect_code(validate(&with(base(), "response_type", None), &r)).0, "invalid_request");
+        assert_eq!(
+            redirect_code(validate(&with(base(), "response_type", None), &r)).0,
+            "invalid_request"
+        );
         assert_eq!(
             redirect_code(validate(&with(base(), "response_type", Some("token")), &r)).0,
             "unsupported_response_type"
         );
-        assert_eq!(redirect_code(validate(&with(base(), "scope", Some("profile")), &r)).0, "invalid_scope");
+        assert_eq!(
+            redirect_code(validate(&with(base(), "scope", Some("profile")), &r)).0,
+            "invalid_scope"
+        );
         let (c, d) = redirect_code(validate(&with(base(), "code_challenge", None), &r));
-        assert_eq!((c, d.as_str()), ("invalid_request", "code_challenge is missing (PKCE with S256 is required)"));
-        let (c, d) = redirect_code(validate(&with(base(), "code_challenge_method", Some("plain")), &r));
-        assert_eq!((c, d.as_str()), ("invalid_request", "code_challenge_method `plain` is not supported; use S256"));
-        assert_eq!(redirect_code(validate(&with(base(), "prompt", Some("none login")), &r)).0, "invalid_request");
-        assert_eq!(redirect_code(validate(&with(base(), "max_age", Some("-1")), &r)).0, "invalid_request");
-        assert_eq!(redirect_code(validate(&with(base(), "request", Some("x.y.z")), &r)).0, "request_not_supported");
+        assert_eq!(
+            (c, d.as_str()),
+            (
+                "invalid_request",
+                "code_challenge is missing (PKCE with S256 is required)"
+            )
+        );
+        let (c, d) = redirect_code(validate(
+            &with(base(), "code_challenge_method", Some("plain")),
+            &r,
+        ));
+        assert_eq!(
+            (c, d.as_str()),
+            (
+                "invalid_request",
+                "code_challenge_method `plain` is not supported; use S256"
+            )
+        );
+        assert_eq!(
+            redirect_code(validate(&with(base(), "prompt", Some("none login")), &r)).0,
+            "invalid_request"
+        );
+        assert_eq!(
+            redirect_code(validate(&with(base(), "max_age", Some("-1")), &r)).0,
+            "invalid_request"
+        );
+        assert_eq!(
+            redirect_code(validate(&with(base(), "request", Some("x.y.z")), &r)).0,
+            "request_not_supported"
+        );
         let mut dup = base();
         dup.push(("scope".into(), "openid".into()));
-        assert_eq!(redirect_code(validate(&dup, &r)).1, "parameter `scope` is repeated");
+        assert_eq!(
+            redirect_code(validate(&dup, &r)).1,
+            "parameter `scope` is repeated"
+        );
     }
 
     #[test]
@@ -413,7 +460,10 @@ mod tests {
             "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXK",
             "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
         ));
-        assert!(!pkce_matches("short", "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"));
+        assert!(!pkce_matches(
+            "short",
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+        ));
     }
 
     #[test]

@@ -14,7 +14,16 @@ pub fn metadata(b: &Broker) -> Value {
         "none",
     ];
     let mut claims: Vec<&str> = vec![
-        "sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "at_hash",
+        "sub",
+        "iss",
+        "aud",
+        "exp",
+        "iat",
+        "auth_time",
+        "nonce",
+        "acr",
+        "amr",
+        "at_hash",
     ];
     claims.extend(SUPPORTED_CLAIMS.iter().filter(|c| **c != "verified_claims"));
     json!({

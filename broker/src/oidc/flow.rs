@@ -86,9 +86,8 @@ pub async fn authorize(
     };
     let now = b.now();
     let session = current_session(b, session_cookie).await?;
-    let usable = session.filter(|(_, f)| {
-        !req.prompt_login && req.max_age.is_none_or(|m| now - f.auth_time <= m)
-    });
+    let usable = session
+        .filter(|(_, f)| !req.prompt_login && req.max_age.is_none_or(|m| now - f.auth_time <= m));
     let fail = |e: OAuthError| {
         Ok(AuthorizeOutcome::Redirect(authorize::error_redirect(
             &req.redirect_uri,
@@ -142,7 +141,10 @@ async fn has_consent(
 /// The secret in the card-helper link, derived from the transaction and the browser's
 /// secret so that only the browser that started the login can show it.
 pub fn helper_secret(b: &Broker, tx_id: &str, browser_secret: &str) -> String {
-    b.mac("helper-link", format!("{tx_id}\n{browser_secret}").as_bytes())
+    b.mac(
+        "helper-link",
+        format!("{tx_id}\n{browser_secret}").as_bytes(),
+    )
 }
 
 pub fn helper_url(b: &Broker, helper_secret: &str) -> String {
@@ -272,7 +274,11 @@ pub async fn browser_tx(
     }
     let req: AuthRequest = serde_json::from_str(&tx.request_json).map_err(|_| TxError::Internal)?;
     // The registry may have been reloaded: a removed client ends the transaction.
-    let client = b.registry().get(&tx.client_id).cloned().ok_or(TxError::Gone)?;
+    let client = b
+        .registry()
+        .get(&tx.client_id)
+        .cloned()
+        .ok_or(TxError::Gone)?;
     Ok(BrowserTx { tx, req, client })
 }
 
@@ -280,10 +286,7 @@ pub async fn browser_tx(
 #[derive(Debug)]
 pub enum ContinueOutcome {
     /// Set this new SSO session cookie, then redirect.
-    Session {
-        session_secret: String,
-        next: Next,
-    },
+    Session { session_secret: String, next: Next },
 }
 
 #[derive(Debug)]
@@ -420,7 +423,10 @@ async fn helper_tx(b: &Broker, helper_secret: &str) -> Result<TxRecord, CardLogi
 }
 
 /// GET of the helper link: the challenge.
-pub async fn card_challenge(b: &Broker, helper_secret: &str) -> Result<ChallengeView, CardLoginError> {
+pub async fn card_challenge(
+    b: &Broker,
+    helper_secret: &str,
+) -> Result<ChallengeView, CardLoginError> {
     let tx = helper_tx(b, helper_secret).await?;
     let client = b
         .registry()
@@ -477,10 +483,17 @@ pub async fn card_submit(
         kind: "user_auth".into(),
         not_after: cert.not_after.unix_timestamp(),
     };
-    let facts_json = serde_json::to_string(&facts).map_err(|_| CardLoginError::UnknownTransaction)?;
+    let facts_json =
+        serde_json::to_string(&facts).map_err(|_| CardLoginError::UnknownTransaction)?;
     let outcome = b
         .store
-        .complete_card_login(&tx.helper_hash, &tx.challenge_nonce, &link, &facts_json, now)
+        .complete_card_login(
+            &tx.helper_hash,
+            &tx.challenge_nonce,
+            &link,
+            &facts_json,
+            now,
+        )
         .await
         .map_err(|e| {
             tracing::error!(error = %e, "store failure");

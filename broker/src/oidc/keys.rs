@@ -78,8 +78,11 @@ impl KeySet {
         let ec_decoding = match &ec.material {
             Material::Ec(k) => {
                 let p = k.public_key().as_ref();
-                jsonwebtoken::DecodingKey::from_ec_components(&b64url(&p[1..33]), &b64url(&p[33..65]))
-                    .map_err(|e| KeyError::Bad(e.to_string()))?
+                jsonwebtoken::DecodingKey::from_ec_components(
+                    &b64url(&p[1..33]),
+                    &b64url(&p[33..65]),
+                )
+                .map_err(|e| KeyError::Bad(e.to_string()))?
             }
             Material::Rsa(_) => unreachable!("EC slot holds an EC key"),
         };
@@ -166,7 +169,10 @@ fn generate_ec() -> Result<String, KeyError> {
         &SystemRandom::new(),
     )
     .map_err(|_| KeyError::Bad("EC key generation failed".into()))?;
-    Ok(pem::encode(&pem::Pem::new("PRIVATE KEY", doc.as_ref().to_vec())))
+    Ok(pem::encode(&pem::Pem::new(
+        "PRIVATE KEY",
+        doc.as_ref().to_vec(),
+    )))
 }
 
 fn generate_rsa() -> Result<String, KeyError> {
@@ -176,7 +182,10 @@ fn generate_rsa() -> Result<String, KeyError> {
     let der = k
         .as_der()
         .map_err(|_| KeyError::Bad("RSA key encoding failed".into()))?;
-    Ok(pem::encode(&pem::Pem::new("PRIVATE KEY", der.as_ref().to_vec())))
+    Ok(pem::encode(&pem::Pem::new(
+        "PRIVATE KEY",
+        der.as_ref().to_vec(),
+    )))
 }
 
 fn load_key(rec: &SigningKeyRecord) -> Result<SigningKey, KeyError> {
@@ -184,8 +193,9 @@ fn load_key(rec: &SigningKeyRecord) -> Result<SigningKey, KeyError> {
     let bad = |what: &str| KeyError::Bad(format!("key {}: {what}", rec.kid));
     match rec.alg.as_str() {
         EC_ALG => {
-            let k = EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, p.contents())
-                .map_err(|_| bad("not a P-256 PKCS#8 key"))?;
+            let k =
+                EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, p.contents())
+                    .map_err(|_| bad("not a P-256 PKCS#8 key"))?;
             let pt = k.public_key().as_ref();
             let jwk = json!({
                 "kty": "EC", "crv": "P-256", "use": "sig", "alg": "ES256", "kid": rec.kid,
@@ -198,7 +208,8 @@ fn load_key(rec: &SigningKeyRecord) -> Result<SigningKey, KeyError> {
             })
         }
         RSA_ALG => {
-            let k = RsaKeyPair::from_pkcs8(p.contents()).map_err(|_| bad("not an RSA PKCS#8 key"))?;
+            let k =
+                RsaKeyPair::from_pkcs8(p.contents()).map_err(|_| bad("not an RSA PKCS#8 key"))?;
             let pk = k.public_key();
             let jwk = json!({
                 "kty": "RSA", "use": "sig", "kid": rec.kid,

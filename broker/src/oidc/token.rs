@@ -141,7 +141,10 @@ fn verify_assertion(b: &Broker, client: &Client, assertion: &str) -> Result<(), 
     ) {
         return Err(bad("algorithm not allowed"));
     }
-    let jwks = client.jwks.as_ref().ok_or_else(|| bad("client has no keys"))?;
+    let jwks = client
+        .jwks
+        .as_ref()
+        .ok_or_else(|| bad("client has no keys"))?;
     let candidates: Vec<_> = jwks
         .keys
         .iter()
@@ -225,8 +228,8 @@ pub async fn token(
             )));
         }
     }
-    let grant_type = get("grant_type")
-        .ok_or_else(|| OAuthError::invalid_request("grant_type is missing"))?;
+    let grant_type =
+        get("grant_type").ok_or_else(|| OAuthError::invalid_request("grant_type is missing"))?;
     let client = authenticate_client(b, creds)?;
     match grant_type {
         "authorization_code" => {
@@ -275,7 +278,9 @@ async fn code_grant(
         Redeem::NotFound => return Err(OAuthError::invalid_grant("the code is invalid")),
     };
     if rec.client_id != client.client_id {
-        return Err(OAuthError::invalid_grant("the code was issued to another client"));
+        return Err(OAuthError::invalid_grant(
+            "the code was issued to another client",
+        ));
     }
     if rec.expires_at < now {
         return Err(OAuthError::invalid_grant("the code expired"));
@@ -318,7 +323,14 @@ async fn code_grant(
     } else {
         None
     };
-    Ok(mint(b, client, &rec.grant_id, &rd, data.nonce.as_deref(), refresh))
+    Ok(mint(
+        b,
+        client,
+        &rec.grant_id,
+        &rd,
+        data.nonce.as_deref(),
+        refresh,
+    ))
 }
 
 fn refresh_record(
@@ -331,7 +343,8 @@ fn refresh_record(
     Ok(RefreshRecord {
         token_hash: token_hash(token),
         grant_id: grant_id.to_string(),
-        data_json: serde_json::to_string(rd).map_err(|e| OAuthError::server_error(e.to_string()))?,
+        data_json: serde_json::to_string(rd)
+            .map_err(|e| OAuthError::server_error(e.to_string()))?,
         created_at: now,
         expires_at: now + b.config.lifetimes.refresh_token,
         used_at: None,
@@ -386,7 +399,14 @@ async fn refresh_grant(
         }
         Redeem::NotFound => return Err(OAuthError::invalid_grant("the refresh token is invalid")),
     }
-    Ok(mint(b, client, &old.grant_id, &new_rd, None, Some(new_token)))
+    Ok(mint(
+        b,
+        client,
+        &old.grant_id,
+        &new_rd,
+        None,
+        Some(new_token),
+    ))
 }
 
 /// Sign the access token (RFC 9068, ES256) and the ID token (the client's algorithm).
@@ -418,7 +438,9 @@ fn mint(
     if let Some(acr) = &rd.acr {
         at["acr"] = json!(acr);
     }
-    let access_token = b.keys.sign(crate::registry::SigAlg::ES256, Some("at+jwt"), &at);
+    let access_token = b
+        .keys
+        .sign(crate::registry::SigAlg::ES256, Some("at+jwt"), &at);
     let mut id = json!({
         "iss": b.issuer(),
         "sub": sub,
@@ -522,7 +544,12 @@ pub async fn introspect(b: &Broker, client: &Client, token: &str) -> Result<Valu
 
 /// POST /revoke (RFC 7009): revoking a refresh token revokes its grant (and so every
 /// access token of it); revoking an access token revokes that token.
-pub async fn revoke(b: &Broker, client: &Client, token: &str, hint: Option<&str>) -> Result<(), OAuthError> {
+pub async fn revoke(
+    b: &Broker,
+    client: &Client,
+    token: &str,
+    hint: Option<&str>,
+) -> Result<(), OAuthError> {
     if let Some(h) = hint
         && h != "access_token"
         && h != "refresh_token"

@@ -526,6 +526,69 @@ fn real_jpki_user_auth_certificate() {
     );
 }
 
+#[test]
+fn real_jpki_certificate_passes_the_profile_under_a_stand_in_root() {
+    // We do not have J-LIS's key, so re-sign the real tbsCertificate (issuer DN, serial, policies,
+    // keyUsage, CRLDP, AIA, AKI … all untouched) with a test CA that has the J-LIS DN. Everything
+    // after the signature check then runs on real J-LIS data.
+    use rcgen::SigningKey as _;
+    let der = std::fs::read(real_cert_path()).expect("real JPKI certificate fixture");
+    let (_, real) = X509Certificate::from_der(&der).unwrap();
+
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap();
+    let mut params = rcgen::CertificateParams::default();
+    let mut dn = rcgen::DistinguishedName::new();
+    dn.push(rcgen::DnType::CountryName, "JP");
+    dn.push(rcgen::DnType::OrganizationName, "JPKI");
+    dn.push(
+        rcgen::DnType::OrganizationalUnitName,
+        "JPKI for user authentication",
+    );
+    dn.push(
+        rcgen::DnType::CustomDnType(vec![2, 5, 4, 11]),
+        "Japan Agency for Local Authority Information Systems",
+    );
+    params.distinguished_name = dn;
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign];
+    let ca = params.self_signed(&key).unwrap();
+
+    let sig = key.sign(real.tbs_certificate.as_ref()).unwrap();
+    let resigned = der::sequence(&[
+        real.tbs_certificate.as_ref().to_vec(),
+        der::sequence(&[der::oid("1.2.840.113549.1.1.11").unwrap(), vec![0x05, 0x00]]),
+        der::tlv(0x03, &[vec![0x00], sig].concat()),
+    ]);
+    let store = TrustStore::new(vec![TrustAnchor {
+        kind: CertKind::UserAuth,
+        label: "jlis-stand-in".into(),
+        cert_der: ca.der().to_vec(),
+        demo: false,
+    }])
+    .unwrap();
+    let inside = time::macros::datetime!(2025-01-01 00:00 UTC);
+    let v = validate(&resigned, &store, CertKind::UserAuth, inside).expect("real profile passes");
+    assert_eq!(v.serial_hex, "054cfcd8");
+    assert_eq!(v.subject, "C=JP, CN=897434E6BNBFHG01106003A");
+    assert_eq!(v.anchor_label, "jlis-stand-in");
+    assert_eq!(v.public_key_pkcs1.len(), 270);
+    assert!(v.basic4.is_none());
+    // The untouched original does not verify under the stand-in: the AKI names J-LIS's key,
+    // not the stand-in's, so this is an untrusted issuer rather than a bad signature.
+    assert!(matches!(
+        validate(&der, &store, CertKind::UserAuth, inside),
+        Err(PkiError::UntrustedIssuer { .. })
+    ));
+    // After its notAfter (2027-09-23 14:59:59Z).
+    let after = time::macros::datetime!(2027-09-23 15:00 UTC);
+    assert_eq!(
+        validate(&resigned, &store, CertKind::UserAuth, after).unwrap_err(),
+        PkiError::Expired {
+            not_after: "2027-09-23T14:59:59Z".into()
+        }
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Certificates made by the openssl CLI.
 

@@ -87,13 +87,8 @@ pub const SUPPORTED_SCOPES: &[&str] = &[
 
 /// Claims the broker can release (the basic four of the signature certificate, and the
 /// OpenID Connect for Identity Assurance container).
-pub const SUPPORTED_CLAIMS: &[&str] = &[
-    "name",
-    "birthdate",
-    "gender",
-    "address",
-    "verified_claims",
-];
+pub const SUPPORTED_CLAIMS: &[&str] =
+    &["name", "birthdate", "gender", "address", "verified_claims"];
 
 /// One registered relying party, validated.
 #[derive(Debug, Clone)]
@@ -307,7 +302,9 @@ pub fn parse_client(file: &Path, text: &str) -> Result<Client, FileError> {
             other => {
                 return Err(err(
                     u.span(),
-                    format!("redirect URI `{s}` has scheme `{other}`; only https (or http on loopback) is allowed"),
+                    format!(
+                        "redirect URI `{s}` has scheme `{other}`; only https (or http on loopback) is allowed"
+                    ),
                 ));
             }
         }
@@ -404,7 +401,10 @@ pub fn parse_client(file: &Path, text: &str) -> Result<Client, FileError> {
         scopes.insert(s.clone());
     }
     if !scopes.contains("openid") {
-        return Err(err(raw.scopes.span(), "scopes must include `openid`".into()));
+        return Err(err(
+            raw.scopes.span(),
+            "scopes must include `openid`".into(),
+        ));
     }
     let mut claims = BTreeSet::new();
     for c in raw.claims.get_ref() {
@@ -499,10 +499,7 @@ scopes = ["openid", "profile"]
 
     #[test]
     fn errors_carry_file_and_line() {
-        let bad = GOOD.replace(
-            "https://city.example.jp/cb",
-            "http://city.example.jp/cb",
-        );
+        let bad = GOOD.replace("https://city.example.jp/cb", "http://city.example.jp/cb");
         let e = parse(&bad).unwrap_err();
         assert_eq!(e.line, 5);
         assert_eq!(
@@ -535,7 +532,12 @@ scopes = ["openid", "profile"]
             "[\"https://city.example.jp/cb\"]",
             "[\"https://a.example.jp/cb\", \"https://b.example.jp/cb\"]",
         );
-        assert!(parse(&two).unwrap_err().reason.contains("sector_identifier"));
+        assert!(
+            parse(&two)
+                .unwrap_err()
+                .reason
+                .contains("sector_identifier")
+        );
         let with_sector = format!("{two}sector_identifier = \"example.jp\"\n");
         assert_eq!(parse(&with_sector).unwrap().sector, "example.jp");
     }
@@ -544,7 +546,14 @@ scopes = ["openid", "profile"]
     fn shipped_examples_load() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../relying-parties");
         let reg = Registry::load_dir(&dir).unwrap();
-        for id in ["city-portal", "hospital", "bank", "catv", "local-dev", "local-dev-spa"] {
+        for id in [
+            "city-portal",
+            "hospital",
+            "bank",
+            "catv",
+            "local-dev",
+            "local-dev-spa",
+        ] {
             assert!(reg.get(id).is_some(), "example {id} missing");
         }
     }

@@ -102,7 +102,11 @@ impl Policy {
             if l.name.is_empty() || l.acr.is_empty() {
                 return Err(err("a level needs a non-empty name and acr".into()));
             }
-            if self.levels.iter().any(|x| x.name == l.name || x.acr == l.acr) {
+            if self
+                .levels
+                .iter()
+                .any(|x| x.name == l.name || x.acr == l.acr)
+            {
                 return Err(err(format!(
                     "level `{}` (acr `{}`) is defined twice",
                     l.name, l.acr
@@ -147,7 +151,8 @@ mod tests {
         let mut p = Policy::default();
         let text = "[[levels]]\nname = \"a\"\nacr = \"a\"\n\n[[levels]]\nname = \"b\"\nacr = \"b\"\nrequires = { methods = [\"sms\"] }\n";
         let e = p.add_file(Path::new("p.toml"), text).unwrap_err();
-        assert_eq!(e.line, 6, "{e}");
+        // The line of the offending level's [[levels]] header.
+        assert_eq!(e.line, 5, "{e}");
         assert!(e.reason.contains("unknown method `sms`"), "{e}");
     }
 }

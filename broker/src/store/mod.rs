@@ -86,7 +86,10 @@ pub struct CertLink {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CardLoginOutcome {
     /// The transaction is now authenticated for this account.
-    Authenticated { account_id: String, new_account: bool },
+    Authenticated {
+        account_id: String,
+        new_account: bool,
+    },
     /// The challenge was used already (or the transaction is gone).
     ChallengeUsed,
 }
@@ -186,8 +189,13 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_session(&self, id_hash: &str) -> Result<()>;
 
     async fn get_consent(&self, account_id: &str, client_id: &str) -> Result<Option<String>>;
-    async fn put_consent(&self, account_id: &str, client_id: &str, scope: &str, now: i64)
-    -> Result<()>;
+    async fn put_consent(
+        &self,
+        account_id: &str,
+        client_id: &str,
+        scope: &str,
+        now: i64,
+    ) -> Result<()>;
 
     async fn insert_code(&self, c: &CodeRecord) -> Result<()>;
     /// Mark the code used and return it; a second call returns `Replayed`.

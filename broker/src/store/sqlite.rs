@@ -207,10 +207,12 @@ impl Store for SqliteStore {
     }
 
     async fn finish_tx(&self, tx_id: &str) -> Result<bool> {
-        let r = sqlx::query("UPDATE transactions SET status = 'done' WHERE id = ? AND status != 'done'")
-            .bind(tx_id)
-            .execute(&self.pool)
-            .await?;
+        let r = sqlx::query(
+            "UPDATE transactions SET status = 'done' WHERE id = ? AND status != 'done'",
+        )
+        .bind(tx_id)
+        .execute(&self.pool)
+        .await?;
         Ok(r.rows_affected() == 1)
     }
 
@@ -495,10 +497,12 @@ impl Store for SqliteStore {
             .bind(candidate)
             .execute(&self.pool)
             .await?;
-        Ok(sqlx::query_scalar("SELECT value FROM secrets WHERE name = ?")
-            .bind(name)
-            .fetch_one(&self.pool)
-            .await?)
+        Ok(
+            sqlx::query_scalar("SELECT value FROM secrets WHERE name = ?")
+                .bind(name)
+                .fetch_one(&self.pool)
+                .await?,
+        )
     }
 
     async fn counts(&self) -> Result<Counts> {

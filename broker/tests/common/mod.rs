@@ -64,7 +64,12 @@ impl TestBroker {
     /// A fresh virtual card from the demo PKI (auth PIN 1234, sign PIN ABC123).
     pub fn card(&self, name: &str) -> VirtualCard {
         let now = time::OffsetDateTime::now_utc();
-        self.card_from(&self.demo_pki(), name, now - time::Duration::days(1), now + time::Duration::days(365))
+        self.card_from(
+            &self.demo_pki(),
+            name,
+            now - time::Duration::days(1),
+            now + time::Duration::days(365),
+        )
     }
 
     pub fn card_from(
@@ -175,7 +180,12 @@ impl Browser {
         self.send(req).await
     }
 
-    pub async fn post_form(&mut self, url: &str, form: &[(&str, &str)], basic: Option<(&str, &str)>) -> Resp {
+    pub async fn post_form(
+        &mut self,
+        url: &str,
+        form: &[(&str, &str)],
+        basic: Option<(&str, &str)>,
+    ) -> Resp {
         let body = url::form_urlencoded::Serializer::new(String::new())
             .extend_pairs(form)
             .finish();
@@ -249,7 +259,10 @@ pub async fn start_login(br: &mut Browser, url: &str) -> Started {
     let r = br.get(url).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     let loc = r.location.unwrap();
-    let tx = loc.strip_prefix("/login/").expect("login redirect").to_string();
+    let tx = loc
+        .strip_prefix("/login/")
+        .expect("login redirect")
+        .to_string();
     let page = br.get(&loc).await;
     assert_eq!(page.status, StatusCode::OK);
     let st = br.get(&format!("/login/{tx}/status")).await.json();
@@ -262,7 +275,12 @@ pub async fn start_login(br: &mut Browser, url: &str) -> Started {
 }
 
 /// The helper's part: fetch the challenge, sign it with the card, post the answer.
-pub async fn helper_answer(br: &mut Browser, helper_path: &str, card: &mut VirtualCard, pin: &str) -> Resp {
+pub async fn helper_answer(
+    br: &mut Browser,
+    helper_path: &str,
+    card: &mut VirtualCard,
+    pin: &str,
+) -> Resp {
     let ch = br.get(helper_path).await;
     assert_eq!(ch.status, StatusCode::OK, "{}", ch.body);
     let ch = ch.json();
@@ -277,7 +295,11 @@ pub async fn helper_answer(br: &mut Browser, helper_path: &str, card: &mut Virtu
 }
 
 /// Full login through consent; returns the redirect's query parameters (code, state, iss).
-pub async fn login_with_card(br: &mut Browser, card: &mut VirtualCard, url: &str) -> HashMap<String, String> {
+pub async fn login_with_card(
+    br: &mut Browser,
+    card: &mut VirtualCard,
+    url: &str,
+) -> HashMap<String, String> {
     let s = start_login(br, url).await;
     let r = helper_answer(br, &s.helper_path, card, "1234").await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
