@@ -82,6 +82,26 @@ enum CardCmd {
         #[arg(long, default_value_t = 1825)]
         valid_days: i64,
     },
+    /// Make a virtual card from certificates and keys made by another tool (e.g. openssl).
+    Import {
+        #[arg(long)]
+        out: PathBuf,
+        /// User-authentication certificate (PEM).
+        #[arg(long)]
+        auth_cert: PathBuf,
+        /// Its private key (PEM, PKCS#8 or PKCS#1).
+        #[arg(long)]
+        auth_key: PathBuf,
+        /// Signature certificate and key (PEM), optional.
+        #[arg(long, requires = "sign_key")]
+        sign_cert: Option<PathBuf>,
+        #[arg(long, requires = "sign_cert")]
+        sign_key: Option<PathBuf>,
+        #[arg(long, default_value = "1234")]
+        auth_pin: String,
+        #[arg(long, default_value = "ABC123")]
+        sign_pin: String,
+    },
     /// Play browser and card helper from an authorization URL; print the final redirect.
     Login {
         #[arg(long)]
@@ -212,6 +232,33 @@ async fn card(config: Option<&Path>, cmd: CardCmd) -> anyhow::Result<()> {
             })?;
             broker::card::VirtualCard::create(&out, &issued, &auth_pin, &sign_pin)?;
             println!("issued a virtual card in {}", out.display());
+            Ok(())
+        }
+        CardCmd::Import {
+            out,
+            auth_cert,
+            auth_key,
+            sign_cert,
+            sign_key,
+            auth_pin,
+            sign_pin,
+        } => {
+            let read = |p: &Path| {
+                std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))
+            };
+            let sign = match (sign_cert, sign_key) {
+                (Some(c), Some(k)) => Some((read(&c)?, read(&k)?)),
+                _ => None,
+            };
+            broker::card::VirtualCard::create_from_pem(
+                &out,
+                &read(&auth_cert)?,
+                &read(&auth_key)?,
+                sign.as_ref().map(|(c, k)| (c.as_str(), k.as_str())),
+                &auth_pin,
+                &sign_pin,
+            )?;
+            println!("imported a virtual card into {}", out.display());
             Ok(())
         }
         CardCmd::Login {

@@ -261,3 +261,235 @@ fn invalid_configuration_stops_start_up_with_one_line() {
         "error: config key `listen`: `not-an-address` is not an address:port such as 127.0.0.1:8080"
     );
 }
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let o = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl runs");
+    assert!(
+        o.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+const OPENSSL_CNF: &str = "[req]\ndistinguished_name = dn\nprompt = no\n[dn]\nC = JP\nO = OSSL-JPKI\nCN = OpenSSL JPKI-profile CA\n[ca_ext]\nbasicConstraints = critical,CA:TRUE\nkeyUsage = critical,keyCertSign,cRLSign\nsubjectKeyIdentifier = hash\n[ee_auth]\nkeyUsage = critical,digitalSignature\nextendedKeyUsage = clientAuth\ncertificatePolicies = critical,1.2.392.200149.8.5.1.3.30\nauthorityKeyIdentifier = keyid\nsubjectKeyIdentifier = hash\n";
+
+/// A broker in production shape (no demo PKI) trusting only a CA made by openssl; a card made
+/// by openssl, imported as a virtual card, logs in — with the helper alone (`card approve`)
+/// answering a login that an HTTP client playing the browser started.
+#[test]
+fn openssl_made_card_and_card_approve_with_a_separate_browser() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("ossl.cnf"), OPENSSL_CNF).unwrap();
+    openssl(
+        d,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-days",
+            "30",
+            "-sha256",
+            "-config",
+            "ossl.cnf",
+            "-extensions",
+            "ca_ext",
+        ],
+    );
+    openssl(
+        d,
+        &[
+            "req",
+            "-new",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "auth.key",
+            "-out",
+            "auth.csr",
+            "-subj",
+            "/C=JP/CN=OSSLCARD0000000000001",
+            "-config",
+            "ossl.cnf",
+        ],
+    );
+    openssl(
+        d,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "auth.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-set_serial",
+            "0x0A1B2C3D",
+            "-days",
+            "30",
+            "-sha256",
+            "-extfile",
+            "ossl.cnf",
+            "-extensions",
+            "ee_auth",
+            "-out",
+            "auth.crt",
+        ],
+    );
+    let port = free_port();
+    let issuer = format!("http://localhost:{port}");
+    let cfg = d.join("broker.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "issuer = \"{issuer}\"\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"data\"\npolicies_dir = \"{}\"\nrelying_parties_dir = \"{}\"\ndemo = false\ndanger_allow_http_issuer = true\n\n[[trust_anchors]]\nkind = \"user_auth\"\nfile = \"ca.crt\"\nlabel = \"openssl CA\"\n",
+            repo().join("policies").display(),
+            repo().join("relying-parties").display()
+        ),
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        Command::new(BIN)
+            .arg("--config")
+            .arg(&cfg)
+            .args(args)
+            .current_dir(d)
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap()
+    };
+    let o = run(&[
+        "card",
+        "import",
+        "--out",
+        "card",
+        "--auth-cert",
+        "auth.crt",
+        "--auth-key",
+        "auth.key",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let mut child = Command::new(BIN)
+        .arg("--config")
+        .arg(&cfg)
+        .arg("serve")
+        .current_dir(d)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "broker did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        !d.join("data/demo-pki").exists(),
+        "no demo PKI outside demo mode"
+    );
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let result = rt.block_on(async {
+        let browser = reqwest::Client::builder()
+            .cookie_store(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let r = browser
+            .get(auth_url(
+                &issuer,
+                "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+            ))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 303);
+        let login = r.headers()["location"].to_str().unwrap().to_string();
+        let page = browser
+            .get(format!("{issuer}{login}"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(page.contains("id=\"card-helper-link\""), "{page}");
+        assert!(!page.contains("DEMO"), "no demo banner outside demo mode");
+        let st: serde_json::Value = browser
+            .get(format!("{issuer}{login}/status"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let link = st["helper_url"].as_str().unwrap().to_string();
+        assert!(page.replace("&#x2f;", "/").contains(&link));
+        // The helper alone, in another process, with no cookies of the browser.
+        let o = run(&["card", "approve", "--card", "card", "--pin", "1234", &link]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let shown = String::from_utf8_lossy(&o.stderr).to_string();
+        assert!(
+            shown.contains(st["binding_code"].as_str().unwrap()),
+            "{shown}"
+        );
+        let st: serde_json::Value = browser
+            .get(format!("{issuer}{login}/status"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(st["status"], "authenticated");
+        let r = browser
+            .get(st["continue_url"].as_str().unwrap())
+            .send()
+            .await
+            .unwrap();
+        let consent = r.headers()["location"].to_str().unwrap().to_string();
+        assert!(consent.contains("/consent/"), "{consent}");
+        let page = browser
+            .get(&consent)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let csrf = page
+            .split("name=\"csrf\" value=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap()
+            .to_string();
+        let r = browser
+            .post(&consent)
+            .form(&[("csrf", csrf.as_str()), ("decision", "approve")])
+            .send()
+            .await
+            .unwrap();
+        r.headers()["location"].to_str().unwrap().to_string()
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        result.starts_with("http://127.0.0.1:8765/callback?code="),
+        "{result}"
+    );
+}
