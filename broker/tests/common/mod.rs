@@ -36,9 +36,22 @@ pub struct TestBroker {
 
 impl TestBroker {
     pub async fn new() -> TestBroker {
+        Self::with_rps(&[]).await
+    }
+
+    /// A broker with the shipped relying parties plus `extra` (file name, TOML text).
+    pub async fn with_rps(extra: &[(&str, &str)]) -> TestBroker {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
-        let rps = repo().join("relying-parties");
+        let rps = dir.path().join("relying-parties");
+        std::fs::create_dir(&rps).unwrap();
+        for e in std::fs::read_dir(repo().join("relying-parties")).unwrap() {
+            let p = e.unwrap().path();
+            std::fs::copy(&p, rps.join(p.file_name().unwrap())).unwrap();
+        }
+        for (name, text) in extra {
+            std::fs::write(rps.join(name), text).unwrap();
+        }
         let pol = repo().join("policies");
         let env: HashMap<&str, String> = HashMap::from([
             ("BROKER_DATA_DIR", data.display().to_string()),

@@ -1,0 +1,343 @@
+//! Client authentication methods, ID token algorithms, public clients, POST /authorize and
+//! token revocation, through the real router.
+
+mod common;
+use aws_lc_rs::signature::{self, EcdsaKeyPair, KeyPair};
+use axum::http::StatusCode;
+use broker::clock::{b64url, sha256};
+use common::*;
+use serde_json::{Value, json};
+
+const PKJWT_RP: &str = r#"
+client_id = "pkjwt"
+display_name = "Key client"
+kind = "bank"
+redirect_uris = ["https://rp.example.jp/cb"]
+token_endpoint_auth_method = "private_key_jwt"
+scopes = ["openid"]
+id_token_signed_response_alg = "PS256"
+"#;
+
+const POST_RP: &str = r#"
+client_id = "post"
+display_name = "Post client"
+kind = "hospital"
+redirect_uris = ["https://post.example.jp/cb"]
+token_endpoint_auth_method = "client_secret_post"
+client_secret_sha256 = "SECRET_HASH"
+scopes = ["openid"]
+id_token_signed_response_alg = "RS256"
+"#;
+
+const SPA_REDIRECT: &str = "http://localhost:8766/callback";
+
+fn url_for(client: &str, redirect: &str) -> String {
+    auth_url(&[
+        ("client_id", client),
+        ("redirect_uri", redirect),
+        ("scope", "openid"),
+    ])
+}
+
+async fn code_for(t: &TestBroker, client: &str, redirect: &str) -> String {
+    let mut card = t.card(&format!("card-{client}-{}", broker::clock::random_id()));
+    let mut br = t.browser();
+    let s = start_login(&mut br, &url_for(client, redirect)).await;
+    let r = helper_answer(&mut br, &s.helper_path, &mut card, "1234").await;
+    assert_eq!(r.status, StatusCode::OK);
+    let r = br.get(&format!("/login/{}/continue", s.tx)).await;
+    let loc = r.location.unwrap();
+    let page = br.get(&loc).await;
+    let csrf = page
+        .body
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
+    let r = br
+        .post_form(&loc, &[("csrf", &csrf), ("decision", "approve")], None)
+        .await;
+    assert!(r.location.as_ref().unwrap().starts_with(redirect));
+    r.redirect_params()["code"].clone()
+}
+
+fn verify(token: &str, jwks: &Value, aud: &str) -> (jsonwebtoken::Header, Value) {
+    broker::app::install_crypto_provider();
+    let h = jsonwebtoken::decode_header(token).unwrap();
+    let set: jsonwebtoken::jwk::JwkSet = serde_json::from_value(jwks.clone()).unwrap();
+    let key =
+        jsonwebtoken::DecodingKey::from_jwk(set.find(h.kid.as_deref().unwrap()).unwrap()).unwrap();
+    let mut v = jsonwebtoken::Validation::new(h.alg);
+    v.set_audience(&[aud]);
+    let c = jsonwebtoken::decode::<Value>(token, &key, &v)
+        .unwrap()
+        .claims;
+    (h, c)
+}
+
+fn es256_key() -> (Vec<u8>, Value) {
+    let rng = aws_lc_rs::rand::SystemRandom::new();
+    let pkcs8 =
+        EcdsaKeyPair::generate_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+    let kp = EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref())
+        .unwrap();
+    let p = kp.public_key().as_ref();
+    let jwk = json!({"kty": "EC", "crv": "P-256", "kid": "k1", "alg": "ES256", "use": "sig",
+        "x": b64url(&p[1..33]), "y": b64url(&p[33..65])});
+    (pkcs8.as_ref().to_vec(), jwk)
+}
+
+fn assertion(pkcs8: &[u8], sub: &str, aud: &str, exp_in: i64) -> String {
+    broker::app::install_crypto_provider();
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+    h.kid = Some("k1".into());
+    jsonwebtoken::encode(
+        &h,
+        &json!({"iss": sub, "sub": sub, "aud": aud, "exp": now + exp_in, "iat": now, "jti": broker::clock::random_id()}),
+        &jsonwebtoken::EncodingKey::from_ec_der(pkcs8),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn private_key_jwt_client_and_ps256_id_tokens() {
+    let (pkcs8, jwk) = es256_key();
+    let (other, _) = es256_key();
+    let rp = format!("{PKJWT_RP}\n[jwks]\nkeys = [{}]\n", toml_inline(&jwk));
+    let t = TestBroker::with_rps(&[("pkjwt.toml", &rp)]).await;
+    let code = code_for(&t, "pkjwt", "https://rp.example.jp/cb").await;
+    let mut br = t.browser();
+    let form = |a: String| {
+        vec![
+            ("grant_type".to_string(), "authorization_code".to_string()),
+            ("code".into(), code.clone()),
+            ("redirect_uri".into(), "https://rp.example.jp/cb".into()),
+            ("code_verifier".into(), VERIFIER.into()),
+            (
+                "client_assertion_type".into(),
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".into(),
+            ),
+            ("client_assertion".into(), a),
+        ]
+    };
+    let post = |f: Vec<(String, String)>| {
+        let mut b = t.browser();
+        async move {
+            let refs: Vec<(&str, &str)> = f.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+            b.post_form("/token", &refs, None).await
+        }
+    };
+    // Signed by a key the client did not register; expired; wrong audience: all invalid_client.
+    for (a, why) in [
+        (
+            assertion(&other, "pkjwt", ISSUER, 60),
+            "signature does not verify",
+        ),
+        (assertion(&pkcs8, "pkjwt", ISSUER, -120), "ExpiredSignature"),
+        (
+            assertion(&pkcs8, "pkjwt", "https://elsewhere.example", 60),
+            "InvalidAudience",
+        ),
+    ] {
+        let r = post(form(a)).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.body);
+        assert_eq!(r.json()["error"], "invalid_client");
+        assert!(
+            r.json()["error_description"]
+                .as_str()
+                .unwrap()
+                .contains(why),
+            "{}",
+            r.body
+        );
+    }
+    assert_eq!(t.counts().await.grants, 0);
+    // A secret instead of an assertion: the wrong method.
+    let r = br
+        .post_form(
+            "/token",
+            &[("grant_type", "authorization_code"), ("code", &code)],
+            Some(("pkjwt", "guess")),
+        )
+        .await;
+    assert_eq!(
+        r.json()["error_description"],
+        "client `pkjwt` must authenticate with private_key_jwt"
+    );
+    // The right assertion, to the token endpoint as audience.
+    let r = post(form(assertion(
+        &pkcs8,
+        "pkjwt",
+        &format!("{ISSUER}/token"),
+        60,
+    )))
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let jwks = br.get("/jwks").await.json();
+    let (h, c) = verify(r.json()["id_token"].as_str().unwrap(), &jwks, "pkjwt");
+    assert_eq!(h.alg, jsonwebtoken::Algorithm::PS256);
+    assert_eq!(c["aud"], "pkjwt");
+}
+
+fn toml_inline(v: &Value) -> String {
+    let parts: Vec<String> = v
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| format!("{k} = \"{}\"", v.as_str().unwrap()))
+        .collect();
+    format!("{{ {} }}", parts.join(", "))
+}
+
+#[tokio::test]
+async fn client_secret_post_and_rs256_id_tokens() {
+    let secret = "post-secret-0123456789";
+    let rp = POST_RP.replace("SECRET_HASH", &hex::encode(sha256(secret.as_bytes())));
+    let t = TestBroker::with_rps(&[("post.toml", &rp)]).await;
+    let code = code_for(&t, "post", "https://post.example.jp/cb").await;
+    let mut br = t.browser();
+    let base = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", "https://post.example.jp/cb"),
+        ("code_verifier", VERIFIER),
+    ];
+    // Basic for a client_secret_post client: refused as the wrong method.
+    let r = br.post_form("/token", &base, Some(("post", secret))).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        r.json()["error_description"],
+        "client `post` must authenticate with client_secret_post"
+    );
+    let mut f = base.to_vec();
+    f.extend([("client_id", "post"), ("client_secret", "wrong")]);
+    let r = br.post_form("/token", &f, None).await;
+    assert_eq!(r.json()["error"], "invalid_client");
+    assert!(
+        r.headers.get("www-authenticate").is_none(),
+        "no Basic challenge when Basic was not used"
+    );
+    let mut f = base.to_vec();
+    f.extend([("client_id", "post"), ("client_secret", secret)]);
+    let r = br.post_form("/token", &f, None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let jwks = br.get("/jwks").await.json();
+    let (h, _) = verify(r.json()["id_token"].as_str().unwrap(), &jwks, "post");
+    assert_eq!(h.alg, jsonwebtoken::Algorithm::RS256);
+}
+
+#[tokio::test]
+async fn public_client_uses_pkce_alone_and_cannot_introspect() {
+    let t = TestBroker::new().await;
+    let code = code_for(&t, "local-dev-spa", SPA_REDIRECT).await;
+    let mut br = t.browser();
+    let f = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", SPA_REDIRECT),
+        ("code_verifier", VERIFIER),
+        ("client_id", "local-dev-spa"),
+    ];
+    let r = br.post_form("/token", &f, None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let at = r.json()["access_token"].as_str().unwrap().to_string();
+    let r = br
+        .post_form(
+            "/introspect",
+            &[("token", &at), ("client_id", "local-dev-spa")],
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        r.json()["error_description"],
+        "public clients cannot introspect"
+    );
+    // No client authentication at all.
+    let r = br.post_form("/token", &f[..4], None).await;
+    assert_eq!(r.json()["error_description"], "no client authentication");
+}
+
+#[tokio::test]
+async fn post_authorize_and_revocation() {
+    let t = TestBroker::new().await;
+    let mut card = t.card("card");
+    let mut br = t.browser();
+    // POST /authorize with a form behaves like GET.
+    let challenge = b64url(&sha256(VERIFIER.as_bytes()));
+    let r = br
+        .post_form(
+            "/authorize",
+            &[
+                ("client_id", CLIENT),
+                ("redirect_uri", REDIRECT),
+                ("response_type", "code"),
+                ("scope", "openid"),
+                ("state", "p"),
+                ("code_challenge", &challenge),
+                ("code_challenge_method", "S256"),
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert!(r.location.unwrap().starts_with("/login/"));
+
+    let p = login_with_card(&mut br, &mut card, &auth_url(&[])).await;
+    let tok = redeem(&mut br, &p["code"]).await.json();
+    let at = tok["access_token"].as_str().unwrap();
+    let rt = tok["refresh_token"].as_str().unwrap();
+    // Revoking the access token kills it (and only it).
+    let r = br
+        .post_form(
+            "/revoke",
+            &[("token", at), ("token_type_hint", "access_token")],
+            Some((CLIENT, SECRET)),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(
+        br.get_bearer("/userinfo", at).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    let r = br
+        .post_form("/introspect", &[("token", at)], Some((CLIENT, SECRET)))
+        .await;
+    assert_eq!(r.json()["active"], false);
+    // Revoking the refresh token revokes the grant: refresh fails.
+    let r = br
+        .post_form("/revoke", &[("token", rt)], Some((CLIENT, SECRET)))
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let r = br
+        .post_form(
+            "/token",
+            &[("grant_type", "refresh_token"), ("refresh_token", rt)],
+            Some((CLIENT, SECRET)),
+        )
+        .await;
+    assert_eq!(r.json()["error"], "invalid_grant");
+    // Unknown tokens: 200 (RFC 7009 §2.2); unsupported hint: error.
+    let r = br
+        .post_form("/revoke", &[("token", "nonsense")], Some((CLIENT, SECRET)))
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let r = br
+        .post_form(
+            "/revoke",
+            &[("token", "x"), ("token_type_hint", "id_token")],
+            Some((CLIENT, SECRET)),
+        )
+        .await;
+    assert_eq!(r.json()["error"], "unsupported_token_type");
+    // A JSON body at the token endpoint is refused in OAuth form.
+    let r = br
+        .post_json("/token", &json!({"grant_type": "authorization_code"}))
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(r.json()["error"], "invalid_request");
+}
