@@ -287,6 +287,19 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let listen = config.listen;
     let broker = Broker::start(config, Arc::new(SystemClock)).await?;
     let app = broker::http::app(broker.clone());
+    let purger = broker.clone();
+    tokio::spawn(async move {
+        // Expired rows are kept an hour past expiry (replays then still meet a record), then go.
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(300));
+        loop {
+            every.tick().await;
+            match purger.store.purge_expired(purger.now() - 3600).await {
+                Ok(n) if n > 0 => tracing::info!(rows = n, "purged expired records"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "purging expired records failed"),
+            }
+        }
+    });
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;

@@ -421,3 +421,48 @@ async fn pages_in_japanese_and_english() {
     let r2 = other.get(r.location.as_ref().unwrap()).await;
     assert_eq!(r2.status, StatusCode::FORBIDDEN);
 }
+
+#[tokio::test]
+async fn expired_records_are_purged_and_live_ones_kept() {
+    let t = TestBroker::new().await;
+    let mut card = t.card("card");
+    let mut br = t.browser();
+    let p = login_with_card(&mut br, &mut card, &auth_url(&[])).await;
+    let tok = redeem(&mut br, &p["code"]).await.json();
+    let now = t.broker.now();
+    // Nothing has expired yet: nothing goes.
+    assert_eq!(t.broker.store.purge_expired(now).await.unwrap(), 0);
+    let before = t.counts().await;
+    assert_eq!(
+        (before.codes, before.sessions, before.refresh_tokens),
+        (1, 1, 1)
+    );
+    // Past every lifetime (refresh tokens: 30 days): code, transaction, session, refresh token go.
+    let n = t
+        .broker
+        .store
+        .purge_expired(now + 31 * 86_400)
+        .await
+        .unwrap();
+    assert_eq!(n, 4);
+    let after = t.counts().await;
+    assert_eq!(
+        (after.codes, after.sessions, after.refresh_tokens),
+        (0, 0, 0)
+    );
+    assert_eq!(after.accounts, 1, "accounts stay");
+    let r = br
+        .post_form(
+            "/token",
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", tok["refresh_token"].as_str().unwrap()),
+            ],
+            Some((CLIENT, SECRET)),
+        )
+        .await;
+    assert_eq!(
+        r.json()["error_description"],
+        "the refresh token is invalid"
+    );
+}

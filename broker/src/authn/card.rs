@@ -45,6 +45,9 @@ pub enum CardLoginError {
     /// The signature does not verify over this challenge with the certificate's key.
     #[error("the signature does not match this challenge and certificate")]
     BadSignature,
+    /// The broker failed (database); the detail is in its log.
+    #[error("internal error")]
+    Internal,
 }
 
 /// What the helper posts back.

@@ -19,6 +19,7 @@ fn card_error(e: &CardLoginError) -> Response {
         CardLoginError::Malformed(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
         CardLoginError::Certificate(_) => (StatusCode::BAD_REQUEST, "invalid_certificate"),
         CardLoginError::BadSignature => (StatusCode::BAD_REQUEST, "invalid_signature"),
+        CardLoginError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "server_error"),
     };
     (
         status,

@@ -56,11 +56,3 @@ impl IntoResponse for ApiError {
         res
     }
 }
-
-/// An error shown as an HTML page (never a redirect).
-#[derive(Debug)]
-pub struct PageError {
-    pub status: StatusCode,
-    pub code: String,
-    pub message: String,
-}

@@ -136,7 +136,7 @@ pub async fn continue_login(
 ) -> Response {
     let secret = cookie(&headers, &tx_cookie_name(&tx));
     match flow::continue_login(&s, &tx, secret).await {
-        Ok(ContinueOutcome::Session {
+        Ok(ContinueOutcome {
             session_secret,
             next,
         }) => {

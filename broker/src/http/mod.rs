@@ -14,7 +14,7 @@ mod login;
 mod oauth;
 pub mod pages;
 
-pub use error::{ApiError, PageError};
+pub use error::ApiError;
 
 /// Shared state of every handler.
 #[derive(Clone)]

@@ -13,7 +13,8 @@ pub enum Lang {
 }
 
 impl Lang {
-    /// From `ui_locales` first, then `?lang=`, then Accept-Language; Japanese by default.
+    /// From `?lang=` first (the person's own choice), then the RP's `ui_locales`, then
+    /// Accept-Language; Japanese by default.
     pub fn pick(ui_locales: &[String], query_lang: Option<&str>, headers: &HeaderMap) -> Lang {
         let parse = |s: &str| {
             let s = s.trim().to_ascii_lowercase();

@@ -282,11 +282,11 @@ pub async fn browser_tx(
     Ok(BrowserTx { tx, req, client })
 }
 
-/// What the browser does after the card was used.
+/// What the browser does after the card was used: set the new SSO session cookie, then go on.
 #[derive(Debug)]
-pub enum ContinueOutcome {
-    /// Set this new SSO session cookie, then redirect.
-    Session { session_secret: String, next: Next },
+pub struct ContinueOutcome {
+    pub session_secret: String,
+    pub next: Next,
 }
 
 #[derive(Debug)]
@@ -338,7 +338,7 @@ pub async fn continue_login(
     } else {
         Next::Consent(format!("{}/consent/{}", b.issuer(), tx.id))
     };
-    Ok(ContinueOutcome::Session {
+    Ok(ContinueOutcome {
         session_secret,
         next,
     })
@@ -403,15 +403,17 @@ pub struct ChallengeView {
     pub response_uri: String,
 }
 
+fn internal(e: impl std::fmt::Display) -> CardLoginError {
+    tracing::error!(error = %e, "card login: internal failure");
+    CardLoginError::Internal
+}
+
 async fn helper_tx(b: &Broker, helper_secret: &str) -> Result<TxRecord, CardLoginError> {
     let tx = b
         .store
         .get_tx_by_helper(&token_hash(helper_secret))
         .await
-        .map_err(|e| {
-            tracing::error!(error = %e, "store failure");
-            CardLoginError::UnknownTransaction
-        })?
+        .map_err(internal)?
         .ok_or(CardLoginError::UnknownTransaction)?;
     if tx.status != TxStatus::Pending || tx.challenge_used {
         return Err(CardLoginError::ChallengeUsed);
@@ -462,10 +464,7 @@ pub async fn card_submit(
     helper_secret: &str,
     response: &CardResponse,
 ) -> Result<(), CardLoginError> {
-    let tx = match helper_tx(b, helper_secret).await {
-        Ok(t) => t,
-        Err(e) => return Err(e),
-    };
+    let tx = helper_tx(b, helper_secret).await?;
     let challenge = IssuedChallenge {
         issuer: b.issuer(),
         transaction: &tx.id,

@@ -226,4 +226,8 @@ pub trait Store: Send + Sync + 'static {
     async fn secret(&self, name: &str, candidate: &str) -> Result<String>;
 
     async fn counts(&self) -> Result<Counts>;
+
+    /// Delete what expired before `before`: transactions, codes, sessions, refresh tokens,
+    /// revoked-token markers. Returns the number of rows deleted.
+    async fn purge_expired(&self, before: i64) -> Result<u64>;
 }

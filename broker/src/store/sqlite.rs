@@ -527,4 +527,22 @@ impl Store for SqliteStore {
             consents: row.try_get("consents")?,
         })
     }
+
+    async fn purge_expired(&self, before: i64) -> Result<u64> {
+        let mut n = 0;
+        for q in [
+            "DELETE FROM transactions WHERE expires_at < ?",
+            "DELETE FROM codes WHERE expires_at < ?",
+            "DELETE FROM sessions WHERE expires_at < ?",
+            "DELETE FROM refresh_tokens WHERE expires_at < ?",
+            "DELETE FROM revoked_jti WHERE expires_at < ?",
+        ] {
+            n += sqlx::query(q)
+                .bind(before)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+        }
+        Ok(n)
+    }
 }
