@@ -11,6 +11,7 @@
 mod basic4;
 pub mod demo;
 mod der;
+pub mod status;
 mod trust;
 mod validate;
 mod verify;
@@ -21,6 +22,7 @@ pub(crate) mod test_support;
 mod tests;
 
 pub use basic4::Basic4;
+pub use status::{CertStatus, RevocationReason};
 pub use trust::{TrustAnchor, TrustStore};
 pub use validate::{CertInfo, ValidatedCert, inspect, validate};
 pub use verify::{sha256_digest_info, verify_rsa_pkcs1_sha256};
