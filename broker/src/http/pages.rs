@@ -54,7 +54,7 @@ const TEXT: &[(&str, &str, &str)] = &[
     (
         "demo_banner",
         "デモ環境：デモ用の認証局を信頼しています。本物の個人情報を入力しないでください。",
-        "DEMO: this broker trusts a demo certificate authority. Do not enter real personal data.",
+        "this broker trusts a demo certificate authority. Do not enter real personal data.",
     ),
     (
         "title_login",
