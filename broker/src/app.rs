@@ -19,6 +19,12 @@ pub struct Broker {
     pub keys: KeySet,
     pub trust: Arc<TrustStore>,
     pub clock: Arc<dyn Clock>,
+    /// Revocation checker (OCSP/CRL behind the cache).
+    pub checker: Arc<crate::revocation::Checker>,
+    /// The demo CA (demo mode): revocation database, OCSP responder, CRL publisher.
+    demo_ca: Option<Arc<crate::revocation::demo_ca::DemoCa>>,
+    /// SHA-256 of the operator's admin token (`data_dir/admin.token`).
+    admin_token_sha256: [u8; 32],
     /// Server MAC key: pairwise subjects and helper-link derivation (separate labels).
     mac_key: aws_lc_rs::hmac::Key,
 }
@@ -32,7 +38,18 @@ impl Broker {
     /// Assemble a broker from `config`: load operator files, open the store, create keys and
     /// (in demo mode) the demo PKI on first start.
     pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Arc<Broker>> {
+        let fetcher = Arc::new(crate::revocation::HttpFetcher::new()?);
+        Self::start_with(config, clock, fetcher).await
+    }
+
+    /// As [`Broker::start`], with the revocation fetcher given (tests count or fake upstreams).
+    pub async fn start_with(
+        config: Config,
+        clock: Arc<dyn Clock>,
+        fetcher: Arc<dyn crate::revocation::Fetcher>,
+    ) -> anyhow::Result<Arc<Broker>> {
         install_crypto_provider();
+        metrics_handle();
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
         let registry = Registry::load_dir(&config.relying_parties_dir)?;
@@ -47,6 +64,29 @@ impl Broker {
         let keys = KeySet::load_or_create(store.as_ref(), now).await?;
         let mac = store.secret("mac_key", &random_token()).await?;
         let mac_key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, mac.as_bytes());
+        let checker = crate::revocation::Checker::new(
+            policy.revocation.clone(),
+            config.issuer_str(),
+            fetcher,
+            clock.clone(),
+        );
+        let demo_ca = if config.demo {
+            Some(Arc::new(crate::revocation::demo_ca::DemoCa::open(
+                &config.data_dir.join("demo-pki"),
+            )?))
+        } else {
+            None
+        };
+        let admin_token_sha256 = admin_token(&config.data_dir)?;
+        let labels: Vec<&str> = trust.anchors().iter().map(|a| a.label.as_str()).collect();
+        for a in checker.anchors_without_sources(labels.iter().copied()) {
+            tracing::warn!(anchor = %a, "no revocation source configured: logins under this CA fail closed");
+        }
+        for s in &policy.revocation.issuers {
+            if !labels.contains(&s.anchor.as_str()) {
+                tracing::warn!(anchor = %s.anchor, "revocation sources name an anchor that is not configured; ignored");
+            }
+        }
         Ok(Arc::new(Broker {
             config,
             registry: RwLock::new(Arc::new(registry)),
@@ -55,6 +95,9 @@ impl Broker {
             keys,
             trust,
             clock,
+            checker,
+            demo_ca,
+            admin_token_sha256,
             mac_key,
         }))
     }
@@ -95,6 +138,80 @@ impl Broker {
     pub fn demo(&self) -> bool {
         self.config.demo
     }
+
+    pub fn demo_ca(&self) -> Option<Arc<crate::revocation::demo_ca::DemoCa>> {
+        self.demo_ca.clone()
+    }
+
+    /// Does `presented` equal the operator's admin token?
+    pub fn admin_token_matches(&self, presented: &str) -> bool {
+        !presented.is_empty()
+            && crate::clock::ct_eq(
+                &crate::clock::sha256(presented.as_bytes()),
+                &self.admin_token_sha256,
+            )
+    }
+
+    /// The CA certificate (DER) of the trust anchor labelled `label`.
+    pub fn anchor_der(&self, label: &str) -> Option<Arc<[u8]>> {
+        self.trust
+            .anchors()
+            .iter()
+            .find(|a| a.label == label)
+            .map(|a| Arc::from(a.cert_der.as_slice()))
+    }
+}
+
+/// Path of the operator's admin token inside `data_dir`.
+pub fn admin_token_path(data_dir: &std::path::Path) -> std::path::PathBuf {
+    data_dir.join("admin.token")
+}
+
+/// Read (or create, mode 0600) the admin token; keep only its hash in memory.
+fn admin_token(data_dir: &std::path::Path) -> anyhow::Result<[u8; 32]> {
+    let path = admin_token_path(data_dir);
+    let token = match std::fs::read_to_string(&path) {
+        Ok(t) => t.trim().to_string(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let t = random_token();
+            write_private(&path, t.as_bytes())
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            t
+        }
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    if token.len() < 32 {
+        anyhow::bail!(
+            "{}: the admin token is shorter than 32 characters",
+            path.display()
+        );
+    }
+    Ok(crate::clock::sha256(token.as_bytes()))
+}
+
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        o.mode(0o600);
+    }
+    o.open(path)?.write_all(bytes)
+}
+
+/// The process-wide Prometheus recorder (installed on first use).
+pub fn metrics_handle() -> &'static metrics_exporter_prometheus::PrometheusHandle {
+    static H: std::sync::OnceLock<metrics_exporter_prometheus::PrometheusHandle> =
+        std::sync::OnceLock::new();
+    H.get_or_init(|| {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        // Another recorder may be installed already (embedding); then ours only renders.
+        let _ = metrics::set_global_recorder(recorder);
+        handle
+    })
 }
 
 /// Trust anchors: the configured CA files, plus the demo PKI's CAs in demo mode.

@@ -12,4 +12,5 @@ pub mod http;
 pub mod oidc;
 pub mod pki;
 pub mod registry;
+pub mod revocation;
 pub mod store;

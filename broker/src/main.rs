@@ -36,6 +36,11 @@ enum Cmd {
         #[command(subcommand)]
         cmd: CardCmd,
     },
+    /// Demo PKI revocation (revoke, responder, CRL) and the revocation cache.
+    Certs {
+        #[command(subcommand)]
+        cmd: CertsCmd,
+    },
     /// Relying-party registration helpers.
     Rp {
         #[command(subcommand)]
@@ -53,6 +58,44 @@ enum PolicyCmd {
 enum RpCmd {
     /// Make a client secret and the SHA-256 to put in the RP file as client_secret_sha256.
     Secret,
+}
+
+#[derive(Subcommand)]
+enum CertsCmd {
+    /// Revoke a virtual card's certificates in the demo PKI (both, or with
+    /// --reason affiliationChanged only the signature certificate, as J-LIS does on a move).
+    Revoke {
+        #[arg(long)]
+        card: PathBuf,
+        /// RFC 5280 reason: keyCompromise, affiliationChanged, superseded, cessationOfOperation, …
+        #[arg(long, default_value = "keyCompromise")]
+        reason: String,
+    },
+    /// Run the demo PKI's OCSP responder and CRL publisher alone (HTTP, POST and GET forms).
+    OcspResponder {
+        #[arg(long, default_value = "127.0.0.1:8081")]
+        listen: String,
+    },
+    /// Write a fresh CRL of a demo CA.
+    Crl {
+        /// user_auth or signature
+        #[arg(long, default_value = "user_auth")]
+        kind: String,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Make the running broker forget a cached revocation status at once.
+    Purge {
+        /// The virtual card whose certificates to purge (demo), or --anchor with --serial.
+        #[arg(long, conflicts_with_all = ["anchor", "all"])]
+        card: Option<PathBuf>,
+        #[arg(long, requires = "serial")]
+        anchor: Option<String>,
+        #[arg(long, requires = "anchor")]
+        serial: Option<String>,
+        #[arg(long)]
+        all: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -189,6 +232,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Cmd::Card { cmd } => card(cli.config.as_deref(), cmd).await,
+        Cmd::Certs { cmd } => certs(load_config(cli.config.as_deref())?, cmd).await,
     }
 }
 
@@ -277,6 +321,126 @@ async fn card(config: Option<&Path>, cmd: CardCmd) -> anyhow::Result<()> {
     }
 }
 
+fn cert_kind(s: &str) -> anyhow::Result<broker::pki::CertKind> {
+    match s {
+        "user_auth" => Ok(broker::pki::CertKind::UserAuth),
+        "signature" => Ok(broker::pki::CertKind::Signature),
+        other => anyhow::bail!("--kind `{other}`: expected user_auth or signature"),
+    }
+}
+
+/// Serial (minimal big-endian bytes) of a PEM or DER certificate file.
+fn cert_serial(path: &Path) -> anyhow::Result<Vec<u8>> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let der = pem::parse(&bytes)
+        .map(|p| p.into_contents())
+        .unwrap_or(bytes);
+    Ok(hex::decode(broker::pki::inspect(&der)?.serial_hex)?)
+}
+
+async fn certs(c: Config, cmd: CertsCmd) -> anyhow::Result<()> {
+    use broker::pki::{CertKind, RevocationReason};
+    use broker::revocation::demo_ca::DemoCa;
+    let demo_dir = c.data_dir.join("demo-pki");
+    match cmd {
+        CertsCmd::Revoke { card, reason } => {
+            let reason = RevocationReason::parse(&reason)
+                .with_context(|| format!("--reason `{reason}` is not an RFC 5280 reason"))?;
+            let ca = DemoCa::open(&demo_dir)?;
+            let now = time::OffsetDateTime::now_utc();
+            let mut which = vec![(CertKind::Signature, card.join("sign.crt.pem"))];
+            if reason != RevocationReason::AffiliationChanged {
+                which.push((CertKind::UserAuth, card.join("auth.crt.pem")));
+            }
+            for (kind, file) in which {
+                if !file.exists() {
+                    continue;
+                }
+                let serial = cert_serial(&file)?;
+                let new = ca.revoke(kind, &serial, reason, now)?;
+                println!(
+                    "{} {kind} certificate {} ({})",
+                    if new { "revoked" } else { "already revoked:" },
+                    hex::encode(&serial),
+                    reason.as_str()
+                );
+            }
+            Ok(())
+        }
+        CertsCmd::OcspResponder { listen } => {
+            let ca = std::sync::Arc::new(DemoCa::open(&demo_dir)?);
+            let app =
+                broker::http::revocation::demo_routes(broker::http::revocation::DemoResponder {
+                    ca,
+                    clock: Arc::new(SystemClock),
+                });
+            let l = tokio::net::TcpListener::bind(&listen)
+                .await
+                .with_context(|| format!("cannot listen on {listen}"))?;
+            eprintln!(
+                "demo OCSP responder on http://{listen}/demo-pki/ocsp/{{user_auth|signature}}, CRLs at /demo-pki/crl/{{user_auth|signature}}"
+            );
+            axum::serve(l, app)
+                .with_graceful_shutdown(async {
+                    let _ = tokio::signal::ctrl_c().await;
+                })
+                .await?;
+            Ok(())
+        }
+        CertsCmd::Crl { kind, out } => {
+            let ca = DemoCa::open(&demo_dir)?;
+            let der = ca.crl(cert_kind(&kind)?, time::OffsetDateTime::now_utc())?;
+            std::fs::write(&out, der).with_context(|| format!("cannot write {}", out.display()))?;
+            println!("wrote {}", out.display());
+            Ok(())
+        }
+        CertsCmd::Purge {
+            card,
+            anchor,
+            serial,
+            all,
+        } => {
+            let token = std::fs::read_to_string(broker::app::admin_token_path(&c.data_dir))
+                .context("cannot read the admin token (is this the broker's data_dir?)")?;
+            let mut bodies = Vec::new();
+            if all {
+                bodies.push(serde_json::json!({"all": true}));
+            } else if let (Some(a), Some(s)) = (anchor, serial) {
+                bodies.push(serde_json::json!({"anchor": a, "serial": s}));
+            } else if let Some(card) = card {
+                for (label, file) in [
+                    (broker::pki::demo::AUTH_CA_LABEL, "auth.crt.pem"),
+                    (broker::pki::demo::SIGN_CA_LABEL, "sign.crt.pem"),
+                ] {
+                    if card.join(file).exists() {
+                        let s = hex::encode(cert_serial(&card.join(file))?);
+                        bodies.push(serde_json::json!({"anchor": label, "serial": s}));
+                    }
+                }
+            } else {
+                anyhow::bail!("say what to purge: --card DIR, --anchor L --serial HEX, or --all");
+            }
+            let http = reqwest::Client::new();
+            for b in bodies {
+                let r = http
+                    .post(format!("{}/admin/revocation/purge", c.issuer_str()))
+                    .bearer_auth(token.trim())
+                    .json(&b)
+                    .send()
+                    .await
+                    .context("cannot reach the broker")?;
+                let status = r.status();
+                let text = r.text().await.unwrap_or_default();
+                if !status.is_success() {
+                    anyhow::bail!("purge refused ({status}): {text}");
+                }
+                println!("{b} → {text}");
+            }
+            Ok(())
+        }
+    }
+}
+
 async fn serve(config: Config) -> anyhow::Result<()> {
     if config.demo {
         tracing::warn!("DEMO mode: demo JPKI trust anchors are trusted; never use in production");
@@ -287,6 +451,18 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let listen = config.listen;
     let broker = Broker::start(config, Arc::new(SystemClock)).await?;
     let app = broker::http::app(broker.clone());
+    let refresher = broker.clone();
+    tokio::spawn(async move {
+        // CRLs are reloaded before their nextUpdate, so logins never wait on a CRL download.
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(30));
+        loop {
+            every.tick().await;
+            refresher
+                .checker
+                .refresh_crls(|label| refresher.anchor_der(label))
+                .await;
+        }
+    });
     let purger = broker.clone();
     tokio::spawn(async move {
         // Expired rows are kept an hour past expiry (replays then still meet a record), then go.

@@ -275,7 +275,7 @@ fn openssl(dir: &Path, args: &[&str]) {
     );
 }
 
-const OPENSSL_CNF: &str = "[req]\ndistinguished_name = dn\nprompt = no\n[dn]\nC = JP\nO = OSSL-JPKI\nCN = OpenSSL JPKI-profile CA\n[ca_ext]\nbasicConstraints = critical,CA:TRUE\nkeyUsage = critical,keyCertSign,cRLSign\nsubjectKeyIdentifier = hash\n[ee_auth]\nkeyUsage = critical,digitalSignature\nextendedKeyUsage = clientAuth\ncertificatePolicies = critical,1.2.392.200149.8.5.1.3.30\nauthorityKeyIdentifier = keyid\nsubjectKeyIdentifier = hash\n";
+const OPENSSL_CNF: &str = "[ca]\ndefault_ca = jpki\n[jpki]\ndatabase = index.txt\ncrlnumber = crlnumber\ncertificate = ca.crt\nprivate_key = ca.key\ndefault_md = sha256\ndefault_crl_days = 1\n[req]\ndistinguished_name = dn\nprompt = no\n[dn]\nC = JP\nO = OSSL-JPKI\nCN = OpenSSL JPKI-profile CA\n[ca_ext]\nbasicConstraints = critical,CA:TRUE\nkeyUsage = critical,keyCertSign,cRLSign\nsubjectKeyIdentifier = hash\n[ee_auth]\nkeyUsage = critical,digitalSignature\nextendedKeyUsage = clientAuth\ncertificatePolicies = critical,1.2.392.200149.8.5.1.3.30\nauthorityKeyIdentifier = keyid\nsubjectKeyIdentifier = hash\n";
 
 /// A broker in production shape (no demo PKI) trusting only a CA made by openssl; a card made
 /// by openssl, imported as a virtual card, logs in — with the helper alone (`card approve`)
@@ -348,6 +348,28 @@ fn openssl_made_card_and_card_approve_with_a_separate_browser() {
             "auth.crt",
         ],
     );
+    // The CA's CRL, made by openssl (an independent CRL publisher), is the revocation source.
+    std::fs::write(d.join("index.txt"), "").unwrap();
+    std::fs::write(d.join("crlnumber"), "01\n").unwrap();
+    openssl(
+        d,
+        &["ca", "-config", "ossl.cnf", "-gencrl", "-out", "ca.crl"],
+    );
+    let pol = d.join("policies");
+    std::fs::create_dir(&pol).unwrap();
+    std::fs::copy(
+        repo().join("policies/assurance.toml"),
+        pol.join("assurance.toml"),
+    )
+    .unwrap();
+    std::fs::write(
+        pol.join("revocation.toml"),
+        format!(
+            "[revocation]\n[[revocation.issuers]]\nanchor = \"openssl CA\"\ncrls = [\"file:{}\"]\n",
+            d.join("ca.crl").display()
+        ),
+    )
+    .unwrap();
     let port = free_port();
     let issuer = format!("http://localhost:{port}");
     let cfg = d.join("broker.toml");
@@ -355,7 +377,7 @@ fn openssl_made_card_and_card_approve_with_a_separate_browser() {
         &cfg,
         format!(
             "issuer = \"{issuer}\"\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"data\"\npolicies_dir = \"{}\"\nrelying_parties_dir = \"{}\"\ndemo = false\ndanger_allow_http_issuer = true\n\n[[trust_anchors]]\nkind = \"user_auth\"\nfile = \"ca.crt\"\nlabel = \"openssl CA\"\n",
-            repo().join("policies").display(),
+            pol.display(),
             repo().join("relying-parties").display()
         ),
     )

@@ -45,6 +45,17 @@ pub enum CardLoginError {
     /// The signature does not verify over this challenge with the certificate's key.
     #[error("the signature does not match this challenge and certificate")]
     BadSignature,
+    /// The certificate is revoked (reason-aware message).
+    #[error("the certificate is revoked ({}): {}", reason.map_or("unspecified", |r| r.as_str()), crate::revocation::Evidence::describe_revocation(*reason))]
+    Revoked {
+        reason: Option<crate::pki::RevocationReason>,
+    },
+    /// The revocation responder does not know the certificate.
+    #[error("the revocation responder does not know this certificate")]
+    RevocationUnknown,
+    /// No revocation answer could be had and the policy does not allow logging in without one.
+    #[error("cannot confirm that the certificate is not revoked ({0}); try again later")]
+    RevocationUnavailable(String),
     /// The broker failed (database); the detail is in its log.
     #[error("internal error")]
     Internal,

@@ -7,6 +7,16 @@ use serde::{Deserialize, Serialize};
 
 pub mod card;
 
+/// The revocation status of the certificate used, as far as the broker could tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RevocationFact {
+    /// An OCSP response or CRL, verified and fresh, says good.
+    Good,
+    /// No answer could be had and the policy allowed the login anyway (fail-open).
+    Unconfirmed,
+}
+
 /// What is known about how a person authenticated.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuthFacts {
@@ -21,16 +31,20 @@ pub struct AuthFacts {
     /// Issuer DN and serial of the certificate used, when a certificate was used.
     pub cert_issuer: Option<String>,
     pub cert_serial: Option<String>,
-    /// What the broker knows of the certificate's revocation status. Until revocation
-    /// checking is wired in this says `not_checked`, and nothing claims otherwise.
-    pub revocation: String,
+    /// What the broker knows of the certificate's revocation status.
+    pub revocation: RevocationFact,
     /// When the authentication happened (unix seconds).
     pub auth_time: i64,
 }
 
 impl AuthFacts {
     /// Facts of a login with the card's user-authentication certificate and its PIN.
-    pub fn jpki_user_auth(issuer: &str, serial: &str, auth_time: i64) -> AuthFacts {
+    pub fn jpki_user_auth(
+        issuer: &str,
+        serial: &str,
+        revocation: RevocationFact,
+        auth_time: i64,
+    ) -> AuthFacts {
         AuthFacts {
             method: "jpki_user_auth".into(),
             amr: ["sc", "hwk", "pin", "mfa"].map(String::from).to_vec(),
@@ -38,7 +52,7 @@ impl AuthFacts {
             user_verified: true,
             cert_issuer: Some(issuer.to_string()),
             cert_serial: Some(serial.to_string()),
-            revocation: "not_checked".into(),
+            revocation,
             auth_time,
         }
     }

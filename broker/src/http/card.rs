@@ -19,6 +19,11 @@ fn card_error(e: &CardLoginError) -> Response {
         CardLoginError::Malformed(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
         CardLoginError::Certificate(_) => (StatusCode::BAD_REQUEST, "invalid_certificate"),
         CardLoginError::BadSignature => (StatusCode::BAD_REQUEST, "invalid_signature"),
+        CardLoginError::Revoked { .. } => (StatusCode::FORBIDDEN, "certificate_revoked"),
+        CardLoginError::RevocationUnknown => (StatusCode::FORBIDDEN, "revocation_unknown"),
+        CardLoginError::RevocationUnavailable(_) => {
+            (StatusCode::SERVICE_UNAVAILABLE, "revocation_unavailable")
+        }
         CardLoginError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "server_error"),
     };
     (

@@ -13,6 +13,7 @@ mod error;
 mod login;
 mod oauth;
 pub mod pages;
+pub mod revocation;
 
 pub use error::ApiError;
 
@@ -29,6 +30,14 @@ impl std::ops::Deref for AppState {
 
 /// The whole router.
 pub fn app(broker: Arc<Broker>) -> Router {
+    // In demo mode the broker is also the demo PKI's OCSP responder and CRL publisher.
+    let demo = match (broker.demo(), broker.demo_ca()) {
+        (true, Some(ca)) => revocation::demo_routes(revocation::DemoResponder {
+            ca,
+            clock: broker.clock.clone(),
+        }),
+        _ => Router::new(),
+    };
     Router::new()
         .route("/", get(login::index))
         .route("/healthz", get(|| async { "ok" }))
@@ -56,9 +65,15 @@ pub fn app(broker: Arc<Broker>) -> Router {
             "/card/v1/tx/{secret}",
             get(card::challenge).post(card::respond),
         )
+        .route("/metrics", get(revocation::metrics))
+        .route(
+            "/admin/revocation/purge",
+            axum::routing::post(revocation::purge),
+        )
+        .with_state(AppState(broker))
+        .merge(demo)
         .layer(axum::middleware::map_response(security_headers))
         .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
-        .with_state(AppState(broker))
 }
 
 async fn security_headers(mut res: Response) -> Response {

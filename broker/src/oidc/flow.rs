@@ -5,8 +5,8 @@ use super::authorize::{self, AuthRequest, AuthorizeError};
 use super::error::OAuthError;
 use crate::app::Broker;
 use crate::assurance;
-use crate::authn::AuthFacts;
 use crate::authn::card::{self, CardLoginError, CardResponse, IssuedChallenge};
+use crate::authn::{AuthFacts, RevocationFact};
 use crate::clock::{ct_eq, random_bytes, random_token, token_hash};
 use crate::registry::Client;
 use crate::store::{CardLoginOutcome, CertLink, CodeRecord, SessionRecord, TxRecord, TxStatus};
@@ -403,6 +403,34 @@ pub struct ChallengeView {
     pub response_uri: String,
 }
 
+/// Check the certificate's revocation status; fail closed unless the policy names fail-open
+/// levels (then the session records that revocation was not confirmed).
+async fn revocation_fact(
+    b: &Broker,
+    cert: &crate::pki::ValidatedCert,
+) -> Result<RevocationFact, CardLoginError> {
+    use crate::pki::CertStatus;
+    let unavailable = |why: String| {
+        if b.policy().revocation.fail_open_levels.is_empty() {
+            Err(CardLoginError::RevocationUnavailable(why))
+        } else {
+            tracing::warn!(serial = %cert.serial_hex, %why, "revocation unconfirmed: fail-open by policy");
+            Ok(RevocationFact::Unconfirmed)
+        }
+    };
+    match b.checker.check(cert).await {
+        Ok(ev) => match ev.status {
+            CertStatus::Good => Ok(RevocationFact::Good),
+            CertStatus::Revoked { reason, .. } => {
+                tracing::info!(serial = %cert.serial_hex, reason = reason.map_or("unspecified", |r| r.as_str()), "revoked card refused");
+                Err(CardLoginError::Revoked { reason })
+            }
+            CertStatus::Unknown => Err(CardLoginError::RevocationUnknown),
+        },
+        Err(e) => unavailable(e.to_string()),
+    }
+}
+
 fn internal(e: impl std::fmt::Display) -> CardLoginError {
     tracing::error!(error = %e, "card login: internal failure");
     CardLoginError::Internal
@@ -474,8 +502,15 @@ pub async fn card_submit(
         used: tx.challenge_used,
     };
     let cert = card::verify_response(&challenge, response, &b.trust, b.clock.now())?;
+    let revocation = revocation_fact(b, &cert).await?;
     let now = b.now();
-    let facts = AuthFacts::jpki_user_auth(&cert.issuer, &cert.serial_hex, now);
+    let facts = AuthFacts::jpki_user_auth(&cert.issuer, &cert.serial_hex, revocation, now);
+    if crate::assurance::choose_acr(&b.policy(), &facts, &[]).is_none() {
+        // Fail-open was allowed, but no fail-open level fits these facts.
+        return Err(CardLoginError::RevocationUnavailable(
+            "no level of the policy may be granted without it".into(),
+        ));
+    }
     let link = CertLink {
         issuer: cert.issuer.clone(),
         serial: cert.serial_hex.clone(),

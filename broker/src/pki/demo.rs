@@ -7,7 +7,7 @@
 //! a directoryName CRL distribution point per municipality, AKI/SKI, random positive serial;
 //! the signature certificate adds nonRepudiation and the six basic-four otherNames.
 
-use super::{CertKind, PkiError, TrustAnchor, TrustStore, basic4, der, oids};
+use super::{CertKind, PkiError, TrustAnchor, TrustStore, basic4, der, ocsp, oids};
 use rcgen::{
     BasicConstraints, CertificateParams, CustomExtension, DistinguishedName, DnType, DnValue,
     ExtendedKeyUsagePurpose, IsCa, KeyIdMethod, KeyPair, KeyUsagePurpose, OtherNameValue,
@@ -264,7 +264,7 @@ impl DemoPki {
         )?;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        let auth_cert = self.sign_ee(&self.auth, params, &auth_key)?;
+        let auth_cert = self.sign_ee(&self.auth, params, &auth_key)?.pem();
 
         // Digital signature: C=JP, L=<prefecture>, L=<city>, CN=<time + sequence + office>.
         let sign_key = KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).map_err(rc("RSA key"))?;
@@ -315,7 +315,7 @@ impl DemoPki {
             other_name(oids::BASIC4_ADDRESS, &req.address)?,
             other_name(oids::BASIC4_ADDRESS_SUBSTITUTED, &maps.1)?,
         ];
-        let sign_cert = self.sign_ee(&self.sign, params, &sign_key)?;
+        let sign_cert = self.sign_ee(&self.sign, params, &sign_key)?.pem();
 
         Ok(IssuedCard {
             auth_cert_pem: auth_cert,
@@ -325,13 +325,116 @@ impl DemoPki {
         })
     }
 
+    /// The CA of `kind`.
+    fn ca(&self, kind: CertKind) -> &DemoCa {
+        match kind {
+            CertKind::UserAuth => &self.auth,
+            CertKind::Signature => &self.sign,
+        }
+    }
+
+    /// DER of the CA certificate of `kind`.
+    pub fn ca_cert_der(&self, kind: CertKind) -> Vec<u8> {
+        self.ca(kind).cert_der.clone()
+    }
+
+    /// PKCS#8 DER of the RSA key of the CA of `kind` (signs CRLs and CA-signed OCSP responses).
+    pub fn ca_key_pkcs8(&self, kind: CertKind) -> Vec<u8> {
+        self.ca(kind).key.serialize_der()
+    }
+
+    /// The CA of `kind` as its own OCSP responder (responses signed by the CA key, no
+    /// certificate included).
+    pub fn ca_signer(&self, kind: CertKind) -> ocsp::ResponderSigner {
+        ocsp::ResponderSigner {
+            cert_der: self.ca_cert_der(kind),
+            key_pkcs8: self.ca_key_pkcs8(kind),
+            delegated: false,
+        }
+    }
+
+    /// Issues a delegated OCSP responder certificate from the CA of `kind` (RFC 6960 §4.2.2.2):
+    /// fresh RSA-2048 key, `CN=<kind> OCSP Responder` under the CA's O/OU, keyUsage
+    /// digitalSignature, EKU id-kp-OCSPSigning, id-pkix-ocsp-nocheck. The certificate is
+    /// included in the responses it signs.
+    pub fn issue_ocsp_responder(
+        &self,
+        kind: CertKind,
+        not_before: OffsetDateTime,
+        not_after: OffsetDateTime,
+    ) -> Result<ocsp::ResponderSigner, PkiError> {
+        self.issue_responder(kind, not_before, not_after, true)
+    }
+
+    /// Like [`DemoPki::issue_ocsp_responder`] but without the OCSPSigning EKU (an unauthorised
+    /// responder, for tests).
+    #[cfg(test)]
+    pub(crate) fn issue_responder_without_eku(
+        &self,
+        kind: CertKind,
+        not_before: OffsetDateTime,
+        not_after: OffsetDateTime,
+    ) -> Result<ocsp::ResponderSigner, PkiError> {
+        self.issue_responder(kind, not_before, not_after, false)
+    }
+
+    fn issue_responder(
+        &self,
+        kind: CertKind,
+        not_before: OffsetDateTime,
+        not_after: OffsetDateTime,
+        ocsp_signing: bool,
+    ) -> Result<ocsp::ResponderSigner, PkiError> {
+        let not_before = to_utc_seconds(not_before);
+        let not_after = to_utc_seconds(not_after);
+        if not_before >= not_after {
+            return Err(PkiError::Demo(
+                "OCSP responder: not_before must be before not_after".into(),
+            ));
+        }
+        let key = KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).map_err(rc("RSA key"))?;
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CountryName, printable("JP")?);
+        dn.push(DnType::OrganizationName, printable(DEMO_O)?);
+        dn.push(DnType::OrganizationalUnitName, printable(ca_ou(kind))?);
+        let cn = match kind {
+            CertKind::UserAuth => "Demo user-authentication OCSP Responder",
+            CertKind::Signature => "Demo digital-signature OCSP Responder",
+        };
+        dn.push(DnType::CommonName, printable(cn)?);
+        let mut params = CertificateParams::default();
+        params.distinguished_name = dn;
+        params.not_before = not_before;
+        params.not_after = not_after;
+        params.serial_number = Some(random_serial()?);
+        params.is_ca = IsCa::NoCa;
+        params.use_authority_key_identifier_extension = true;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        if ocsp_signing {
+            params.extended_key_usages = vec![ExtendedKeyUsagePurpose::OcspSigning];
+        }
+        // id-pkix-ocsp-nocheck ::= NULL: clients need not check the responder's own status.
+        params
+            .custom_extensions
+            .push(CustomExtension::from_oid_content(
+                &[1, 3, 6, 1, 5, 5, 7, 48, 1, 5],
+                vec![0x05, 0x00],
+            ));
+        let cert = self.sign_ee(self.ca(kind), params, &key)?;
+        Ok(ocsp::ResponderSigner {
+            cert_der: cert.der().to_vec(),
+            key_pkcs8: key.serialize_der(),
+            delegated: true,
+        })
+    }
+
     /// Signs an end-entity certificate with `ca`; adds the SKI computed from `key`.
     fn sign_ee(
         &self,
         ca: &DemoCa,
         mut params: CertificateParams,
         key: &KeyPair,
-    ) -> Result<String, PkiError> {
+    ) -> Result<rcgen::Certificate, PkiError> {
         let ski = params.key_identifier(key);
         params
             .custom_extensions
@@ -340,10 +443,9 @@ impl DemoPki {
                 der::tlv(der::tag::OCTET_STRING, &ski),
             ));
         let issuer = rcgen::Issuer::from_params(&ca.params, &ca.key);
-        let cert = params
+        params
             .signed_by(key, &issuer)
-            .map_err(rc("signing the card certificate"))?;
-        Ok(cert.pem())
+            .map_err(rc("signing the certificate"))
     }
 }
 

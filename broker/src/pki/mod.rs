@@ -5,12 +5,15 @@
 //! generations that share one DN. This module implements the small RFC 5280 subset those chains
 //! need ([`validate`]), parses the "basic four" personal data of signature certificates
 //! ([`Basic4`]), verifies card signatures ([`verify_rsa_pkcs1_sha256`]), and generates a demo PKI
-//! with the same profile ([`demo`]). Everything here is pure except the explicit load/save
-//! functions in `demo.rs`.
+//! with the same profile ([`demo`]). The revocation codecs check OCSP responses ([`ocsp`]) and
+//! CRLs ([`crl`]) against the CA that issued a certificate, and make both for the demo PKI.
+//! Everything here is pure except the explicit load/save functions in `demo.rs`.
 
 mod basic4;
+pub mod crl;
 pub mod demo;
 mod der;
+pub mod ocsp;
 pub mod status;
 mod trust;
 mod validate;

@@ -2,6 +2,7 @@
 
 use super::{CertKind, PkiError};
 use aws_lc_rs::digest;
+use std::sync::Arc;
 use x509_parser::prelude::{
     FromDer, ParsedExtension, SubjectPublicKeyInfo, X509Certificate, X509Name,
 };
@@ -62,6 +63,8 @@ pub(crate) enum AnchorKey {
 /// What the validator needs of an anchor, extracted once.
 #[derive(Debug, Clone)]
 pub(crate) struct ParsedAnchor {
+    /// The anchor's DER, shared with every [`super::ValidatedCert`] it verifies.
+    pub cert_der: Arc<[u8]>,
     pub subject_raw: Vec<u8>,
     pub subject_norm: Option<Vec<(String, String)>>,
     pub key: AnchorKey,
@@ -80,7 +83,16 @@ impl TrustStore {
     /// Parses and checks every anchor: it must be a DER certificate, a CA (basicConstraints
     /// cA=TRUE), with keyCertSign if keyUsage is present, an RSA (≥ 2048 bits) or P-256 key,
     /// and a self-signature that verifies.
+    /// Labels must be unique (they name the anchor in results and in revocation configuration).
     pub fn new(anchors: Vec<TrustAnchor>) -> Result<TrustStore, PkiError> {
+        for (i, anchor) in anchors.iter().enumerate() {
+            if anchors.iter().take(i).any(|a| a.label == anchor.label) {
+                return Err(PkiError::BadAnchor(format!(
+                    "{}: label used by more than one trust anchor",
+                    anchor.label
+                )));
+            }
+        }
         let parsed = anchors
             .iter()
             .map(parse_anchor)
@@ -170,6 +182,7 @@ fn parse_anchor(anchor: &TrustAnchor) -> Result<ParsedAnchor, PkiError> {
         key_ids.push(d.as_ref().get(..20).unwrap_or_default().to_vec());
     }
     Ok(ParsedAnchor {
+        cert_der: Arc::from(anchor.cert_der.as_slice()),
         subject_raw: cert.subject().as_raw().to_vec(),
         subject_norm: normalized_name(cert.subject()),
         key,
@@ -208,6 +221,16 @@ fn anchor_key(spki: &SubjectPublicKeyInfo<'_>) -> Result<AnchorKey, String> {
     }
 }
 
+/// True when two Names are the same: byte-identical, or equal attribute by attribute after
+/// whitespace and case folding (RFC 5280 §7.1, simplified).
+pub(crate) fn same_name(a: &X509Name<'_>, b: &X509Name<'_>) -> bool {
+    if a.as_raw() == b.as_raw() {
+        return true;
+    }
+    let na = normalized_name(a);
+    na.is_some() && na == normalized_name(b)
+}
+
 /// A Name as (OID, normalised value) pairs in order, for comparison across string encodings.
 /// `None` when an attribute value is not a string.
 pub(crate) fn normalized_name(name: &X509Name<'_>) -> Option<Vec<(String, String)>> {
@@ -222,4 +245,31 @@ pub(crate) fn normalized_name(name: &X509Name<'_>) -> Option<Vec<(String, String
             Some((atv.attr_type().to_id_string(), folded))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pki::test_support::{demo_pki, other_demo_pki};
+
+    #[test]
+    fn duplicate_anchor_labels_are_refused() {
+        let mut anchors = demo_pki().anchors();
+        let mut other = other_demo_pki().anchors();
+        // Another CA generation under the label already used by the first anchor.
+        other[0].label = anchors[0].label.clone();
+        anchors.push(other.swap_remove(0));
+        assert_eq!(
+            TrustStore::new(anchors).unwrap_err(),
+            PkiError::BadAnchor("demo-auth-ca: label used by more than one trust anchor".into())
+        );
+        // Distinct labels for the same certificates are fine.
+        let mut anchors = demo_pki().anchors();
+        let mut second = demo_pki().anchors();
+        for a in &mut second {
+            a.label.push_str("-copy");
+        }
+        anchors.extend(second);
+        assert_eq!(TrustStore::new(anchors).unwrap().anchors().len(), 4);
+    }
 }

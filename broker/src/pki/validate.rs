@@ -1,11 +1,15 @@
 //! The RFC 5280 subset JPKI needs: one self-signed CA, one end-entity certificate.
 
-use super::trust::{AnchorKey, normalized_name};
+use super::trust::{AnchorKey, ParsedAnchor, normalized_name};
 use super::{Basic4, CertKind, PkiError, TrustStore, basic4, der};
 use aws_lc_rs::signature::{self, UnparsedPublicKey};
 use std::collections::HashMap;
+use std::sync::Arc;
 use time::OffsetDateTime;
-use x509_parser::prelude::{FromDer, ParsedExtension, X509Certificate, X509Extension, X509Version};
+use x509_parser::prelude::{
+    AlgorithmIdentifier, FromDer, ParsedExtension, SubjectPublicKeyInfo, X509Certificate,
+    X509Error, X509Extension, X509Version,
+};
 
 /// An end-entity JPKI certificate that passed [`validate`].
 #[derive(Clone, Debug, serde::Serialize)]
@@ -36,6 +40,13 @@ pub struct ValidatedCert {
     /// The certificate as given.
     #[serde(skip)]
     pub der: Vec<u8>,
+    /// DER of the anchor (CA certificate) whose key verified the certificate: what OCSP CertIDs
+    /// are built from and what OCSP responses and CRLs must be signed by.
+    #[serde(skip)]
+    pub issuer_cert_der: Arc<[u8]>,
+    /// The serial's minimal big-endian bytes (the same value as [`ValidatedCert::serial_hex`]).
+    #[serde(skip)]
+    pub serial: Vec<u8>,
 }
 
 const OID_SHA256_WITH_RSA: &str = "1.2.840.113549.1.1.11";
@@ -134,10 +145,10 @@ pub fn validate(
         return Err(PkiError::UnsupportedAlgorithm(alg));
     }
     let aki = authority_key_id(&exts);
-    let anchor = match find_issuer(&cert, store, expected, aki) {
-        IssuerSearch::Found(anchor) => anchor,
+    let (anchor, parsed_anchor) = match find_issuer(&cert, store, expected, aki) {
+        IssuerSearch::Found(anchor, parsed) => (anchor, parsed),
         IssuerSearch::NotFound { key_id_matched } => {
-            if let IssuerSearch::Found(_) = find_issuer(&cert, store, expected.other(), aki) {
+            if let IssuerSearch::Found(..) = find_issuer(&cert, store, expected.other(), aki) {
                 return Err(PkiError::WrongKind {
                     expected,
                     found: expected.other(),
@@ -257,6 +268,8 @@ pub fn validate(
         public_key_pkcs1,
         basic4,
         der: cert_der.to_vec(),
+        issuer_cert_der: Arc::clone(&parsed_anchor.cert_der),
+        serial: minimal_serial(cert.raw_serial()).to_vec(),
     })
 }
 
@@ -405,7 +418,7 @@ fn authority_key_id<'c>(exts: &HashMap<String, &'c X509Extension<'_>>) -> Option
 }
 
 enum IssuerSearch<'s> {
-    Found(&'s super::TrustAnchor),
+    Found(&'s super::TrustAnchor, &'s ParsedAnchor),
     /// No anchor of the kind verified the signature; `key_id_matched` is true when one of the
     /// anchors the certificate's AKI names was tried (so the signature itself is bad).
     NotFound {
@@ -431,7 +444,7 @@ fn find_issuer<'s>(
             continue;
         }
         if verify_signed_by(cert, &parsed.key).is_ok() {
-            return IssuerSearch::Found(anchor);
+            return IssuerSearch::Found(anchor, parsed);
         }
         if aki.is_some_and(|id| parsed.key_ids.iter().any(|k| k == id)) {
             key_id_matched = true;
@@ -497,15 +510,84 @@ pub(crate) fn rsa_modulus_bits(pkcs1: &[u8]) -> Result<usize, String> {
 
 /// Lowercase hex of the minimal big-endian bytes of a serial number.
 fn serial_hex(raw: &[u8]) -> String {
+    hex::encode(minimal_serial(raw))
+}
+
+/// The minimal big-endian bytes of a serial number given as DER INTEGER contents (or any
+/// big-endian bytes): leading zero bytes removed, but at least one byte kept (`00` for zero).
+pub(crate) fn minimal_serial(raw: &[u8]) -> &[u8] {
     let skip = raw
         .iter()
         .take_while(|b| **b == 0)
         .count()
         .min(raw.len().saturating_sub(1));
-    hex::encode(raw.get(skip..).unwrap_or_default())
+    raw.get(skip..).unwrap_or_default()
 }
 
-fn rfc3339(t: OffsetDateTime) -> String {
+/// Signature algorithms accepted on OCSP responses, responder certificates and CRLs, by OID.
+/// SHA-1 based algorithms are deliberately absent.
+const DATA_SIGNATURE_ALGORITHMS: [&str; 6] = [
+    OID_SHA256_WITH_RSA,
+    "1.2.840.113549.1.1.12", // sha384WithRSAEncryption
+    "1.2.840.113549.1.1.13", // sha512WithRSAEncryption
+    "1.2.840.113549.1.1.10", // RSASSA-PSS (SHA-256/384/512 per its parameters)
+    OID_ECDSA_WITH_SHA256,
+    "1.2.840.10045.4.3.3", // ecdsa-with-SHA384
+];
+
+/// A signature algorithm OID with its name when it is a well-known one, for error messages.
+pub(crate) fn signature_algorithm_name(oid: &str) -> String {
+    let name = match oid {
+        "1.2.840.113549.1.1.4" => "md5WithRSAEncryption",
+        "1.2.840.113549.1.1.5" | "1.3.14.3.2.29" => "sha1WithRSAEncryption",
+        OID_SHA256_WITH_RSA => "sha256WithRSAEncryption",
+        "1.2.840.113549.1.1.12" => "sha384WithRSAEncryption",
+        "1.2.840.113549.1.1.13" => "sha512WithRSAEncryption",
+        "1.2.840.113549.1.1.10" => "RSASSA-PSS",
+        "1.2.840.10045.4.1" => "ecdsa-with-SHA1",
+        OID_ECDSA_WITH_SHA256 => "ecdsa-with-SHA256",
+        "1.2.840.10045.4.3.3" => "ecdsa-with-SHA384",
+        "1.3.101.112" => "Ed25519",
+        _ => return oid.to_owned(),
+    };
+    format!("{name} ({oid})")
+}
+
+/// `Err(name)` when `algorithm` is not one [`verify_signed_data`] accepts.
+pub(crate) fn accepted_signature_algorithm(
+    algorithm: &AlgorithmIdentifier<'_>,
+) -> Result<(), String> {
+    let oid = algorithm.algorithm.to_id_string();
+    if DATA_SIGNATURE_ALGORITHMS.contains(&oid.as_str()) {
+        Ok(())
+    } else {
+        Err(signature_algorithm_name(&oid))
+    }
+}
+
+/// Verifies `signature` over `data` (raw bytes as received) with the key `spki`, for the
+/// algorithms of [`DATA_SIGNATURE_ALGORITHMS`]: sha256/384/512WithRSA, RSASSA-PSS with a SHA-2
+/// hash, ECDSA with SHA-256/384 (P-256 or P-384 keys). RSA keys must have at least 2048 bits.
+pub(crate) fn verify_signed_data(
+    spki: &SubjectPublicKeyInfo<'_>,
+    algorithm: &AlgorithmIdentifier<'_>,
+    signature: &[u8],
+    data: &[u8],
+) -> Result<(), SigCheck> {
+    accepted_signature_algorithm(algorithm).map_err(SigCheck::Unsupported)?;
+    let oid = algorithm.algorithm.to_id_string();
+    let value = x509_parser::der_parser::asn1_rs::BitString::new(0, signature);
+    match x509_parser::verify::verify_signature(spki, algorithm, &value, data) {
+        Ok(()) => Ok(()),
+        Err(X509Error::SignatureUnsupportedAlgorithm) => Err(SigCheck::Unsupported(format!(
+            "{} with these parameters or this key",
+            signature_algorithm_name(&oid)
+        ))),
+        Err(_) => Err(SigCheck::Invalid),
+    }
+}
+
+pub(crate) fn rfc3339(t: OffsetDateTime) -> String {
     t.format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_else(|_| t.to_string())
 }

@@ -25,6 +25,8 @@ pub struct Requirements {
     pub hardware_key: bool,
     /// The holder proved knowledge of a PIN or passed user verification.
     pub user_verified: bool,
+    /// The certificate's revocation status was confirmed good (not fail-open).
+    pub revocation_confirmed: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -32,6 +34,7 @@ pub struct Requirements {
 struct RawPolicyFile {
     #[serde(default)]
     levels: Vec<Spanned<RawLevel>>,
+    revocation: Option<Spanned<crate::revocation::RevocationPolicy>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -50,6 +53,8 @@ pub const KNOWN_METHODS: &[&str] = &["jpki_user_auth", "jpki_signature"];
 #[derive(Debug, Clone, Default)]
 pub struct Policy {
     pub levels: Vec<Level>,
+    /// Revocation checking (`[revocation]`, in one file at most).
+    pub revocation: crate::revocation::RevocationPolicy,
     pub sources: Vec<PathBuf>,
 }
 
@@ -66,13 +71,23 @@ impl Policy {
             .collect();
         files.sort();
         let mut policy = Policy::default();
+        let mut revocation_seen: Option<(PathBuf, usize)> = None;
         for f in &files {
             let text = std::fs::read_to_string(f).map_err(|e| FileError {
                 file: f.clone(),
                 line: 0,
                 reason: format!("cannot read: {e}"),
             })?;
-            policy.add_file(f, &text)?;
+            if let Some(line) = policy.add_file(f, &text)? {
+                if let Some((first, _)) = &revocation_seen {
+                    return Err(FileError {
+                        file: f.clone(),
+                        line,
+                        reason: format!("[revocation] is already set in {}", first.display()),
+                    });
+                }
+                revocation_seen = Some((f.clone(), line));
+            }
         }
         if policy.levels.is_empty() {
             return Err(FileError {
@@ -81,11 +96,17 @@ impl Policy {
                 reason: "no [[levels]] defined in any policy file".into(),
             });
         }
+        if let Some((file, line)) = revocation_seen {
+            policy
+                .check_fail_open()
+                .map_err(|reason| FileError { file, line, reason })?;
+        }
         policy.sources = files;
         Ok(policy)
     }
 
-    pub fn add_file(&mut self, file: &Path, text: &str) -> Result<(), FileError> {
+    /// Add the levels (and `[revocation]`) of one file; returns the line of its `[revocation]`.
+    pub fn add_file(&mut self, file: &Path, text: &str) -> Result<Option<usize>, FileError> {
         let raw: RawPolicyFile = toml::from_str(text).map_err(|e| FileError {
             file: file.to_path_buf(),
             line: e.span().map(|s| line_of(text, s.start)).unwrap_or(1),
@@ -127,6 +148,26 @@ impl Policy {
                 requires: l.requires,
             });
         }
+        Ok(raw.revocation.map(|r| {
+            let line = line_of(text, r.span().start);
+            self.revocation = r.into_inner();
+            line
+        }))
+    }
+
+    /// Fail-open levels must exist and must not require a confirmed revocation status.
+    fn check_fail_open(&self) -> Result<(), String> {
+        for name in &self.revocation.fail_open_levels {
+            match self.levels.iter().find(|l| &l.name == name) {
+                None => return Err(format!("fail_open_levels names unknown level `{name}`")),
+                Some(l) if l.requires.revocation_confirmed => {
+                    return Err(format!(
+                        "level `{name}` requires revocation_confirmed and cannot be fail-open"
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
         Ok(())
     }
 
@@ -144,6 +185,60 @@ mod tests {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies");
         let p = Policy::load_dir(&dir).unwrap();
         assert!(p.levels.len() >= 2);
+        assert!(!p.revocation.issuers.is_empty());
+        assert!(
+            p.revocation.fail_open_levels.is_empty(),
+            "fail closed by default"
+        );
+    }
+
+    #[test]
+    fn fail_open_levels_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let levels = "[[levels]]\nname = \"low\"\nacr = \"low\"\n\n[[levels]]\nname = \"high\"\nacr = \"high\"\nrequires = { revocation_confirmed = true }\n";
+        std::fs::write(dir.path().join("a.toml"), levels).unwrap();
+        std::fs::write(
+            dir.path().join("b.toml"),
+            "\n[revocation]\nfail_open_levels = [\"high\"]\n",
+        )
+        .unwrap();
+        let e = Policy::load_dir(dir.path()).unwrap_err();
+        assert_eq!(e.line, 2, "{e}");
+        assert_eq!(
+            e.reason,
+            "level `high` requires revocation_confirmed and cannot be fail-open"
+        );
+        std::fs::write(
+            dir.path().join("b.toml"),
+            "[revocation]\nfail_open_levels = [\"nope\"]\n",
+        )
+        .unwrap();
+        assert_eq!(
+            Policy::load_dir(dir.path()).unwrap_err().reason,
+            "fail_open_levels names unknown level `nope`"
+        );
+        std::fs::write(
+            dir.path().join("b.toml"),
+            "[revocation]\nfail_open_levels = [\"low\"]\n",
+        )
+        .unwrap();
+        assert_eq!(
+            Policy::load_dir(dir.path())
+                .unwrap()
+                .revocation
+                .fail_open_levels,
+            ["low"]
+        );
+        std::fs::write(
+            dir.path().join("c.toml"),
+            "[revocation]\nmax_cache_seconds = 1\n",
+        )
+        .unwrap();
+        let e = Policy::load_dir(dir.path()).unwrap_err();
+        assert!(
+            e.reason.starts_with("[revocation] is already set in"),
+            "{e}"
+        );
     }
 
     #[test]

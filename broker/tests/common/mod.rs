@@ -13,6 +13,7 @@ use broker::pki::demo::{CardRequest, DemoPki};
 use http_body_util::BodyExt;
 use serde_json::Value;
 use std::collections::HashMap;
+use std::future::IntoFuture;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tower::ServiceExt;
@@ -32,6 +33,8 @@ pub struct TestBroker {
     pub broker: Arc<Broker>,
     pub app: Router,
     pub clock: Arc<FixedClock>,
+    /// Base URL of the real loopback listener.
+    pub base: String,
 }
 
 impl TestBroker {
@@ -41,6 +44,13 @@ impl TestBroker {
 
     /// A broker with the shipped relying parties plus `extra` (file name, TOML text).
     pub async fn with_rps(extra: &[(&str, &str)]) -> TestBroker {
+        Self::with_options(extra, None).await
+    }
+
+    /// As `with_rps`, with `revocation` replacing policies/revocation.toml when given.
+    /// `{demo}` in it stands for the base URL of this broker's own listener (which serves
+    /// the demo OCSP responder and CRLs over real loopback HTTP).
+    pub async fn with_options(extra: &[(&str, &str)], revocation: Option<&str>) -> TestBroker {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
         let rps = dir.path().join("relying-parties");
@@ -52,7 +62,24 @@ impl TestBroker {
         for (name, text) in extra {
             std::fs::write(rps.join(name), text).unwrap();
         }
-        let pol = repo().join("policies");
+        // The real listener: the revocation checker reaches the demo responder through it.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+        let pol = dir.path().join("policies");
+        std::fs::create_dir(&pol).unwrap();
+        for e in std::fs::read_dir(repo().join("policies")).unwrap() {
+            let p = e.unwrap().path();
+            let name = p.file_name().unwrap().to_owned();
+            let text = match (name.to_str(), revocation) {
+                (Some("revocation.toml"), Some(r)) => r.to_string(),
+                _ => std::fs::read_to_string(&p).unwrap(),
+            };
+            std::fs::write(
+                pol.join(name),
+                text.replace("{issuer}", &base).replace("{demo}", &base),
+            )
+            .unwrap();
+        }
         let env: HashMap<&str, String> = HashMap::from([
             ("BROKER_DATA_DIR", data.display().to_string()),
             ("BROKER_RELYING_PARTIES_DIR", rps.display().to_string()),
@@ -62,12 +89,20 @@ impl TestBroker {
         let clock = Arc::new(FixedClock::new(time::OffsetDateTime::now_utc()));
         let broker = Broker::start(config, clock.clone()).await.unwrap();
         let app = broker::http::app(broker.clone());
+        tokio::spawn(axum::serve(listener, app.clone()).into_future());
         TestBroker {
             dir,
             broker,
             app,
             clock,
+            base,
         }
+    }
+
+    /// The demo CA (revocation database, responder) of this broker.
+    pub fn demo_ca(&self) -> broker::revocation::demo_ca::DemoCa {
+        broker::revocation::demo_ca::DemoCa::open(&self.broker.config.data_dir.join("demo-pki"))
+            .unwrap()
     }
 
     pub fn demo_pki(&self) -> DemoPki {

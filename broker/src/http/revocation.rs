@@ -1,0 +1,170 @@
+//! The demo PKI's OCSP responder and CRL publisher (demo mode, and `broker certs
+//! ocsp-responder`), the operator's cache purge, and /metrics.
+
+use super::AppState;
+use crate::pki::CertKind;
+use crate::revocation::demo_ca::DemoCa;
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::json;
+use std::sync::Arc;
+
+/// What the demo responder needs: the demo CA and a clock.
+#[derive(Clone)]
+pub struct DemoResponder {
+    pub ca: Arc<DemoCa>,
+    pub clock: Arc<dyn crate::clock::Clock>,
+}
+
+fn kind(s: &str) -> Option<CertKind> {
+    match s {
+        "user_auth" => Some(CertKind::UserAuth),
+        "signature" => Some(CertKind::Signature),
+        _ => None,
+    }
+}
+
+fn ocsp_body(bytes: Vec<u8>) -> Response {
+    let mut r = bytes.into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/ocsp-response"),
+    );
+    r
+}
+
+async fn ocsp_post(State(d): State<DemoResponder>, Path(k): Path<String>, body: Bytes) -> Response {
+    let Some(k) = kind(&k) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    ocsp_body(d.ca.ocsp_response(k, &body, d.clock.now()))
+}
+
+/// RFC 6960 appendix A.1: GET {url}/{url-encoding of base64 of the DER request}.
+async fn ocsp_get(
+    State(d): State<DemoResponder>,
+    Path((k, req)): Path<(String, String)>,
+) -> Response {
+    use base64::Engine;
+    let Some(k) = kind(&k) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(req.trim())
+        .unwrap_or_default();
+    ocsp_body(d.ca.ocsp_response(k, &der, d.clock.now()))
+}
+
+async fn crl(State(d): State<DemoResponder>, Path(k): Path<String>) -> Response {
+    let Some(k) = kind(&k) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    match d.ca.crl(k, d.clock.now()) {
+        Ok(der) => {
+            let mut r = der.into_response();
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/pkix-crl"),
+            );
+            r
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "demo CRL");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}
+
+/// Routes of the demo responder, mounted under `/demo-pki`.
+pub fn demo_routes(d: DemoResponder) -> Router {
+    Router::new()
+        .route("/demo-pki/ocsp/{kind}", post(ocsp_post))
+        .route("/demo-pki/ocsp/{kind}/{req}", get(ocsp_get))
+        .route("/demo-pki/crl/{kind}", get(crl))
+        .with_state(d)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PurgeRequest {
+    anchor: Option<String>,
+    serial: Option<String>,
+    #[serde(default)]
+    all: bool,
+}
+
+/// POST /admin/revocation/purge — the operator forgets a cached status at once.
+pub async fn purge(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let err = |status: StatusCode, code: &str, msg: &str| {
+        (
+            status,
+            Json(json!({"error": code, "error_description": msg})),
+        )
+            .into_response()
+    };
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if !s.admin_token_matches(presented) {
+        return err(
+            StatusCode::UNAUTHORIZED,
+            "invalid_token",
+            "admin token required",
+        );
+    }
+    let req: PurgeRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return err(StatusCode::BAD_REQUEST, "invalid_request", &e.to_string()),
+    };
+    match (req.all, req.anchor, req.serial) {
+        (true, None, None) => {
+            s.checker.purge_all();
+            tracing::warn!("revocation cache purged entirely by the operator");
+            Json(json!({"purged": "all"})).into_response()
+        }
+        (false, Some(anchor), Some(serial)) => {
+            let Some(ca) = s.anchor_der(&anchor) else {
+                return err(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    &format!("no trust anchor labelled `{anchor}`"),
+                );
+            };
+            let Ok(serial_bytes) = hex::decode(serial.trim_start_matches("0x")) else {
+                return err(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    "serial must be hexadecimal",
+                );
+            };
+            let had = s.checker.purge(&anchor, &ca, &serial_bytes).await;
+            tracing::warn!(%anchor, %serial, had, "revocation cache entry purged by the operator");
+            Json(json!({"purged": had})).into_response()
+        }
+        _ => err(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "give either {\"all\": true} or {\"anchor\", \"serial\"}",
+        ),
+    }
+}
+
+/// GET /metrics — Prometheus text format.
+pub async fn metrics() -> Response {
+    let h = crate::app::metrics_handle();
+    h.run_upkeep();
+    let mut r = h.render().into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    r
+}

@@ -1,0 +1,546 @@
+//! The revocation checker: OCSP first, CRL as fallback, behind a bounded, single-flight cache.
+//!
+//! Every certificate that authenticates a person (and later signs a document) goes through
+//! [`Checker::check`]. A cache hit costs a hash lookup; a miss makes one upstream fetch however
+//! many logins wait for it (moka coalesces them); an entry close to expiry is served and
+//! refreshed in the background; failures are cached briefly so a dead responder is not
+//! hammered. What to do when no answer can be had is the policy's decision (`assurance`).
+
+use crate::clock::Clock;
+use crate::pki::crl::CrlIndex;
+use crate::pki::ocsp::{self, CertId, Freshness, NonceCheck};
+use crate::pki::{CertStatus, RevocationReason, ValidatedCert};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+use time::OffsetDateTime;
+
+pub mod demo_ca;
+pub mod fetch;
+
+pub use fetch::{Fetcher, HttpFetcher};
+
+/// Operator settings (`[revocation]` in a policy file). Every window is in seconds.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RevocationPolicy {
+    /// Upper bound on how long a good answer is trusted (the TTL is min(nextUpdate, this)).
+    /// This is how long a card revoked meanwhile can still log in, at most.
+    pub max_cache_seconds: u64,
+    /// How long a failure (responder down, bad response) is remembered.
+    pub negative_cache_seconds: u64,
+    /// An entry with less than this left is served and refreshed in the background.
+    pub refresh_ahead_seconds: u64,
+    /// Per upstream request.
+    pub timeout_ms: u64,
+    /// Clock skew tolerated on thisUpdate/nextUpdate.
+    pub max_skew_seconds: u64,
+    /// An OCSP response without nextUpdate is fresh for this long after thisUpdate.
+    pub max_age_without_next_update_seconds: u64,
+    /// Maximum number of cached certificate statuses.
+    pub cache_capacity: u64,
+    /// Send an OCSP nonce (responses that omit it are still accepted; a different one is not).
+    pub ocsp_nonce: bool,
+    /// Levels that may be granted when no revocation answer could be had (fail-open).
+    /// Empty (the default): fail closed. Such levels cannot require `revocation_confirmed`.
+    pub fail_open_levels: Vec<String>,
+    /// Where to ask, per trust anchor.
+    pub issuers: Vec<IssuerSources>,
+}
+
+impl Default for RevocationPolicy {
+    fn default() -> Self {
+        RevocationPolicy {
+            max_cache_seconds: 300,
+            negative_cache_seconds: 10,
+            refresh_ahead_seconds: 60,
+            timeout_ms: 2000,
+            max_skew_seconds: 300,
+            max_age_without_next_update_seconds: 3600,
+            cache_capacity: 1_000_000,
+            ocsp_nonce: true,
+            fail_open_levels: vec![],
+            issuers: vec![],
+        }
+    }
+}
+
+/// Revocation sources of one CA (named by its trust-anchor label). JPKI's CRL distribution
+/// points are directory names and its OCSP responder serves registered verifiers only, so the
+/// operator says where to ask. `{issuer}` in a URL stands for the broker's issuer URL.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct IssuerSources {
+    pub anchor: String,
+    pub ocsp_url: Option<String>,
+    /// CRL locations: http(s) URLs or `file:` paths.
+    #[serde(default)]
+    pub crls: Vec<String>,
+}
+
+/// Which source answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceKind {
+    Ocsp,
+    Crl,
+}
+
+/// What the broker learned about one certificate, and from where — kept as evidence.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Evidence {
+    pub status: CertStatus,
+    pub source: SourceKind,
+    /// Responder URL or CRL location.
+    pub location: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub this_update: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub next_update: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub checked_at: OffsetDateTime,
+}
+
+impl Evidence {
+    /// A person-readable meaning of a revocation, reason-aware.
+    pub fn describe_revocation(reason: Option<RevocationReason>) -> &'static str {
+        match reason {
+            Some(RevocationReason::AffiliationChanged) => {
+                "the person's basic information (name, address, …) changed"
+            }
+            Some(RevocationReason::Superseded) => "the card was renewed",
+            Some(RevocationReason::KeyCompromise) => {
+                "the card's key is compromised (card lost or stolen)"
+            }
+            Some(RevocationReason::CessationOfOperation) => "the card was returned or cancelled",
+            Some(RevocationReason::CertificateHold) => "the certificate is suspended",
+            _ => "the certificate was revoked",
+        }
+    }
+}
+
+/// No revocation answer could be had.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RevocationError {
+    /// The policy names no OCSP responder or CRL for this certificate's CA.
+    #[error("no revocation source is configured for CA `{anchor}`")]
+    NoSources { anchor: String },
+    /// Every source failed; each cause is named.
+    #[error("revocation status unavailable: {}", causes.join("; "))]
+    Unavailable { causes: Vec<String> },
+}
+
+type Outcome = Result<Evidence, RevocationError>;
+
+/// A cache entry: the outcome and when (by the broker's clock) it stops being usable.
+struct Cached {
+    outcome: Outcome,
+    valid_until: OffsetDateTime,
+    refresh_from: OffsetDateTime,
+    refreshing: AtomicBool,
+    ttl: Duration,
+}
+
+/// Cache key: SHA-1 of the issuer's public key (as in the OCSP CertID) and the serial.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Key {
+    issuer_key_hash: [u8; 20],
+    serial: Vec<u8>,
+}
+
+struct TtlExpiry;
+
+impl moka::Expiry<Key, Arc<Cached>> for TtlExpiry {
+    fn expire_after_create(&self, _: &Key, v: &Arc<Cached>, _: Instant) -> Option<Duration> {
+        Some(v.ttl)
+    }
+    fn expire_after_update(
+        &self,
+        _: &Key,
+        v: &Arc<Cached>,
+        _: Instant,
+        _: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(v.ttl)
+    }
+}
+
+/// (SHA-1 of the issuer's name, SHA-1 of its key) as in an OCSP CertID.
+type IssuerHashes = ([u8; 20], [u8; 20]);
+
+/// A loaded CRL and where it came from.
+struct LoadedCrl {
+    index: Arc<CrlIndex>,
+}
+
+pub struct Checker {
+    policy: RevocationPolicy,
+    /// Sources by anchor label, with `{issuer}` expanded.
+    sources: HashMap<String, IssuerSources>,
+    fetcher: Arc<dyn Fetcher>,
+    clock: Arc<dyn Clock>,
+    cache: moka::future::Cache<Key, Arc<Cached>>,
+    crls: RwLock<HashMap<String, LoadedCrl>>,
+    /// Loads of one CRL location coalesce too.
+    crl_loads: moka::future::Cache<String, Result<Arc<CrlIndex>, String>>,
+    /// (issuer name hash, issuer key hash) per anchor label.
+    issuer_ids: RwLock<HashMap<String, IssuerHashes>>,
+}
+
+impl Checker {
+    pub fn new(
+        policy: RevocationPolicy,
+        issuer_url: &str,
+        fetcher: Arc<dyn Fetcher>,
+        clock: Arc<dyn Clock>,
+    ) -> Arc<Checker> {
+        let sources = policy
+            .issuers
+            .iter()
+            .map(|s| {
+                let expand = |u: &String| u.replace("{issuer}", issuer_url);
+                (
+                    s.anchor.clone(),
+                    IssuerSources {
+                        anchor: s.anchor.clone(),
+                        ocsp_url: s.ocsp_url.as_ref().map(expand),
+                        crls: s.crls.iter().map(expand).collect(),
+                    },
+                )
+            })
+            .collect();
+        let cache = moka::future::Cache::builder()
+            .max_capacity(policy.cache_capacity)
+            .expire_after(TtlExpiry)
+            .build();
+        let crl_loads = moka::future::Cache::builder()
+            .max_capacity(1024)
+            // Coalescing only: a finished load lives a moment, the index itself lives in `crls`.
+            .time_to_live(Duration::from_millis(1))
+            .build();
+        Arc::new(Checker {
+            policy,
+            sources,
+            fetcher,
+            clock,
+            cache,
+            crls: RwLock::new(HashMap::new()),
+            crl_loads,
+            issuer_ids: RwLock::new(HashMap::new()),
+        })
+    }
+
+    pub fn policy(&self) -> &RevocationPolicy {
+        &self.policy
+    }
+
+    /// The CertID of `cert`; the issuer's hashes are computed once per anchor (hot path).
+    fn key(&self, cert: &ValidatedCert) -> Result<(Key, CertId), RevocationError> {
+        let known = self
+            .issuer_ids
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&cert.anchor_label)
+            .copied();
+        let id = match known {
+            Some((issuer_name_hash, issuer_key_hash)) => CertId {
+                issuer_name_hash,
+                issuer_key_hash,
+                serial: cert.serial.clone(),
+            },
+            None => {
+                let id = CertId::new(&cert.issuer_cert_der, &cert.serial).map_err(|e| {
+                    RevocationError::Unavailable {
+                        causes: vec![format!("cannot form the OCSP CertID: {e}")],
+                    }
+                })?;
+                self.issuer_ids
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(
+                        cert.anchor_label.clone(),
+                        (id.issuer_name_hash, id.issuer_key_hash),
+                    );
+                id
+            }
+        };
+        Ok((
+            Key {
+                issuer_key_hash: id.issuer_key_hash,
+                serial: id.serial.clone(),
+            },
+            id,
+        ))
+    }
+
+    /// The revocation status of `cert` (already validated against its CA).
+    pub async fn check(self: &Arc<Self>, cert: &ValidatedCert) -> Outcome {
+        let (key, id) = self.key(cert)?;
+        let now = self.clock.now();
+        if let Some(c) = self.cache.get(&key).await {
+            if c.valid_until > now {
+                metrics::counter!("revocation_cache_hits_total").increment(1);
+                if now >= c.refresh_from && !c.refreshing.swap(true, Ordering::AcqRel) {
+                    let me = self.clone();
+                    let (k, cert) = (key.clone(), cert.clone());
+                    tokio::spawn(async move {
+                        let fresh = me.fetch(&cert, &id).await;
+                        me.cache.insert(k, fresh).await;
+                    });
+                }
+                return c.outcome.clone();
+            }
+            self.cache.invalidate(&key).await;
+        }
+        metrics::counter!("revocation_cache_misses_total").increment(1);
+        let me = self.clone();
+        let c = self
+            .cache
+            .get_with(key, async move { me.fetch(cert, &id).await })
+            .await;
+        c.outcome.clone()
+    }
+
+    /// Forget what is cached about one certificate of the CA `anchor`, and the CA's loaded
+    /// CRLs: the next check asks upstream (and reloads the CRLs if it gets that far).
+    pub async fn purge(&self, anchor: &str, issuer_cert_der: &[u8], serial: &[u8]) -> bool {
+        let Ok(id) = CertId::new(issuer_cert_der, serial) else {
+            return false;
+        };
+        let key = Key {
+            issuer_key_hash: id.issuer_key_hash,
+            serial: id.serial,
+        };
+        let had = self.cache.contains_key(&key);
+        self.cache.invalidate(&key).await;
+        if let Some(src) = self.sources.get(anchor) {
+            let mut crls = self.crls.write().unwrap_or_else(|e| e.into_inner());
+            for loc in &src.crls {
+                crls.remove(loc);
+            }
+        }
+        had
+    }
+
+    /// Forget everything cached, CRLs included.
+    pub fn purge_all(&self) {
+        self.cache.invalidate_all();
+        self.crls.write().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+
+    /// Ask upstream and wrap the outcome with its cache lifetime.
+    async fn fetch(&self, cert: &ValidatedCert, id: &CertId) -> Arc<Cached> {
+        let outcome = self.fetch_outcome(cert, id).await;
+        let now = self.clock.now();
+        let max = time::Duration::seconds(self.policy.max_cache_seconds as i64);
+        let (valid_until, refresh_from) = match &outcome {
+            Ok(ev) => {
+                let until = ev.next_update.map_or(now + max, |n| n.min(now + max));
+                let ahead = time::Duration::seconds(self.policy.refresh_ahead_seconds as i64);
+                (until, until - ahead)
+            }
+            Err(_) => {
+                let until =
+                    now + time::Duration::seconds(self.policy.negative_cache_seconds as i64);
+                (until, until)
+            }
+        };
+        let ttl = Duration::try_from(valid_until - now).unwrap_or(Duration::ZERO);
+        Arc::new(Cached {
+            outcome,
+            valid_until,
+            refresh_from,
+            refreshing: AtomicBool::new(false),
+            ttl,
+        })
+    }
+
+    async fn fetch_outcome(&self, cert: &ValidatedCert, id: &CertId) -> Outcome {
+        let Some(src) = self.sources.get(&cert.anchor_label) else {
+            metrics::counter!("revocation_failures_total", "cause" => "no_source").increment(1);
+            return Err(RevocationError::NoSources {
+                anchor: cert.anchor_label.clone(),
+            });
+        };
+        let mut causes = Vec::new();
+        if let Some(url) = &src.ocsp_url {
+            match self.ask_ocsp(url, cert, id).await {
+                Ok(ev) => return Ok(ev),
+                Err((cause, msg)) => {
+                    metrics::counter!("revocation_failures_total", "cause" => cause).increment(1);
+                    causes.push(format!("OCSP {url}: {msg}"));
+                }
+            }
+        }
+        for loc in &src.crls {
+            match self.crl(loc, cert).await {
+                Ok(idx) => {
+                    return Ok(Evidence {
+                        status: idx.status(&cert.serial),
+                        source: SourceKind::Crl,
+                        location: loc.clone(),
+                        this_update: idx.this_update(),
+                        next_update: Some(idx.next_update()),
+                        checked_at: self.clock.now(),
+                    });
+                }
+                Err(msg) => {
+                    metrics::counter!("revocation_failures_total", "cause" => "crl").increment(1);
+                    causes.push(format!("CRL {loc}: {msg}"));
+                }
+            }
+        }
+        if causes.is_empty() {
+            return Err(RevocationError::NoSources {
+                anchor: cert.anchor_label.clone(),
+            });
+        }
+        Err(RevocationError::Unavailable { causes })
+    }
+
+    fn freshness(&self) -> Freshness {
+        Freshness {
+            max_skew: time::Duration::seconds(self.policy.max_skew_seconds as i64),
+            max_age_without_next_update: time::Duration::seconds(
+                self.policy.max_age_without_next_update_seconds as i64,
+            ),
+        }
+    }
+
+    async fn ask_ocsp(
+        &self,
+        url: &str,
+        cert: &ValidatedCert,
+        id: &CertId,
+    ) -> Result<Evidence, (&'static str, String)> {
+        let nonce = self
+            .policy
+            .ocsp_nonce
+            .then(crate::clock::random_bytes::<16>);
+        let req = ocsp::build_request(std::slice::from_ref(id), nonce.as_ref().map(|n| &n[..]));
+        let started = Instant::now();
+        let timeout = Duration::from_millis(self.policy.timeout_ms);
+        let body = self.fetcher.post_ocsp(url, req, timeout).await;
+        metrics::histogram!("revocation_upstream_seconds", "source" => "ocsp")
+            .record(started.elapsed().as_secs_f64());
+        let body = body.map_err(|e| (e.cause(), e.to_string()))?;
+        let check = match &nonce {
+            Some(n) => NonceCheck::Sent(n),
+            None => NonceCheck::NotSent,
+        };
+        let now = self.clock.now();
+        let ans = ocsp::verify_response(
+            &body,
+            &cert.issuer_cert_der,
+            id,
+            check,
+            now,
+            self.freshness(),
+        )
+        .map_err(|e| ("ocsp_invalid", e.to_string()))?;
+        Ok(Evidence {
+            status: ans.status,
+            source: SourceKind::Ocsp,
+            location: url.to_string(),
+            this_update: ans.this_update,
+            next_update: ans.next_update,
+            checked_at: now,
+        })
+    }
+
+    /// The CRL at `loc`, loaded (once, however many ask at the same time) if absent or stale.
+    async fn crl(&self, loc: &str, cert: &ValidatedCert) -> Result<Arc<CrlIndex>, String> {
+        let now = self.clock.now();
+        if let Some(c) = self.crls.read().unwrap_or_else(|e| e.into_inner()).get(loc)
+            && c.index.next_update() > now
+        {
+            return Ok(c.index.clone());
+        }
+        let issuer = cert.issuer_cert_der.clone();
+        self.crl_loads
+            .get_with(loc.to_string(), self.load_crl(loc, issuer))
+            .await
+    }
+
+    async fn load_crl(
+        &self,
+        loc: &str,
+        issuer_cert_der: Arc<[u8]>,
+    ) -> Result<Arc<CrlIndex>, String> {
+        let started = Instant::now();
+        let timeout = Duration::from_millis(self.policy.timeout_ms.max(10_000));
+        let der = self.fetcher.get(loc, timeout).await;
+        metrics::histogram!("revocation_upstream_seconds", "source" => "crl")
+            .record(started.elapsed().as_secs_f64());
+        let mut der = der.map_err(|e| e.to_string())?;
+        // Operators' CRL files are often PEM (`X509 CRL`); J-LIS and HTTP sources send DER.
+        if der.starts_with(b"-----BEGIN") {
+            der = match pem::parse(&der) {
+                Ok(p) if p.tag() == "X509 CRL" => p.into_contents(),
+                Ok(p) => return Err(format!("PEM block is `{}`, expected X509 CRL", p.tag())),
+                Err(e) => return Err(format!("not a PEM CRL: {e}")),
+            };
+        }
+        let max_skew = time::Duration::seconds(self.policy.max_skew_seconds as i64);
+        let idx = tokio::task::spawn_blocking(move || {
+            CrlIndex::parse_and_verify(&der, &issuer_cert_der, OffsetDateTime::now_utc(), max_skew)
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+        // Freshness against the broker's own clock (injectable), not only the wall clock.
+        if idx.next_update() + max_skew < self.clock.now() {
+            return Err(format!("the CRL expired at {}", idx.next_update()));
+        }
+        let idx = Arc::new(idx);
+        self.crls
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(loc.to_string(), LoadedCrl { index: idx.clone() });
+        tracing::info!(location = loc, entries = idx.len(), next_update = %idx.next_update(), "CRL loaded");
+        Ok(idx)
+    }
+
+    /// Reload every loaded CRL that is within `refresh_ahead` of its nextUpdate. Run periodically.
+    pub async fn refresh_crls(&self, issuer_of: impl Fn(&str) -> Option<Arc<[u8]>>) {
+        let now = self.clock.now();
+        let ahead = time::Duration::seconds(self.policy.refresh_ahead_seconds as i64);
+        let due: Vec<String> = self
+            .crls
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|(_, c)| c.index.next_update() - ahead <= now)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for loc in due {
+            let Some(anchor) = self
+                .sources
+                .values()
+                .find(|s| s.crls.contains(&loc))
+                .map(|s| s.anchor.clone())
+            else {
+                continue;
+            };
+            let Some(issuer) = issuer_of(&anchor) else {
+                continue;
+            };
+            if let Err(e) = self.load_crl(&loc, issuer).await {
+                tracing::warn!(location = %loc, error = %e, "CRL refresh failed");
+            }
+        }
+    }
+
+    /// Anchors with no source configured (logged at start: logins under them fail closed).
+    pub fn anchors_without_sources<'a>(
+        &self,
+        labels: impl Iterator<Item = &'a str>,
+    ) -> Vec<String> {
+        labels
+            .filter(|l| !self.sources.contains_key(*l))
+            .map(str::to_string)
+            .collect()
+    }
+}
