@@ -55,6 +55,23 @@ fn cert(pki: &DemoPki) -> ValidatedCert {
 
 fn main() {
     broker::app::install_crypto_provider();
+    // Child mode: load one CRL in a fresh process and report the resident memory it adds.
+    let args: Vec<String> = std::env::args().collect();
+    if args.len() == 4 && args[1] == "--crl-rss" {
+        let base = rss_kib();
+        let der = std::fs::read(&args[2]).unwrap();
+        let ca = std::fs::read(&args[3]).unwrap();
+        let idx = CrlIndex::parse_and_verify(
+            &der,
+            &ca,
+            OffsetDateTime::now_utc(),
+            time::Duration::minutes(5),
+        )
+        .unwrap();
+        drop(der);
+        println!("{} {}", idx.len(), rss_kib().saturating_sub(base));
+        return;
+    }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -204,7 +221,6 @@ async fn run() {
     );
     let probe: Vec<Vec<u8>> = entries.iter().step_by(997).map(|e| e.0.clone()).collect();
     drop(entries);
-    let rss0 = rss_kib();
     let t = Instant::now();
     let idx = CrlIndex::parse_and_verify(
         &der,
@@ -214,13 +230,29 @@ async fn run() {
     )
     .unwrap();
     let load = t.elapsed();
+    // Resident memory, measured in a fresh process that loads only this CRL.
+    let crl_file = dir.path().join("big.crl");
+    let ca_file = dir.path().join("ca.der");
+    std::fs::write(&crl_file, &der).unwrap();
+    std::fs::write(&ca_file, pki.ca_cert_der(CertKind::UserAuth)).unwrap();
     drop(der);
-    let rss1 = rss_kib();
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .arg("--crl-rss")
+        .arg(&crl_file)
+        .arg(&ca_file)
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&out.stdout);
+    let kib: f64 = out
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(f64::NAN);
     println!(
-        "CRL load (parse + verify + index): {:?}; {} entries; resident memory of the index ≈ {:.1} MB",
+        "CRL load (parse + verify + index): {:?}; {} entries; resident memory added by loading it (fresh process, DER freed): {:.1} MB",
         load,
         idx.len(),
-        (rss1.saturating_sub(rss0)) as f64 / 1024.0
+        kib / 1024.0
     );
     let t = Instant::now();
     let mut found = 0;

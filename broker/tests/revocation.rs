@@ -226,7 +226,7 @@ async fn ocsp_good_revoked_by_reason_and_unknown() {
     ] {
         *r.mode.lock().unwrap() = Mode::Revoked(reason);
         let cert = card_cert(&p.demo, CertKind::Signature);
-        match c.check(&cert).await.unwrap().status {
+        match c.check(&cert).await.unwrap().status.clone() {
             CertStatus::Revoked {
                 reason: Some(got), ..
             } => assert_eq!(got, reason),

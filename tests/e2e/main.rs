@@ -515,3 +515,144 @@ fn openssl_made_card_and_card_approve_with_a_separate_browser() {
         "{result}"
     );
 }
+
+/// The newcomer's path: log in, revoke the virtual card, log in again (still cached, within
+/// the bound), purge, and watch the next login fail — all with the binary's own commands.
+#[test]
+fn demo_revoke_purge_and_the_next_login_fails() {
+    let s = Server::start();
+    let card = s.issue_card("card");
+    let card_s = card.to_str().unwrap();
+    let url = auth_url(&s.issuer, "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM");
+    let login = || {
+        s.cli(&[
+            "card",
+            "login",
+            "--card",
+            card_s,
+            "--pin",
+            "1234",
+            "--consent",
+            &url,
+        ])
+    };
+    let o = login();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = s.cli(&[
+        "certs",
+        "revoke",
+        "--card",
+        card_s,
+        "--reason",
+        "keyCompromise",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("revoked user-authentication")
+            && out.contains("revoked digital-signature"),
+        "{out}"
+    );
+    // Within the 60 s cache bound the cached good answer still stands.
+    assert!(login().status.success());
+    let o = s.cli(&["certs", "purge", "--card", card_s]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = login();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("certificate_revoked") && err.contains("keyCompromise"),
+        "{err}"
+    );
+    // The embedded CRL publisher lists the card too.
+    let crl = s.dir.path().join("auth.crl");
+    let o = s.cli(&[
+        "certs",
+        "crl",
+        "--kind",
+        "user_auth",
+        "--out",
+        crl.to_str().unwrap(),
+    ]);
+    assert!(o.status.success());
+    let o = Command::new("openssl")
+        .args([
+            "crl",
+            "-inform",
+            "DER",
+            "-noout",
+            "-text",
+            "-in",
+            crl.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("Key Compromise"), "{text}");
+}
+
+/// `broker certs ocsp-responder` answers openssl's own OCSP client (an independent client).
+#[test]
+fn standalone_demo_responder_answers_openssl_ocsp() {
+    let s = Server::start();
+    let card = s.issue_card("card");
+    let port = free_port();
+    let mut responder = Command::new(BIN)
+        .args([
+            "certs",
+            "ocsp-responder",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .current_dir(repo())
+        .env("BROKER_DATA_DIR", s.dir.path().join("data"))
+        .env("RUST_LOG", "warn")
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "responder did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let ca = s.dir.path().join("data/demo-pki/auth-ca.crt.pem");
+    let ask = || {
+        let o = Command::new("openssl")
+            .args(["ocsp", "-issuer", ca.to_str().unwrap(), "-cert"])
+            .arg(card.join("auth.crt.pem"))
+            .args([
+                "-url",
+                &format!("http://127.0.0.1:{port}/demo-pki/ocsp/user_auth"),
+                "-CAfile",
+                ca.to_str().unwrap(),
+            ])
+            .output()
+            .unwrap();
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    };
+    let out = ask();
+    assert!(
+        out.contains("Response verify OK") && out.contains(": good"),
+        "{out}"
+    );
+    let o = s.cli(&[
+        "certs",
+        "revoke",
+        "--card",
+        card.to_str().unwrap(),
+        "--reason",
+        "superseded",
+    ]);
+    assert!(o.status.success());
+    let out = ask();
+    assert!(
+        out.contains(": revoked") && out.contains("superseded"),
+        "{out}"
+    );
+    let _ = responder.kill();
+    let _ = responder.wait();
+}

@@ -132,7 +132,8 @@ pub enum RevocationError {
     Unavailable { causes: Vec<String> },
 }
 
-type Outcome = Result<Evidence, RevocationError>;
+/// Evidence is shared (`Arc`): a cache hit clones a pointer, not strings.
+type Outcome = Result<Arc<Evidence>, RevocationError>;
 
 /// A cache entry: the outcome and when (by the broker's clock) it stops being usable.
 struct Cached {
@@ -167,6 +168,55 @@ impl moka::Expiry<Key, Arc<Cached>> for TtlExpiry {
     }
 }
 
+/// The read side of the cache: sharded maps behind read locks, so a hit is a hash lookup
+/// without the bookkeeping moka does on reads. moka remains the cache of record (capacity,
+/// TTL, single flight); its eviction listener removes what it evicts from here.
+struct FastMap {
+    shards: Vec<RwLock<HashMap<Key, Arc<Cached>>>>,
+    per_shard_cap: usize,
+}
+
+const SHARDS: usize = 16;
+
+impl FastMap {
+    fn new(capacity: u64) -> FastMap {
+        FastMap {
+            shards: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),
+            per_shard_cap: (capacity as usize / SHARDS).max(16),
+        }
+    }
+    fn shard(&self, k: &Key) -> &RwLock<HashMap<Key, Arc<Cached>>> {
+        let b = k.serial.last().copied().unwrap_or(0) ^ k.issuer_key_hash[0];
+        &self.shards[b as usize % SHARDS]
+    }
+    fn get(&self, k: &Key) -> Option<Arc<Cached>> {
+        self.shard(k)
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(k)
+            .cloned()
+    }
+    fn insert(&self, k: Key, v: Arc<Cached>, now: OffsetDateTime) {
+        let mut m = self.shard(&k).write().unwrap_or_else(|e| e.into_inner());
+        if m.len() >= self.per_shard_cap {
+            // Safety valve against entries moka evicted before they got here.
+            m.retain(|_, c| c.valid_until > now);
+        }
+        m.insert(k, v);
+    }
+    fn remove(&self, k: &Key) {
+        self.shard(k)
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(k);
+    }
+    fn clear(&self) {
+        for s in &self.shards {
+            s.write().unwrap_or_else(|e| e.into_inner()).clear();
+        }
+    }
+}
+
 /// (SHA-1 of the issuer's name, SHA-1 of its key) as in an OCSP CertID.
 type IssuerHashes = ([u8; 20], [u8; 20]);
 
@@ -182,11 +232,15 @@ pub struct Checker {
     fetcher: Arc<dyn Fetcher>,
     clock: Arc<dyn Clock>,
     cache: moka::future::Cache<Key, Arc<Cached>>,
+    fast: Arc<FastMap>,
     crls: RwLock<HashMap<String, LoadedCrl>>,
     /// Loads of one CRL location coalesce too.
     crl_loads: moka::future::Cache<String, Result<Arc<CrlIndex>, String>>,
     /// (issuer name hash, issuer key hash) per anchor label.
     issuer_ids: RwLock<HashMap<String, IssuerHashes>>,
+    /// Counters resolved once (the hot path does not look them up by name).
+    hits: metrics::Counter,
+    misses: metrics::Counter,
 }
 
 impl Checker {
@@ -211,9 +265,16 @@ impl Checker {
                 )
             })
             .collect();
+        let fast = Arc::new(FastMap::new(policy.cache_capacity));
+        let evicted = fast.clone();
         let cache = moka::future::Cache::builder()
             .max_capacity(policy.cache_capacity)
             .expire_after(TtlExpiry)
+            .eviction_listener(move |k: Arc<Key>, _, cause| {
+                if cause != moka::notification::RemovalCause::Replaced {
+                    evicted.remove(&k);
+                }
+            })
             .build();
         let crl_loads = moka::future::Cache::builder()
             .max_capacity(1024)
@@ -226,9 +287,12 @@ impl Checker {
             fetcher,
             clock,
             cache,
+            fast,
             crls: RwLock::new(HashMap::new()),
             crl_loads,
             issuer_ids: RwLock::new(HashMap::new()),
+            hits: metrics::counter!("revocation_cache_hits_total"),
+            misses: metrics::counter!("revocation_cache_misses_total"),
         })
     }
 
@@ -279,27 +343,32 @@ impl Checker {
     pub async fn check(self: &Arc<Self>, cert: &ValidatedCert) -> Outcome {
         let (key, id) = self.key(cert)?;
         let now = self.clock.now();
-        if let Some(c) = self.cache.get(&key).await {
+        if let Some(c) = self.fast.get(&key) {
             if c.valid_until > now {
-                metrics::counter!("revocation_cache_hits_total").increment(1);
+                self.hits.increment(1);
                 if now >= c.refresh_from && !c.refreshing.swap(true, Ordering::AcqRel) {
                     let me = self.clone();
                     let (k, cert) = (key.clone(), cert.clone());
                     tokio::spawn(async move {
                         let fresh = me.fetch(&cert, &id).await;
-                        me.cache.insert(k, fresh).await;
+                        me.cache.insert(k.clone(), fresh.clone()).await;
+                        me.fast.insert(k, fresh, me.clock.now());
                     });
                 }
                 return c.outcome.clone();
             }
+            self.fast.remove(&key);
             self.cache.invalidate(&key).await;
         }
-        metrics::counter!("revocation_cache_misses_total").increment(1);
+        self.misses.increment(1);
         let me = self.clone();
         let c = self
             .cache
-            .get_with(key, async move { me.fetch(cert, &id).await })
+            .get_with(key.clone(), async move { me.fetch(cert, &id).await })
             .await;
+        if c.valid_until > now {
+            self.fast.insert(key, c.clone(), now);
+        }
         c.outcome.clone()
     }
 
@@ -313,7 +382,8 @@ impl Checker {
             issuer_key_hash: id.issuer_key_hash,
             serial: id.serial,
         };
-        let had = self.cache.contains_key(&key);
+        let had = self.fast.get(&key).is_some() || self.cache.contains_key(&key);
+        self.fast.remove(&key);
         self.cache.invalidate(&key).await;
         if let Some(src) = self.sources.get(anchor) {
             let mut crls = self.crls.write().unwrap_or_else(|e| e.into_inner());
@@ -326,6 +396,7 @@ impl Checker {
 
     /// Forget everything cached, CRLs included.
     pub fn purge_all(&self) {
+        self.fast.clear();
         self.cache.invalidate_all();
         self.crls.write().unwrap_or_else(|e| e.into_inner()).clear();
     }
@@ -367,7 +438,7 @@ impl Checker {
         let mut causes = Vec::new();
         if let Some(url) = &src.ocsp_url {
             match self.ask_ocsp(url, cert, id).await {
-                Ok(ev) => return Ok(ev),
+                Ok(ev) => return Ok(Arc::new(ev)),
                 Err((cause, msg)) => {
                     metrics::counter!("revocation_failures_total", "cause" => cause).increment(1);
                     causes.push(format!("OCSP {url}: {msg}"));
@@ -377,14 +448,14 @@ impl Checker {
         for loc in &src.crls {
             match self.crl(loc, cert).await {
                 Ok(idx) => {
-                    return Ok(Evidence {
+                    return Ok(Arc::new(Evidence {
                         status: idx.status(&cert.serial),
                         source: SourceKind::Crl,
                         location: loc.clone(),
                         this_update: idx.this_update(),
                         next_update: Some(idx.next_update()),
                         checked_at: self.clock.now(),
-                    });
+                    }));
                 }
                 Err(msg) => {
                     metrics::counter!("revocation_failures_total", "cause" => "crl").increment(1);
