@@ -37,6 +37,8 @@ enum Mode {
 struct Responder {
     mode: Mutex<Mode>,
     hits: AtomicUsize,
+    /// The CA to answer as (default: the shared test PKI); may be set after start.
+    pki: Mutex<Option<DemoPki>>,
 }
 
 struct Pkis {
@@ -58,7 +60,15 @@ fn pkis() -> &'static Pkis {
 async fn respond(State(r): State<Arc<Responder>>, body: axum::body::Bytes) -> Vec<u8> {
     r.hits.fetch_add(1, Ordering::SeqCst);
     let mode = r.mode.lock().unwrap().clone();
-    let p = pkis();
+    let shared = pkis();
+    let own = r
+        .pki
+        .lock()
+        .unwrap()
+        .as_ref()
+        .map(|p| p.ca_signer(CertKind::UserAuth));
+    let demo = &shared.demo;
+    let other = &shared.other;
     let req = ocsp::parse_request(&body).expect("the checker sends valid requests");
     let id = req.ids[0].clone();
     let now = OffsetDateTime::now_utc();
@@ -66,13 +76,13 @@ async fn respond(State(r): State<Arc<Responder>>, body: axum::body::Bytes) -> Ve
     let kind = [CertKind::UserAuth, CertKind::Signature]
         .into_iter()
         .find(|k| {
-            CertId::new(&p.demo.ca_cert_der(*k), &id.serial)
+            CertId::new(&demo.ca_cert_der(*k), &id.serial)
                 .unwrap()
                 .issuer_key_hash
                 == id.issuer_key_hash
         })
         .unwrap_or(CertKind::UserAuth);
-    let signer = p.demo.ca_signer(kind);
+    let signer = own.unwrap_or_else(|| demo.ca_signer(kind));
     let build = |st: CertStatus,
                  id: CertId,
                  nonce: Option<&[u8]>,
@@ -107,7 +117,7 @@ async fn respond(State(r): State<Arc<Responder>>, body: axum::body::Bytes) -> Ve
             nonce,
             now,
             now + hour,
-            &p.other.ca_signer(kind),
+            &other.ca_signer(kind),
         ),
         Mode::OtherSerial => {
             let mut other = id.clone();
@@ -137,9 +147,15 @@ async fn respond(State(r): State<Arc<Responder>>, body: axum::body::Bytes) -> Ve
 
 /// A responder on a loopback port; returns its URL.
 async fn responder(mode: Mode) -> (Arc<Responder>, String) {
+    responder_as(mode, None).await
+}
+
+/// A responder answering as the user-authentication CA of `pki` (a broker's own demo PKI).
+async fn responder_as(mode: Mode, pki: Option<DemoPki>) -> (Arc<Responder>, String) {
     let r = Arc::new(Responder {
         mode: Mutex::new(mode),
         hits: AtomicUsize::new(0),
+        pki: Mutex::new(pki),
     });
     let app = axum::Router::new()
         .route("/ocsp", axum::routing::post(respond))
@@ -603,4 +619,109 @@ async fn responder_down_fails_closed_or_open_only_as_policy_allows() {
     let facts: serde_json::Value = serde_json::from_str(&session.facts_json).unwrap();
     assert_eq!(facts["revocation"], "unconfirmed");
     let _ = t.clock.now();
+}
+
+#[tokio::test]
+async fn crls_are_refreshed_in_the_background_before_next_update() {
+    let p = pkis();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ca.crl");
+    let loc = format!("file:{}", path.display());
+    let cert = card_cert(&p.demo, CertKind::UserAuth);
+    let ca = p.demo.ca_cert_der(CertKind::UserAuth);
+    let key = p.demo.ca_key_pkcs8(CertKind::UserAuth);
+    let now = OffsetDateTime::now_utc();
+    let crl = |entries: &[(Vec<u8>, OffsetDateTime, Option<RevocationReason>)], n| {
+        broker::pki::crl::build_crl(
+            &ca,
+            &key,
+            entries,
+            now,
+            now + time::Duration::seconds(100),
+            n,
+        )
+        .unwrap()
+    };
+    std::fs::write(&path, crl(&[], 1)).unwrap();
+    let mut pol = policy(None, &[&loc]);
+    pol.max_cache_seconds = 30;
+    pol.refresh_ahead_seconds = 60;
+    let (c, clock) = checker(pol);
+    assert_eq!(c.check(&cert).await.unwrap().status, CertStatus::Good);
+    // The CA publishes a CRL revoking the card.
+    std::fs::write(
+        &path,
+        crl(
+            &[(
+                cert.serial.clone(),
+                now,
+                Some(RevocationReason::KeyCompromise),
+            )],
+            2,
+        ),
+    )
+    .unwrap();
+    // Before the refresh window the loaded CRL stands (no download on the login path).
+    clock.advance(time::Duration::seconds(31));
+    assert_eq!(c.check(&cert).await.unwrap().status, CertStatus::Good);
+    // In the window (nextUpdate − 60 s) the background refresh reloads it…
+    clock.advance(time::Duration::seconds(10));
+    let anchor_der: Arc<[u8]> = cert.issuer_cert_der.clone();
+    c.refresh_crls(|label| (label == "demo-auth-ca").then(|| anchor_der.clone()))
+        .await;
+    // …and the next check after the status entry's end sees the revocation.
+    clock.advance(time::Duration::seconds(31));
+    assert!(matches!(
+        c.check(&cert).await.unwrap().status,
+        CertStatus::Revoked { .. }
+    ));
+}
+
+#[tokio::test]
+async fn demo_responder_answers_the_get_form_and_unknown_refuses_login() {
+    let t = TestBroker::new().await;
+    let card = t.card("card");
+    let der = card.auth_certificate_der().unwrap();
+    let info = broker::pki::inspect(&der).unwrap();
+    let serial = hex::decode(&info.serial_hex).unwrap();
+    let ca = t.demo_pki().ca_cert_der(CertKind::UserAuth);
+    let id = CertId::new(&ca, &serial).unwrap();
+    let req = ocsp::build_request(std::slice::from_ref(&id), None);
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&req);
+    let enc = url::form_urlencoded::byte_serialize(b64.as_bytes()).collect::<String>();
+    let r = reqwest::get(format!("{}/demo-pki/ocsp/user_auth/{enc}", t.base))
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["content-type"], "application/ocsp-response");
+    let body = r.bytes().await.unwrap();
+    let fresh = ocsp::Freshness {
+        max_skew: time::Duration::minutes(5),
+        max_age_without_next_update: time::Duration::hours(1),
+    };
+    let ans = ocsp::verify_response(
+        &body,
+        &ca,
+        &id,
+        ocsp::NonceCheck::NotSent,
+        OffsetDateTime::now_utc(),
+        fresh,
+    )
+    .unwrap();
+    assert_eq!(ans.status, CertStatus::Good);
+    // A responder (signing as this broker's demo CA) that does not know the certificate: the
+    // login is refused, never fail-open.
+    let (r, url) = responder_as(Mode::Unknown, None).await;
+    let pol = format!(
+        "[revocation]\nfail_open_levels = [\"aal1\"]\n[[revocation.issuers]]\nanchor = \"demo-auth-ca\"\nocsp_url = \"{url}\"\n"
+    );
+    let t = TestBroker::with_options(&[], Some(&pol)).await;
+    *r.pki.lock().unwrap() = Some(t.demo_pki());
+    let mut card = t.card("card");
+    let mut br = t.browser();
+    let s = start_login(&mut br, &auth_url(&[])).await;
+    let r = helper_answer(&mut br, &s.helper_path, &mut card, "1234").await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    assert_eq!(r.json()["error"], "revocation_unknown");
+    assert_eq!(t.counts().await, broker::store::Counts::default());
 }

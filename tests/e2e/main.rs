@@ -549,8 +549,7 @@ fn demo_revoke_purge_and_the_next_login_fails() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(
-        out.contains("revoked user-authentication")
-            && out.contains("revoked digital-signature"),
+        out.contains("revoked user-authentication") && out.contains("revoked digital-signature"),
         "{out}"
     );
     // Within the 60 s cache bound the cached good answer still stands.

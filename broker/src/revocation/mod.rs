@@ -587,18 +587,24 @@ impl Checker {
             .map(|(k, _)| k.clone())
             .collect();
         for loc in due {
-            let Some(anchor) = self
+            // Every anchor that lists this location, until one's key verifies the CRL.
+            let anchors: Vec<&str> = self
                 .sources
                 .values()
-                .find(|s| s.crls.contains(&loc))
-                .map(|s| s.anchor.clone())
-            else {
-                continue;
-            };
-            let Some(issuer) = issuer_of(&anchor) else {
-                continue;
-            };
-            if let Err(e) = self.load_crl(&loc, issuer).await {
+                .filter(|s| s.crls.contains(&loc))
+                .map(|s| s.anchor.as_str())
+                .collect();
+            let mut last_err = None;
+            for issuer in anchors.iter().filter_map(|a| issuer_of(a)) {
+                match self.load_crl(&loc, issuer).await {
+                    Ok(_) => {
+                        last_err = None;
+                        break;
+                    }
+                    Err(e) => last_err = Some(e),
+                }
+            }
+            if let Some(e) = last_err {
                 tracing::warn!(location = %loc, error = %e, "CRL refresh failed");
             }
         }
