@@ -110,6 +110,13 @@ impl Broker {
             .clone()
     }
 
+    /// Swap in a new relying-party and policy snapshot, whole (see `registry::reload`).
+    /// Requests in flight keep the snapshot they started with.
+    pub fn swap_snapshots(&self, registry: Registry, policy: Policy) {
+        *self.registry.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(registry);
+        *self.policy.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(policy);
+    }
+
     /// The current policy snapshot.
     pub fn policy(&self) -> Arc<Policy> {
         self.policy

@@ -451,6 +451,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let listen = config.listen;
     let broker = Broker::start(config, Arc::new(SystemClock)).await?;
     let app = broker::http::app(broker.clone());
+    // Policy and relying-party files reload on SIGHUP and when they change.
+    tokio::spawn(broker::registry::reload::watch(broker.clone()));
     let refresher = broker.clone();
     tokio::spawn(async move {
         // CRLs are reloaded before their nextUpdate, so logins never wait on a CRL download.

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use url::Url;
 
 pub mod policy;
+pub mod reload;
 
 /// The kinds of relying party the operator distinguishes (policy may set minimums per kind).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
