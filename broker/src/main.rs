@@ -149,8 +149,12 @@ enum CardCmd {
     Login {
         #[arg(long)]
         card: PathBuf,
+        /// The user-authentication PIN (4 digits).
         #[arg(long)]
         pin: String,
+        /// The signature PIN, used if the broker asks for identity proofing.
+        #[arg(long)]
+        sign_pin: Option<String>,
         /// Give consent if the relying party asks for it.
         #[arg(long)]
         consent: bool,
@@ -160,8 +164,12 @@ enum CardCmd {
     Approve {
         #[arg(long)]
         card: PathBuf,
+        /// The user-authentication PIN (4 digits).
         #[arg(long)]
         pin: String,
+        /// The signature PIN, used if the broker asks for identity proofing.
+        #[arg(long)]
+        sign_pin: Option<String>,
         link: String,
     },
 }
@@ -308,16 +316,21 @@ async fn card(config: Option<&Path>, cmd: CardCmd) -> anyhow::Result<()> {
         CardCmd::Login {
             card,
             pin,
+            sign_pin,
             consent,
             url,
         } => {
-            let to = broker::cli::helper::login(&card, &pin, consent, &url).await?;
+            let to =
+                broker::cli::helper::login(&card, &pin, sign_pin.as_deref(), consent, &url).await?;
             println!("{to}");
             Ok(())
         }
-        CardCmd::Approve { card, pin, link } => {
-            broker::cli::helper::approve_cmd(&card, &pin, &link).await
-        }
+        CardCmd::Approve {
+            card,
+            pin,
+            sign_pin,
+            link,
+        } => broker::cli::helper::approve_cmd(&card, &pin, sign_pin.as_deref(), &link).await,
     }
 }
 

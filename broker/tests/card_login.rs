@@ -181,9 +181,14 @@ async fn signature_over_another_challenge_replay_and_expiry() {
     let cert = card.auth_certificate_der().unwrap();
     let mut br = t.browser();
 
+    // A first login proofs the account (so later logins need the authentication card only).
+    login_with_card(&mut t.browser(), &mut card, &auth_url(&[])).await;
+    assert_eq!(t.counts().await.verified_claims, 1);
+
     // Two transactions; the signature for the first is presented to the second.
     let s1 = start_login(&mut br, &auth_url(&[])).await;
     let s2 = start_login(&mut br, &auth_url(&[("state", "other")])).await;
+    let before = t.counts().await;
     let msg1 = challenge_bytes(&mut br, &s1.helper_path).await;
     let sig1 = card.sign(Key::Auth, "1234", &msg1).unwrap();
     let r = post_answer(&mut br, &s2.helper_path, &cert, &sig1).await;
@@ -193,13 +198,22 @@ async fn signature_over_another_challenge_replay_and_expiry() {
         r.json()["error_description"],
         "the signature does not match this challenge and certificate"
     );
-    assert_nothing_stored(&t, &mut br, &s2.tx).await;
+    assert_eq!(t.counts().await, before);
+    assert_eq!(
+        br.get(&format!("/login/{}/status", s2.tx)).await.json()["status"],
+        "pending"
+    );
 
     // The first answer works once; replaying it is refused.
     let r = post_answer(&mut br, &s1.helper_path, &cert, &sig1).await;
     assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(
+        r.json()["status"],
+        "authenticated",
+        "a proofed account needs no proofing step"
+    );
     let after = t.counts().await;
-    assert_eq!((after.accounts, after.cert_links), (1, 1));
+    assert_eq!((after.accounts, after.cert_links), (1, 2));
     let r = post_answer(&mut br, &s1.helper_path, &cert, &sig1).await;
     assert_eq!(r.status, StatusCode::CONFLICT);
     assert_eq!(r.json()["error"], "challenge_used");

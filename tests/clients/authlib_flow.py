@@ -42,7 +42,7 @@ def main():
         meta["authorization_endpoint"], code_verifier=verifier, nonce=nonce
     )
     done = subprocess.run(
-        [BIN, "card", "login", "--card", CARD, "--pin", "1234", "--consent", url],
+        [BIN, "card", "login", "--card", CARD, "--pin", "1234", "--sign-pin", "ABC123", "--consent", url],
         capture_output=True,
         text=True,
         env=dict(os.environ),

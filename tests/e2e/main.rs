@@ -107,6 +107,8 @@ fn binary_serves_and_card_login_cli_returns_a_code() {
         card.to_str().unwrap(),
         "--pin",
         "1234",
+        "--sign-pin",
+        "ABC123",
         &url,
     ]);
     assert!(!o.status.success());
@@ -118,6 +120,8 @@ fn binary_serves_and_card_login_cli_returns_a_code() {
         card.to_str().unwrap(),
         "--pin",
         "1234",
+        "--sign-pin",
+        "ABC123",
         "--consent",
         &url,
     ]);
@@ -365,7 +369,7 @@ fn openssl_made_card_and_card_approve_with_a_separate_browser() {
     std::fs::write(
         pol.join("revocation.toml"),
         format!(
-            "[revocation]\n[[revocation.issuers]]\nanchor = \"openssl CA\"\ncrls = [\"file:{}\"]\n",
+            "[proofing]\nallow_unproofed = true\n\n[revocation]\n[[revocation.issuers]]\nanchor = \"openssl CA\"\ncrls = [\"file:{}\"]\n",
             d.join("ca.crl").display()
         ),
     )
@@ -431,10 +435,11 @@ fn openssl_made_card_and_card_approve_with_a_separate_browser() {
             .build()
             .unwrap();
         let r = browser
-            .get(auth_url(
-                &issuer,
-                "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
-            ))
+            .get(
+                // openid only: no personal data asked, so an unproofed account may log in.
+                auth_url(&issuer, "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM")
+                    .replace("scope=openid%20profile", "scope=openid"),
+            )
             .send()
             .await
             .unwrap();
@@ -508,12 +513,25 @@ fn openssl_made_card_and_card_approve_with_a_separate_browser() {
             .unwrap();
         r.headers()["location"].to_str().unwrap().to_string()
     });
-    let _ = child.kill();
-    let _ = child.wait();
     assert!(
         result.starts_with("http://127.0.0.1:8765/callback?code="),
         "{result}"
     );
+
+    // openssl revokes the card and publishes a new CRL; the operator purges the cache; the
+    // next login is refused with the reason.
+    openssl(d, &["ca", "-config", "ossl.cnf", "-revoke", "auth.crt", "-crl_reason", "keyCompromise"]);
+    openssl(d, &["ca", "-config", "ossl.cnf", "-gencrl", "-out", "ca.crl"]);
+    let o = run(&["certs", "purge", "--anchor", "openssl CA", "--serial", "0a1b2c3d"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let url = auth_url(&issuer, "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM")
+        .replace("scope=openid%20profile", "scope=openid");
+    let o = run(&["card", "login", "--card", "card", "--pin", "1234", "--consent", &url]);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("certificate_revoked") && err.contains("keyCompromise"), "{err}");
 }
 
 /// The newcomer's path: log in, revoke the virtual card, log in again (still cached, within
@@ -532,6 +550,8 @@ fn demo_revoke_purge_and_the_next_login_fails() {
             card_s,
             "--pin",
             "1234",
+            "--sign-pin",
+            "ABC123",
             "--consent",
             &url,
         ])

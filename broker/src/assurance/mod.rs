@@ -12,6 +12,7 @@ pub fn meets(policy: &Policy, facts: &AuthFacts, level: &Level) -> bool {
         && (!r.hardware_key || facts.hardware_key)
         && (!r.user_verified || facts.user_verified)
         && (!r.revocation_confirmed || confirmed)
+        && (!r.proofed || facts.proofed)
         && (facts.revocation != RevocationFact::Unconfirmed
             || policy.revocation.fail_open_levels.contains(&level.name))
 }
@@ -54,6 +55,7 @@ mod tests {
                         hardware_key: true,
                         user_verified: true,
                         revocation_confirmed: true,
+                        proofed: false,
                     },
                 },
             ],

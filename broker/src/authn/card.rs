@@ -9,16 +9,16 @@ use time::OffsetDateTime;
 pub const CHALLENGE_TAG: &str = "jpki-broker-login-v1";
 
 /// The exact bytes the card signs. Every field that binds the signature is in it, one per line,
-/// so a signature for one broker, transaction or relying party is useless for another.
-pub fn challenge_message(
-    issuer: &str,
-    transaction: &str,
-    client_id: &str,
-    nonce: &str,
-    expires_at: i64,
-) -> Vec<u8> {
+/// so a signature for one broker, transaction, relying party or purpose is useless for another.
+/// `purpose` is `login` (user-authentication key) or `proofing` (signature key).
+pub fn challenge_message(c: &IssuedChallenge<'_>) -> Vec<u8> {
+    let purpose = match c.kind {
+        CertKind::UserAuth => "login",
+        CertKind::Signature => "proofing",
+    };
     format!(
-        "{CHALLENGE_TAG}\nissuer={issuer}\ntransaction={transaction}\nclient_id={client_id}\nnonce={nonce}\nexpires_at={expires_at}\n"
+        "{CHALLENGE_TAG}\nissuer={}\ntransaction={}\nclient_id={}\npurpose={purpose}\nnonce={}\nexpires_at={}\n",
+        c.issuer, c.transaction, c.client_id, c.nonce, c.expires_at
     )
     .into_bytes()
 }
@@ -56,6 +56,11 @@ pub enum CardLoginError {
     /// No revocation answer could be had and the policy does not allow logging in without one.
     #[error("cannot confirm that the certificate is not revoked ({0}); try again later")]
     RevocationUnavailable(String),
+    /// The signature certificate carries no basic information (not a JPKI signature certificate).
+    #[error(
+        "the signature certificate carries no basic information (name, birth date, gender, address)"
+    )]
+    NoBasicInformation,
     /// The broker failed (database); the detail is in its log.
     #[error("internal error")]
     Internal,
@@ -71,6 +76,8 @@ pub struct CardResponse {
 /// The state of the challenge as stored.
 #[derive(Debug, Clone)]
 pub struct IssuedChallenge<'a> {
+    /// Which certificate (and key) the challenge asks for.
+    pub kind: CertKind,
     pub issuer: &'a str,
     pub transaction: &'a str,
     pub client_id: &'a str,
@@ -80,8 +87,8 @@ pub struct IssuedChallenge<'a> {
 }
 
 /// Check a card response against the issued challenge at `now`: fresh and unused, the
-/// certificate a valid JPKI user-authentication certificate, the signature over exactly this
-/// challenge. Pure: the caller marks the challenge used atomically afterwards.
+/// certificate a valid JPKI certificate of the challenge's kind, the signature over exactly
+/// this challenge. Pure: the caller marks the challenge used atomically afterwards.
 pub fn verify_response(
     challenge: &IssuedChallenge<'_>,
     response: &CardResponse,
@@ -94,15 +101,9 @@ pub fn verify_response(
     if now.unix_timestamp() > challenge.expires_at {
         return Err(CardLoginError::ChallengeExpired);
     }
-    let cert = pki::validate(&response.certificate_der, trust, CertKind::UserAuth, now)
+    let cert = pki::validate(&response.certificate_der, trust, challenge.kind, now)
         .map_err(CardLoginError::Certificate)?;
-    let msg = challenge_message(
-        challenge.issuer,
-        challenge.transaction,
-        challenge.client_id,
-        challenge.nonce,
-        challenge.expires_at,
-    );
+    let msg = challenge_message(challenge);
     pki::verify_rsa_pkcs1_sha256(&cert.public_key_pkcs1, &msg, &response.signature)
         .map_err(|_| CardLoginError::BadSignature)?;
     Ok(cert)

@@ -6,6 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 pub mod card;
+pub mod proofing;
 
 /// The revocation status of the certificate used, as far as the broker could tell.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -33,6 +34,10 @@ pub struct AuthFacts {
     pub cert_serial: Option<String>,
     /// What the broker knows of the certificate's revocation status.
     pub revocation: RevocationFact,
+    /// The account holds current verified claims (proofed with the signature certificate,
+    /// not stale) at the time of this authentication.
+    #[serde(default)]
+    pub proofed: bool,
     /// When the authentication happened (unix seconds).
     pub auth_time: i64,
 }
@@ -53,6 +58,7 @@ impl AuthFacts {
             cert_issuer: Some(issuer.to_string()),
             cert_serial: Some(serial.to_string()),
             revocation,
+            proofed: false,
             auth_time,
         }
     }

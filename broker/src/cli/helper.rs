@@ -30,14 +30,41 @@ async fn error_text(r: reqwest::Response) -> String {
     }
 }
 
-/// Answer the challenge behind `link` with the card's user-authentication key.
-/// Returns the challenge that was signed (for display).
+/// Answer the challenges behind `link`: the user-authentication key with `pin`, then — when
+/// the broker asks for identity proofing — the signature key with `sign_pin`.
 pub async fn approve(
     http: &reqwest::Client,
     card: &mut VirtualCard,
     pin: &str,
+    sign_pin: Option<&str>,
     link: &str,
 ) -> anyhow::Result<ChallengeView> {
+    let first = approve_one(http, card, pin, link).await?;
+    if first.1 != "proofing_required" {
+        return Ok(first.0);
+    }
+    let Some(sign_pin) = sign_pin else {
+        bail!(
+            "the broker asks for identity proofing with your signature certificate; run again with --sign-pin"
+        );
+    };
+    eprintln!(
+        "Identity proofing: signing with the signature certificate (your name, birth date, gender and address will be verified)."
+    );
+    let second = approve_one(http, card, sign_pin, link).await?;
+    if second.1 != "authenticated" {
+        bail!("unexpected status `{}` after proofing", second.1);
+    }
+    Ok(second.0)
+}
+
+/// One challenge: returns it and the status the broker answered.
+async fn approve_one(
+    http: &reqwest::Client,
+    card: &mut VirtualCard,
+    pin: &str,
+    link: &str,
+) -> anyhow::Result<(ChallengeView, String)> {
     let link_url = Url::parse(link).context("the helper link is not a URL")?;
     let r = http
         .get(link)
@@ -75,8 +102,15 @@ pub async fn approve(
         "Logging in to {} ({}) at {} — confirmation code {}",
         ch.client_name, ch.client_id, ch.issuer, ch.binding_code
     );
-    let cert = card.auth_certificate_der()?;
-    let sig = card.sign(Key::Auth, pin, &msg)?;
+    let (cert, sig) = if ch.certificate == "signature" {
+        let cert = card.sign_certificate_der(pin)?;
+        (cert, card.sign(Key::Sign, pin, &msg)?)
+    } else {
+        (
+            card.auth_certificate_der()?,
+            card.sign(Key::Auth, pin, &msg)?,
+        )
+    };
     let r = http
         .post(&ch.response_uri)
         .json(&json!({
@@ -88,12 +122,18 @@ pub async fn approve(
     if !r.status().is_success() {
         bail!("the broker refused the card: {}", error_text(r).await);
     }
-    Ok(ch)
+    let v: Value = r.json().await.context("the answer is not JSON")?;
+    Ok((ch, v["status"].as_str().unwrap_or_default().to_string()))
 }
 
-pub async fn approve_cmd(card_dir: &std::path::Path, pin: &str, link: &str) -> anyhow::Result<()> {
+pub async fn approve_cmd(
+    card_dir: &std::path::Path,
+    pin: &str,
+    sign_pin: Option<&str>,
+    link: &str,
+) -> anyhow::Result<()> {
     let mut card = VirtualCard::open(card_dir)?;
-    approve(&client()?, &mut card, pin, link).await?;
+    approve(&client()?, &mut card, pin, sign_pin, link).await?;
     eprintln!("Approved. The browser continues by itself.");
     Ok(())
 }
@@ -112,6 +152,7 @@ fn location(r: &reqwest::Response) -> anyhow::Result<Url> {
 pub async fn login(
     card_dir: &std::path::Path,
     pin: &str,
+    sign_pin: Option<&str>,
     consent: bool,
     auth_url: &str,
 ) -> anyhow::Result<String> {
@@ -138,7 +179,7 @@ pub async fn login(
         .to_string();
     let status_url = start.join(&format!("/login/{tx}/status"))?;
     let st: TxStatusView = http.get(status_url.clone()).send().await?.json().await?;
-    approve(&http, &mut card, pin, &st.helper_url).await?;
+    approve(&http, &mut card, pin, sign_pin, &st.helper_url).await?;
     let st: TxStatusView = http.get(status_url).send().await?.json().await?;
     if st.status != "authenticated" {
         bail!("the broker did not accept the card (status {})", st.status);

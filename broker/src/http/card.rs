@@ -19,6 +19,7 @@ fn card_error(e: &CardLoginError) -> Response {
         CardLoginError::Malformed(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
         CardLoginError::Certificate(_) => (StatusCode::BAD_REQUEST, "invalid_certificate"),
         CardLoginError::BadSignature => (StatusCode::BAD_REQUEST, "invalid_signature"),
+        CardLoginError::NoBasicInformation => (StatusCode::BAD_REQUEST, "invalid_certificate"),
         CardLoginError::Revoked { .. } => (StatusCode::FORBIDDEN, "certificate_revoked"),
         CardLoginError::RevocationUnknown => (StatusCode::FORBIDDEN, "revocation_unknown"),
         CardLoginError::RevocationUnavailable(_) => {
@@ -76,7 +77,13 @@ pub async fn respond(
         Err(e) => return card_error(&e),
     };
     match flow::card_submit(&s, &secret, &resp).await {
-        Ok(()) => Json(json!({ "status": "authenticated" })).into_response(),
+        Ok(flow::CardOutcome::Authenticated) => {
+            Json(json!({ "status": "authenticated" })).into_response()
+        }
+        // Identity proofing is needed: GET the link again for the signature challenge.
+        Ok(flow::CardOutcome::ProofingRequired) => {
+            Json(json!({ "status": "proofing_required", "next": "signature" })).into_response()
+        }
         Err(e) => card_error(&e),
     }
 }

@@ -174,13 +174,22 @@ pub async fn consent_page(
         Ok(_) => return tx_error_page(&s, lang, &TxError::NotAuthenticated),
         Err(e) => return tx_error_page(&s, lang, &e),
     };
-    let scopes: Vec<&str> = bt
-        .req
-        .scope
+    let mut scopes: Vec<&str> = crate::oidc::claims::consent_items(&bt.client, &bt.req)
         .iter()
-        .map(|sc| pages::text(lang, &format!("scope_{sc}")))
+        .map(|item| match item.strip_prefix("claim:") {
+            Some(c) => {
+                let t = pages::text(lang, &format!("scope_{c}"));
+                if t.is_empty() {
+                    pages::text(lang, &format!("claim_{c}"))
+                } else {
+                    t
+                }
+            }
+            None => pages::text(lang, &format!("scope_{item}")),
+        })
         .filter(|t| !t.is_empty())
         .collect();
+    scopes.dedup();
     let rp_name = if lang == Lang::Ja {
         &bt.client.display_name_ja
     } else {

@@ -130,6 +130,11 @@ const TEXT: &[(&str, &str, &str)] = &[
         "ログアウト後も継続してアクセスすること",
         "Continued access after you leave",
     ),
+    (
+        "claim_verified_claims",
+        "本人確認済みの情報（署名用電子証明書による確認の記録を含む）",
+        "Verified identity information (with the record of its verification by your signature certificate)",
+    ),
     ("language", "English", "日本語"),
 ];
 

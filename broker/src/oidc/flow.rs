@@ -8,6 +8,7 @@ use crate::assurance;
 use crate::authn::card::{self, CardLoginError, CardResponse, IssuedChallenge};
 use crate::authn::{AuthFacts, RevocationFact};
 use crate::clock::{ct_eq, random_bytes, random_token, token_hash};
+use crate::pki::CertKind;
 use crate::registry::Client;
 use crate::store::{CardLoginOutcome, CertLink, CodeRecord, SessionRecord, TxRecord, TxStatus};
 use serde::{Deserialize, Serialize};
@@ -135,7 +136,9 @@ async fn has_consent(
         return Ok(false);
     };
     let granted: Vec<&str> = granted.split(' ').collect();
-    Ok(req.scope.iter().all(|s| granted.contains(&s.as_str())))
+    Ok(super::claims::consent_items(client, req)
+        .iter()
+        .all(|s| granted.contains(&s.as_str())))
 }
 
 /// The secret in the card-helper link, derived from the transaction and the browser's
@@ -185,6 +188,8 @@ async fn new_transaction(
         account_id: session.map(|(s, _)| s.account_id.clone()),
         facts_json: session.map(|(s, _)| s.facts_json.clone()),
         session_hash: session.map(|(s, _)| s.id_hash.clone()),
+        stage: "user_auth".into(),
+        pending_json: None,
     };
     b.store.create_tx(&rec).await?;
     Ok((tx_id, browser_secret))
@@ -375,10 +380,9 @@ pub async fn decide_consent(
         ));
     }
     let facts: AuthFacts = serde_json::from_str(&facts_json).map_err(|_| TxError::Internal)?;
-    let mut scope = req.scope.clone();
-    scope.sort();
+    let items = super::claims::consent_items(&client, &req);
     b.store
-        .put_consent(&account_id, &client.client_id, &scope.join(" "), b.now())
+        .put_consent(&account_id, &client.client_id, &items.join(" "), b.now())
         .await?;
     issue_code(b, &client, &req, &account_id, &facts)
         .await
@@ -452,6 +456,27 @@ async fn helper_tx(b: &Broker, helper_secret: &str) -> Result<TxRecord, CardLogi
     Ok(tx)
 }
 
+/// The challenge a transaction currently asks for.
+fn issued<'a>(b: &'a Broker, tx: &'a TxRecord) -> IssuedChallenge<'a> {
+    IssuedChallenge {
+        kind: stage_kind(&tx.stage),
+        issuer: b.issuer(),
+        transaction: &tx.id,
+        client_id: &tx.client_id,
+        nonce: &tx.challenge_nonce,
+        expires_at: tx.challenge_expires_at,
+        used: tx.challenge_used,
+    }
+}
+
+fn stage_kind(stage: &str) -> CertKind {
+    if stage == "signature" {
+        CertKind::Signature
+    } else {
+        CertKind::UserAuth
+    }
+}
+
 /// GET of the helper link: the challenge.
 pub async fn card_challenge(
     b: &Broker,
@@ -463,13 +488,7 @@ pub async fn card_challenge(
         .get(&tx.client_id)
         .cloned()
         .ok_or(CardLoginError::UnknownTransaction)?;
-    let msg = card::challenge_message(
-        b.issuer(),
-        &tx.id,
-        &tx.client_id,
-        &tx.challenge_nonce,
-        tx.challenge_expires_at,
-    );
+    let msg = card::challenge_message(&issued(b, &tx));
     Ok(ChallengeView {
         to_be_signed: crate::clock::b64url(&msg),
         issuer: b.issuer().to_string(),
@@ -479,37 +498,94 @@ pub async fn card_challenge(
         client_name_ja: client.display_name_ja.clone(),
         binding_code: tx.binding_code.clone(),
         expires_at: tx.challenge_expires_at,
-        certificate: "user_auth".into(),
+        certificate: tx.stage.clone(),
         response_uri: helper_url(b, helper_secret),
     })
 }
 
+/// What a helper's answer achieved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CardOutcome {
+    /// The transaction is authenticated; the browser continues.
+    Authenticated,
+    /// The account must be proofed first: answer the next challenge (GET the link again) with
+    /// the signature certificate and its PIN.
+    ProofingRequired,
+}
+
+/// What stage one (user-authentication certificate) established, kept while proofing runs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct PendingAuth {
+    issuer: String,
+    serial: String,
+    not_after: i64,
+    facts: AuthFacts,
+}
+
 /// POST of the helper link: certificate + signature. On success the transaction is
-/// authenticated (and the account created and linked on a first login); on any failure
-/// nothing is stored.
+/// authenticated (creating and linking the account where the policy allows), or moves on to
+/// identity proofing; on any failure nothing is stored.
 pub async fn card_submit(
     b: &Broker,
     helper_secret: &str,
     response: &CardResponse,
-) -> Result<(), CardLoginError> {
+) -> Result<CardOutcome, CardLoginError> {
     let tx = helper_tx(b, helper_secret).await?;
-    let challenge = IssuedChallenge {
-        issuer: b.issuer(),
-        transaction: &tx.id,
-        client_id: &tx.client_id,
-        nonce: &tx.challenge_nonce,
-        expires_at: tx.challenge_expires_at,
-        used: tx.challenge_used,
-    };
-    let cert = card::verify_response(&challenge, response, &b.trust, b.clock.now())?;
+    let cert = card::verify_response(&issued(b, &tx), response, &b.trust, b.clock.now())?;
     let revocation = revocation_fact(b, &cert).await?;
+    if tx.stage == "signature" {
+        return proofing_stage(b, &tx, &cert, revocation).await;
+    }
     let now = b.now();
-    let facts = AuthFacts::jpki_user_auth(&cert.issuer, &cert.serial_hex, revocation, now);
-    if crate::assurance::choose_acr(&b.policy(), &facts, &[]).is_none() {
+    let mut facts = AuthFacts::jpki_user_auth(&cert.issuer, &cert.serial_hex, revocation, now);
+    let policy = b.policy();
+    let account = b
+        .store
+        .account_by_cert(&cert.issuer, &cert.serial_hex)
+        .await
+        .map_err(internal)?;
+    if let Some(a) = &account {
+        facts.proofed = b
+            .store
+            .verified_claims(a)
+            .await
+            .map_err(internal)?
+            .is_some_and(|v| v.stale_since.is_none());
+    }
+    if crate::assurance::choose_acr(&policy, &facts, &[]).is_none() {
         // Fail-open was allowed, but no fail-open level fits these facts.
         return Err(CardLoginError::RevocationUnavailable(
             "no level of the policy may be granted without it".into(),
         ));
+    }
+    let req: AuthRequest = serde_json::from_str(&tx.request_json).map_err(internal)?;
+    let client = b.registry().get(&tx.client_id).cloned();
+    let wants_identity = client
+        .as_deref()
+        .is_some_and(|c| super::claims::wants_identity(c, &req));
+    if !facts.proofed && (!policy.proofing.allow_unproofed || wants_identity) {
+        let pending = PendingAuth {
+            issuer: cert.issuer.clone(),
+            serial: cert.serial_hex.clone(),
+            not_after: cert.not_after.unix_timestamp(),
+            facts,
+        };
+        let ok = b
+            .store
+            .begin_proofing(
+                &tx.helper_hash,
+                &tx.challenge_nonce,
+                &random_token(),
+                now + b.config.lifetimes.challenge,
+                &serde_json::to_string(&pending).map_err(internal)?,
+            )
+            .await
+            .map_err(internal)?;
+        if !ok {
+            return Err(CardLoginError::ChallengeUsed);
+        }
+        tracing::info!(tx = %tx.id, "identity proofing required");
+        return Ok(CardOutcome::ProofingRequired);
     }
     let link = CertLink {
         issuer: cert.issuer.clone(),
@@ -517,8 +593,7 @@ pub async fn card_submit(
         kind: "user_auth".into(),
         not_after: cert.not_after.unix_timestamp(),
     };
-    let facts_json =
-        serde_json::to_string(&facts).map_err(|_| CardLoginError::UnknownTransaction)?;
+    let facts_json = serde_json::to_string(&facts).map_err(internal)?;
     let outcome = b
         .store
         .complete_card_login(
@@ -529,17 +604,75 @@ pub async fn card_submit(
             now,
         )
         .await
-        .map_err(|e| {
-            tracing::error!(error = %e, "store failure");
-            CardLoginError::UnknownTransaction
-        })?;
+        .map_err(internal)?;
     match outcome {
         CardLoginOutcome::Authenticated {
             account_id,
             new_account,
         } => {
             tracing::info!(tx = %tx.id, account = %account_id, new_account, serial = %cert.serial_hex, "card login");
-            Ok(())
+            Ok(CardOutcome::Authenticated)
+        }
+        CardLoginOutcome::ChallengeUsed => Err(CardLoginError::ChallengeUsed),
+    }
+}
+
+/// Stage two: the signature certificate proofs the person; its basic four become the
+/// account's verified claims and both certificates are linked to the account.
+async fn proofing_stage(
+    b: &Broker,
+    tx: &TxRecord,
+    cert: &crate::pki::ValidatedCert,
+    revocation: RevocationFact,
+) -> Result<CardOutcome, CardLoginError> {
+    let pending: PendingAuth = tx
+        .pending_json
+        .as_deref()
+        .and_then(|p| serde_json::from_str(p).ok())
+        .ok_or(CardLoginError::UnknownTransaction)?;
+    let basic4 = cert
+        .basic4
+        .as_ref()
+        .ok_or(CardLoginError::NoBasicInformation)?;
+    let now = b.now();
+    let mut facts = pending.facts;
+    facts.proofed = true;
+    // The weaker of the two certificates' revocation answers stands.
+    if revocation == RevocationFact::Unconfirmed {
+        facts.revocation = RevocationFact::Unconfirmed;
+    }
+    let claims = crate::authn::proofing::IdentityClaims::from(basic4);
+    let evidence = crate::authn::proofing::ProofingEvidence::of(cert, b.clock.now());
+    let p = crate::store::Proofing {
+        auth: CertLink {
+            issuer: pending.issuer,
+            serial: pending.serial,
+            kind: "user_auth".into(),
+            not_after: pending.not_after,
+        },
+        sign: CertLink {
+            issuer: cert.issuer.clone(),
+            serial: cert.serial_hex.clone(),
+            kind: "signature".into(),
+            not_after: cert.not_after.unix_timestamp(),
+        },
+        claims_json: serde_json::to_string(&claims).map_err(internal)?,
+        evidence_json: serde_json::to_string(&evidence).map_err(internal)?,
+        facts_json: serde_json::to_string(&facts).map_err(internal)?,
+        renewal_of: None,
+    };
+    match b
+        .store
+        .complete_proofing(&tx.helper_hash, &tx.challenge_nonce, &p, now)
+        .await
+        .map_err(internal)?
+    {
+        CardLoginOutcome::Authenticated {
+            account_id,
+            new_account,
+        } => {
+            tracing::info!(tx = %tx.id, account = %account_id, new_account, sign_serial = %cert.serial_hex, "identity proofed");
+            Ok(CardOutcome::Authenticated)
         }
         CardLoginOutcome::ChallengeUsed => Err(CardLoginError::ChallengeUsed),
     }
@@ -553,6 +686,9 @@ pub struct TxStatusView {
     pub helper_url: String,
     pub binding_code: String,
     pub continue_url: String,
+    /// Which certificate the helper is asked for now: `user_auth`, then `signature` when
+    /// identity proofing is needed.
+    pub stage: String,
 }
 
 pub async fn tx_status(
@@ -567,5 +703,6 @@ pub async fn tx_status(
         helper_url: helper_url(b, &helper_secret(b, tx_id, secret)),
         binding_code: bt.tx.binding_code.clone(),
         continue_url: format!("{}/login/{}/continue", b.issuer(), tx_id),
+        stage: bt.tx.stage.clone(),
     })
 }

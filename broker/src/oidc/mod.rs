@@ -1,6 +1,7 @@
 //! OpenID Connect protocol logic: authorization, tokens, userinfo, discovery, keys.
 
 pub mod authorize;
+pub mod claims;
 pub mod discovery;
 pub mod error;
 pub mod flow;

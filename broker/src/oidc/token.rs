@@ -2,15 +2,18 @@
 //! introspection (RFC 7662) and revocation (RFC 7009).
 
 use super::authorize::pkce_matches;
+use super::claims::{self, Identity, Target};
 use super::error::OAuthError;
 use super::flow::CodeData;
 use super::keys::half_hash;
 use crate::app::Broker;
 use crate::authn::AuthFacts;
+use crate::authn::proofing::{IdentityClaims, ProofingEvidence};
 use crate::clock::{ct_eq, random_token, sha256, token_hash};
 use crate::registry::{AuthMethod, Client, GrantType, SubjectType};
 use crate::store::{GrantRecord, Redeem, RefreshRecord};
 use serde::{Deserialize, Serialize};
+use serde_json::Map;
 use serde_json::{Value, json};
 use std::sync::Arc;
 
@@ -194,6 +197,67 @@ struct RefreshData {
     scope: Vec<String>,
     acr: Option<String>,
     facts: AuthFacts,
+    /// The authorization's `claims` parameter (ID tokens from refreshes carry the same).
+    #[serde(default)]
+    claims: Option<Value>,
+}
+
+/// The account's current (not stale) verified claims, if any.
+async fn load_identity(
+    b: &Broker,
+    account_id: &str,
+) -> Result<Option<(IdentityClaims, ProofingEvidence, i64)>, OAuthError> {
+    let Some(v) = b.store.verified_claims(account_id).await? else {
+        return Ok(None);
+    };
+    if v.stale_since.is_some() {
+        return Ok(None);
+    }
+    let claims: IdentityClaims = serde_json::from_str(&v.claims_json)
+        .map_err(|e| OAuthError::server_error(format!("verified claims: {e}")))?;
+    let evidence: ProofingEvidence = serde_json::from_str(&v.evidence_json)
+        .map_err(|e| OAuthError::server_error(format!("evidence: {e}")))?;
+    Ok(Some((claims, evidence, v.verified_at)))
+}
+
+/// The personal claims for `target` of this grant.
+async fn released(
+    b: &Broker,
+    client: &Client,
+    account_id: &str,
+    scope: &[String],
+    claims_param: Option<&Value>,
+    target: Target,
+) -> Result<Map<String, Value>, OAuthError> {
+    if claims::requested(client, scope, claims_param, target).is_empty()
+        && claims_param
+            .and_then(|c| c.pointer(&format!("/{}/verified_claims", target_member(target))))
+            .is_none()
+    {
+        return Ok(Map::new());
+    }
+    let loaded = load_identity(b, account_id).await?;
+    let identity = loaded.as_ref().map(|(c, e, t)| Identity {
+        claims: c,
+        evidence: e,
+        verified_at: *t,
+    });
+    let policy = b.policy();
+    Ok(claims::release(
+        client,
+        scope,
+        claims_param,
+        identity.as_ref(),
+        &policy.proofing.trust_framework,
+        target,
+    ))
+}
+
+fn target_member(t: Target) -> &'static str {
+    match t {
+        Target::Userinfo => "userinfo",
+        Target::IdToken => "id_token",
+    }
 }
 
 /// The pairwise (or public) subject of `account_id` for `client`.
@@ -305,6 +369,7 @@ async fn code_grant(
             scope: data.scope.join(" "),
             created_at: now,
             revoked_at: None,
+            claims_json: data.claims.as_ref().map(|c| c.to_string()),
         })
         .await?;
     let rd = RefreshData {
@@ -313,6 +378,7 @@ async fn code_grant(
         scope: data.scope.clone(),
         acr: data.acr.clone(),
         facts: data.facts.clone(),
+        claims: data.claims.clone(),
     };
     let refresh = if client.allows_grant(GrantType::RefreshToken) {
         let t = random_token();
@@ -323,6 +389,15 @@ async fn code_grant(
     } else {
         None
     };
+    let extra = released(
+        b,
+        client,
+        &rd.account_id,
+        &rd.scope,
+        rd.claims.as_ref(),
+        Target::IdToken,
+    )
+    .await?;
     Ok(mint(
         b,
         client,
@@ -330,6 +405,7 @@ async fn code_grant(
         &rd,
         data.nonce.as_deref(),
         refresh,
+        extra,
     ))
 }
 
@@ -399,6 +475,15 @@ async fn refresh_grant(
         }
         Redeem::NotFound => return Err(OAuthError::invalid_grant("the refresh token is invalid")),
     }
+    let extra = released(
+        b,
+        client,
+        &new_rd.account_id,
+        &new_rd.scope,
+        new_rd.claims.as_ref(),
+        Target::IdToken,
+    )
+    .await?;
     Ok(mint(
         b,
         client,
@@ -406,6 +491,7 @@ async fn refresh_grant(
         &new_rd,
         None,
         Some(new_token),
+        extra,
     ))
 }
 
@@ -417,6 +503,7 @@ fn mint(
     rd: &RefreshData,
     nonce: Option<&str>,
     refresh_token: Option<String>,
+    id_claims: Map<String, Value>,
 ) -> TokenResponse {
     let now = b.now();
     let lt = b.config.lifetimes;
@@ -456,6 +543,9 @@ fn mint(
     }
     if let Some(acr) = &rd.acr {
         id["acr"] = json!(acr);
+    }
+    if let Value::Object(m) = &mut id {
+        m.extend(id_claims);
     }
     let id_token = b.keys.sign(client.id_token_alg, Some("JWT"), &id);
     TokenResponse {
@@ -497,9 +587,38 @@ pub async fn check_access_token(b: &Broker, token: &str) -> Result<LiveAccessTok
 /// GET/POST /userinfo: the subject and the claims the grant allows.
 pub async fn userinfo(b: &Broker, token: &str) -> Result<Value, OAuthError> {
     let t = check_access_token(b, token).await?;
-    // Personal claims (the basic four) arrive with identity proofing; an unproofed account
-    // has only its subject.
-    Ok(json!({ "sub": t.claims["sub"] }))
+    let gid = t.claims["gid"].as_str().unwrap_or_default();
+    let grant = b
+        .store
+        .get_grant(gid)
+        .await?
+        .ok_or_else(|| OAuthError::invalid_token("the access token was revoked"))?;
+    let client = b
+        .registry()
+        .get(&grant.client_id)
+        .cloned()
+        .ok_or_else(|| OAuthError::invalid_token("the client is no longer registered"))?;
+    let scope: Vec<String> = t.claims["scope"]
+        .as_str()
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    let claims_param: Option<Value> = grant
+        .claims_json
+        .as_deref()
+        .and_then(|c| serde_json::from_str(c).ok());
+    let mut out = released(
+        b,
+        &client,
+        &grant.account_id,
+        &scope,
+        claims_param.as_ref(),
+        Target::Userinfo,
+    )
+    .await?;
+    out.insert("sub".into(), t.claims["sub"].clone());
+    Ok(Value::Object(out))
 }
 
 /// POST /introspect (RFC 7662). Only authenticated clients; refresh tokens only to their owner.

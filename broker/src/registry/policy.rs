@@ -27,6 +27,30 @@ pub struct Requirements {
     pub user_verified: bool,
     /// The certificate's revocation status was confirmed good (not fail-open).
     pub revocation_confirmed: bool,
+    /// The account is proofed: current verified claims from the signature certificate.
+    pub proofed: bool,
+}
+
+/// Identity proofing (`[proofing]`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProofingPolicy {
+    /// A first login with an unlinked user-authentication certificate may create an account
+    /// without proofing (it then has no verified claims and reaches no level that requires
+    /// `proofed`). Default: false — every account starts with proofing.
+    pub allow_unproofed: bool,
+    /// `verification.trust_framework` of `verified_claims` (a URI for a private framework:
+    /// there is no registered value for JPKI proofing).
+    pub trust_framework: String,
+}
+
+impl Default for ProofingPolicy {
+    fn default() -> Self {
+        ProofingPolicy {
+            allow_unproofed: false,
+            trust_framework: "https://jpki-broker.example/trust-framework/jpki-signature".into(),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -35,6 +59,7 @@ struct RawPolicyFile {
     #[serde(default)]
     levels: Vec<Spanned<RawLevel>>,
     revocation: Option<Spanned<crate::revocation::RevocationPolicy>>,
+    proofing: Option<ProofingPolicy>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -55,6 +80,8 @@ pub struct Policy {
     pub levels: Vec<Level>,
     /// Revocation checking (`[revocation]`, in one file at most).
     pub revocation: crate::revocation::RevocationPolicy,
+    /// Identity proofing (`[proofing]`).
+    pub proofing: ProofingPolicy,
     pub sources: Vec<PathBuf>,
 }
 
@@ -147,6 +174,9 @@ impl Policy {
                 acr: l.acr,
                 requires: l.requires,
             });
+        }
+        if let Some(p) = raw.proofing {
+            self.proofing = p;
         }
         Ok(raw.revocation.map(|r| {
             let line = line_of(text, r.span().start);

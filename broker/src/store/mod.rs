@@ -72,6 +72,35 @@ pub struct TxRecord {
     pub account_id: Option<String>,
     pub facts_json: Option<String>,
     pub session_hash: Option<String>,
+    /// `user_auth`, or `signature` once identity proofing was asked for.
+    pub stage: String,
+    /// What the first stage established, kept until proofing completes.
+    pub pending_json: Option<String>,
+}
+
+/// The outcome of identity proofing, to store in one step.
+#[derive(Debug, Clone)]
+pub struct Proofing {
+    pub auth: CertLink,
+    pub sign: CertLink,
+    pub claims_json: String,
+    pub evidence_json: String,
+    pub facts_json: String,
+    /// The account of the certificate this one renews (link information), if known.
+    pub renewal_of: Option<String>,
+}
+
+/// An account's verified claims.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedClaimsRecord {
+    pub account_id: String,
+    pub claims_json: String,
+    pub evidence_json: String,
+    pub verified_at: i64,
+    pub sign_issuer: String,
+    pub sign_serial: String,
+    pub stale_since: Option<i64>,
+    pub stale_reason: Option<String>,
 }
 
 /// A certificate to link to an account on a successful card login.
@@ -131,6 +160,8 @@ pub struct GrantRecord {
     pub scope: String,
     pub created_at: i64,
     pub revoked_at: Option<i64>,
+    /// The authorization request's `claims` parameter (JSON), if any.
+    pub claims_json: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -162,6 +193,7 @@ pub struct Counts {
     pub grants: i64,
     pub refresh_tokens: i64,
     pub consents: i64,
+    pub verified_claims: i64,
 }
 
 #[async_trait]
@@ -179,6 +211,39 @@ pub trait Store: Send + Sync + 'static {
         facts_json: &str,
         now: i64,
     ) -> Result<CardLoginOutcome>;
+    /// The account a certificate is linked to.
+    async fn account_by_cert(&self, issuer: &str, serial: &str) -> Result<Option<String>>;
+    /// Move a pending transaction from its user-authentication challenge (`nonce`, unused) to a
+    /// signature-certificate challenge (`new_nonce`), keeping `pending_json`. False if the
+    /// challenge was used meanwhile.
+    async fn begin_proofing(
+        &self,
+        helper_hash: &str,
+        nonce: &str,
+        new_nonce: &str,
+        new_expires_at: i64,
+        pending_json: &str,
+    ) -> Result<bool>;
+    /// In one database transaction: the signature challenge `nonce` is used; the account is
+    /// the one the user-authentication certificate is linked to, else the renewed one, else
+    /// new; both certificates are linked to it; its verified claims are replaced; the
+    /// transaction is authenticated.
+    async fn complete_proofing(
+        &self,
+        helper_hash: &str,
+        nonce: &str,
+        p: &Proofing,
+        now: i64,
+    ) -> Result<CardLoginOutcome>;
+    async fn verified_claims(&self, account_id: &str) -> Result<Option<VerifiedClaimsRecord>>;
+    /// Mark the claims resting on signature certificate (issuer, serial) stale.
+    async fn mark_claims_stale(
+        &self,
+        sign_issuer: &str,
+        sign_serial: &str,
+        reason: &str,
+        now: i64,
+    ) -> Result<bool>;
     /// Record which SSO session the transaction's browser now holds.
     async fn bind_tx_session(&self, tx_id: &str, session_hash: &str) -> Result<()>;
     /// Mark the transaction done; false if it was done already (a code exists).

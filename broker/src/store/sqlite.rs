@@ -54,6 +54,8 @@ fn tx_from_row(r: &SqliteRow) -> Result<TxRecord> {
         account_id: r.try_get("account_id")?,
         facts_json: r.try_get("facts_json")?,
         session_hash: r.try_get("session_hash")?,
+        stage: r.try_get("stage")?,
+        pending_json: r.try_get("pending_json")?,
     })
 }
 
@@ -86,8 +88,9 @@ impl Store for SqliteStore {
         sqlx::query(
             "INSERT INTO transactions (id, browser_hash, helper_hash, client_id, request_json,
                created_at, expires_at, status, challenge_nonce, challenge_expires_at,
-               challenge_used, binding_code, csrf, account_id, facts_json, session_hash)
-             VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+               challenge_used, binding_code, csrf, account_id, facts_json, session_hash,
+               stage, pending_json)
+             VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
         )
         .bind(&t.id)
         .bind(&t.browser_hash)
@@ -105,6 +108,8 @@ impl Store for SqliteStore {
         .bind(&t.account_id)
         .bind(&t.facts_json)
         .bind(&t.session_hash)
+        .bind(&t.stage)
+        .bind(&t.pending_json)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -141,7 +146,8 @@ impl Store for SqliteStore {
         let mut db = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let used: Option<i64> = sqlx::query_scalar(
             "SELECT challenge_used FROM transactions
-             WHERE helper_hash = ? AND challenge_nonce = ? AND status = 'pending'",
+             WHERE helper_hash = ? AND challenge_nonce = ? AND status = 'pending'
+               AND stage = 'user_auth'",
         )
         .bind(helper_hash)
         .bind(nonce)
@@ -195,6 +201,170 @@ impl Store for SqliteStore {
             account_id,
             new_account,
         })
+    }
+
+    async fn account_by_cert(&self, issuer: &str, serial: &str) -> Result<Option<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT account_id FROM cert_links WHERE issuer = ? AND serial = ?")
+                .bind(issuer)
+                .bind(serial)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn begin_proofing(
+        &self,
+        helper_hash: &str,
+        nonce: &str,
+        new_nonce: &str,
+        new_expires_at: i64,
+        pending_json: &str,
+    ) -> Result<bool> {
+        let r = sqlx::query(
+            "UPDATE transactions SET stage = 'signature', challenge_nonce = ?,
+               challenge_expires_at = ?, pending_json = ?
+             WHERE helper_hash = ? AND challenge_nonce = ? AND challenge_used = 0
+               AND status = 'pending' AND stage = 'user_auth'",
+        )
+        .bind(new_nonce)
+        .bind(new_expires_at)
+        .bind(pending_json)
+        .bind(helper_hash)
+        .bind(nonce)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn complete_proofing(
+        &self,
+        helper_hash: &str,
+        nonce: &str,
+        p: &Proofing,
+        now: i64,
+    ) -> Result<CardLoginOutcome> {
+        let mut db = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let used: Option<i64> = sqlx::query_scalar(
+            "SELECT challenge_used FROM transactions
+             WHERE helper_hash = ? AND challenge_nonce = ? AND status = 'pending'
+               AND stage = 'signature'",
+        )
+        .bind(helper_hash)
+        .bind(nonce)
+        .fetch_optional(&mut *db)
+        .await?;
+        if used != Some(0) {
+            return Ok(CardLoginOutcome::ChallengeUsed);
+        }
+        let linked = |c: &CertLink| {
+            sqlx::query_scalar::<_, String>(
+                "SELECT account_id FROM cert_links WHERE issuer = ? AND serial = ?",
+            )
+            .bind(c.issuer.clone())
+            .bind(c.serial.clone())
+        };
+        let by_auth = linked(&p.auth).fetch_optional(&mut *db).await?;
+        let by_sign = linked(&p.sign).fetch_optional(&mut *db).await?;
+        let (account_id, new_account) = match by_auth.or(by_sign).or(p.renewal_of.clone()) {
+            Some(a) => (a, false),
+            None => {
+                let id = uuid::Uuid::new_v4().to_string();
+                sqlx::query("INSERT INTO accounts (id, created_at) VALUES (?, ?)")
+                    .bind(&id)
+                    .bind(now)
+                    .execute(&mut *db)
+                    .await?;
+                (id, true)
+            }
+        };
+        for c in [&p.auth, &p.sign] {
+            sqlx::query(
+                "INSERT INTO cert_links (issuer, serial, kind, account_id, not_after, linked_at)
+                 VALUES (?,?,?,?,?,?)
+                 ON CONFLICT (issuer, serial) DO UPDATE SET account_id = excluded.account_id",
+            )
+            .bind(&c.issuer)
+            .bind(&c.serial)
+            .bind(&c.kind)
+            .bind(&account_id)
+            .bind(c.not_after)
+            .bind(now)
+            .execute(&mut *db)
+            .await?;
+        }
+        sqlx::query(
+            "INSERT INTO verified_claims (account_id, claims_json, evidence_json, verified_at,
+               sign_issuer, sign_serial, stale_since, stale_reason)
+             VALUES (?,?,?,?,?,?,NULL,NULL)
+             ON CONFLICT (account_id) DO UPDATE SET claims_json = excluded.claims_json,
+               evidence_json = excluded.evidence_json, verified_at = excluded.verified_at,
+               sign_issuer = excluded.sign_issuer, sign_serial = excluded.sign_serial,
+               stale_since = NULL, stale_reason = NULL",
+        )
+        .bind(&account_id)
+        .bind(&p.claims_json)
+        .bind(&p.evidence_json)
+        .bind(now)
+        .bind(&p.sign.issuer)
+        .bind(&p.sign.serial)
+        .execute(&mut *db)
+        .await?;
+        sqlx::query(
+            "UPDATE transactions SET challenge_used = 1, status = 'authenticated',
+               account_id = ?, facts_json = ?, pending_json = NULL
+             WHERE helper_hash = ? AND challenge_used = 0",
+        )
+        .bind(&account_id)
+        .bind(&p.facts_json)
+        .bind(helper_hash)
+        .execute(&mut *db)
+        .await?;
+        db.commit().await?;
+        Ok(CardLoginOutcome::Authenticated {
+            account_id,
+            new_account,
+        })
+    }
+
+    async fn verified_claims(&self, account_id: &str) -> Result<Option<VerifiedClaimsRecord>> {
+        let row = sqlx::query("SELECT * FROM verified_claims WHERE account_id = ?")
+            .bind(account_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| {
+            Ok(VerifiedClaimsRecord {
+                account_id: r.try_get("account_id")?,
+                claims_json: r.try_get("claims_json")?,
+                evidence_json: r.try_get("evidence_json")?,
+                verified_at: r.try_get("verified_at")?,
+                sign_issuer: r.try_get("sign_issuer")?,
+                sign_serial: r.try_get("sign_serial")?,
+                stale_since: r.try_get("stale_since")?,
+                stale_reason: r.try_get("stale_reason")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn mark_claims_stale(
+        &self,
+        sign_issuer: &str,
+        sign_serial: &str,
+        reason: &str,
+        now: i64,
+    ) -> Result<bool> {
+        let r = sqlx::query(
+            "UPDATE verified_claims SET stale_since = ?, stale_reason = ?
+             WHERE sign_issuer = ? AND sign_serial = ? AND stale_since IS NULL",
+        )
+        .bind(now)
+        .bind(reason)
+        .bind(sign_issuer)
+        .bind(sign_serial)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() > 0)
     }
 
     async fn bind_tx_session(&self, tx_id: &str, session_hash: &str) -> Result<()> {
@@ -327,8 +497,8 @@ impl Store for SqliteStore {
 
     async fn create_grant(&self, g: &GrantRecord) -> Result<()> {
         sqlx::query(
-            "INSERT INTO grants (id, client_id, account_id, scope, created_at, revoked_at)
-             VALUES (?,?,?,?,?,?)",
+            "INSERT INTO grants (id, client_id, account_id, scope, created_at, revoked_at, claims_json)
+             VALUES (?,?,?,?,?,?,?)",
         )
         .bind(&g.id)
         .bind(&g.client_id)
@@ -336,6 +506,7 @@ impl Store for SqliteStore {
         .bind(&g.scope)
         .bind(g.created_at)
         .bind(g.revoked_at)
+        .bind(&g.claims_json)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -354,6 +525,7 @@ impl Store for SqliteStore {
                 scope: r.try_get("scope")?,
                 created_at: r.try_get("created_at")?,
                 revoked_at: r.try_get("revoked_at")?,
+                claims_json: r.try_get("claims_json")?,
             })
         })
         .transpose()
@@ -513,7 +685,8 @@ impl Store for SqliteStore {
                     (SELECT COUNT(*) FROM codes) AS codes,
                     (SELECT COUNT(*) FROM grants) AS grants,
                     (SELECT COUNT(*) FROM refresh_tokens) AS refresh_tokens,
-                    (SELECT COUNT(*) FROM consents) AS consents",
+                    (SELECT COUNT(*) FROM consents) AS consents,
+                    (SELECT COUNT(*) FROM verified_claims) AS verified_claims",
         )
         .fetch_one(&self.pool)
         .await?;
@@ -525,6 +698,7 @@ impl Store for SqliteStore {
             grants: row.try_get("grants")?,
             refresh_tokens: row.try_get("refresh_tokens")?,
             consents: row.try_get("consents")?,
+            verified_claims: row.try_get("verified_claims")?,
         })
     }
 

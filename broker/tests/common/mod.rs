@@ -322,8 +322,23 @@ pub async fn start_login(br: &mut Browser, url: &str) -> Started {
     }
 }
 
-/// The helper's part: fetch the challenge, sign it with the card, post the answer.
+/// The helper's part: fetch the challenge, sign it with the card, post the answer; when the
+/// broker asks for identity proofing, answer the signature challenge with PIN `ABC123`.
 pub async fn helper_answer(
+    br: &mut Browser,
+    helper_path: &str,
+    card: &mut VirtualCard,
+    pin: &str,
+) -> Resp {
+    let r = helper_answer_once(br, helper_path, card, pin).await;
+    if r.status == StatusCode::OK && r.json()["status"] == "proofing_required" {
+        return helper_answer_once(br, helper_path, card, "ABC123").await;
+    }
+    r
+}
+
+/// One challenge, signed with the key the challenge names (`certificate`).
+pub async fn helper_answer_once(
     br: &mut Browser,
     helper_path: &str,
     card: &mut VirtualCard,
@@ -333,8 +348,17 @@ pub async fn helper_answer(
     assert_eq!(ch.status, StatusCode::OK, "{}", ch.body);
     let ch = ch.json();
     let msg = broker::clock::b64url_decode(ch["to_be_signed"].as_str().unwrap()).unwrap();
-    let sig = card.sign(Key::Auth, pin, &msg).unwrap();
-    let cert = card.auth_certificate_der().unwrap();
+    let (cert, sig) = if ch["certificate"] == "signature" {
+        (
+            card.sign_certificate_der(pin).unwrap(),
+            card.sign(Key::Sign, pin, &msg).unwrap(),
+        )
+    } else {
+        (
+            card.auth_certificate_der().unwrap(),
+            card.sign(Key::Auth, pin, &msg).unwrap(),
+        )
+    };
     br.post_json(
         helper_path,
         &serde_json::json!({"certificate": b64url(&cert), "signature": b64url(&sig)}),
