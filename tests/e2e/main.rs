@@ -520,18 +520,51 @@ fn openssl_made_card_and_card_approve_with_a_separate_browser() {
 
     // openssl revokes the card and publishes a new CRL; the operator purges the cache; the
     // next login is refused with the reason.
-    openssl(d, &["ca", "-config", "ossl.cnf", "-revoke", "auth.crt", "-crl_reason", "keyCompromise"]);
-    openssl(d, &["ca", "-config", "ossl.cnf", "-gencrl", "-out", "ca.crl"]);
-    let o = run(&["certs", "purge", "--anchor", "openssl CA", "--serial", "0a1b2c3d"]);
+    openssl(
+        d,
+        &[
+            "ca",
+            "-config",
+            "ossl.cnf",
+            "-revoke",
+            "auth.crt",
+            "-crl_reason",
+            "keyCompromise",
+        ],
+    );
+    openssl(
+        d,
+        &["ca", "-config", "ossl.cnf", "-gencrl", "-out", "ca.crl"],
+    );
+    let o = run(&[
+        "certs",
+        "purge",
+        "--anchor",
+        "openssl CA",
+        "--serial",
+        "0a1b2c3d",
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let url = auth_url(&issuer, "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM")
         .replace("scope=openid%20profile", "scope=openid");
-    let o = run(&["card", "login", "--card", "card", "--pin", "1234", "--consent", &url]);
+    let o = run(&[
+        "card",
+        "login",
+        "--card",
+        "card",
+        "--pin",
+        "1234",
+        "--consent",
+        &url,
+    ]);
     let _ = child.kill();
     let _ = child.wait();
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("certificate_revoked") && err.contains("keyCompromise"), "{err}");
+    assert!(
+        err.contains("certificate_revoked") && err.contains("keyCompromise"),
+        "{err}"
+    );
 }
 
 /// The newcomer's path: log in, revoke the virtual card, log in again (still cached, within
@@ -674,4 +707,267 @@ fn standalone_demo_responder_answers_openssl_ocsp() {
     );
     let _ = responder.kill();
     let _ = responder.wait();
+}
+
+/// Policy and relying-party files reload while clients keep making requests: on a file change
+/// (polled), on SIGHUP, and a broken file is reported once (`file:line: reason`) and changes
+/// nothing. No request fails meanwhile.
+#[test]
+fn policy_reload_under_load_on_file_change_and_sighup_keeps_serving() {
+    use std::io::BufRead;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    /// The broker process, killed however the test ends.
+    struct Proc(Child);
+    impl Drop for Proc {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let copy = |name: &str| -> PathBuf {
+        let to = dir.path().join(name);
+        std::fs::create_dir(&to).unwrap();
+        for e in std::fs::read_dir(repo().join(name)).unwrap() {
+            let p = e.unwrap().path();
+            std::fs::copy(&p, to.join(p.file_name().unwrap())).unwrap();
+        }
+        to
+    };
+    let pol = copy("policies");
+    let rps = copy("relying-parties");
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut child = Command::new(BIN)
+        .arg("serve")
+        .current_dir(repo())
+        .envs(Server::env_for(
+            dir.path(),
+            &format!("http://localhost:{port}"),
+            port,
+        ))
+        .env("BROKER_POLICIES_DIR", &pol)
+        .env("BROKER_RELYING_PARTIES_DIR", &rps)
+        .env("RUST_LOG", "warn,broker::registry::reload=info")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let stderr = child.stderr.take().unwrap();
+    let _proc = Proc(child);
+    // The broker's log, kept to look for what the reloads said (and echoed).
+    let log = Arc::new(Mutex::new(String::new()));
+    {
+        let log = log.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                eprintln!("{line}");
+                let mut l = log.lock().unwrap();
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+    }
+    let wait_log = |needle: &str, within: Duration| {
+        let deadline = Instant::now() + within;
+        while !log.lock().unwrap().contains(needle) {
+            assert!(
+                Instant::now() < deadline,
+                "no `{needle}` in the log:\n{}",
+                log.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "broker did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The SIGHUP handler is in place once the watcher says it is watching.
+    wait_log(
+        "watching policies and relying parties",
+        Duration::from_secs(10),
+    );
+
+    let assurance = pol.join("assurance.toml");
+    let good = std::fs::read_to_string(&assurance).unwrap();
+    assert!(good.contains("acr = \"aal2\"\n"));
+    let with_aal2 = |acr: &str| good.replace("acr = \"aal2\"\n", &format!("acr = \"{acr}\"\n"));
+    // Broken: the last valid text plus a level naming a method the broker does not know.
+    let last_valid = with_aal2("urn:e2e:aal2:v2");
+    let levels_line = last_valid.trim_end().lines().count() + 2;
+    let broken = format!(
+        "{}\n\n[[levels]]\nname = \"sms\"\nacr = \"urn:e2e:sms\"\nrequires = {{ methods = [\"sms_otp\"] }}\n",
+        last_valid.trim_end()
+    );
+    let broken_msg = format!(
+        "{}:{levels_line}: level `sms` names unknown method `sms_otp`",
+        assurance.display()
+    );
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let discovery = format!("{base}/.well-known/openid-configuration");
+        let authorize = auth_url(&base, "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM");
+        let stop = Arc::new(AtomicBool::new(false));
+        let done = Arc::new(AtomicUsize::new(0));
+        let failures = Arc::new(Mutex::new(Vec::<String>::new()));
+        let mut clients = Vec::new();
+        for _ in 0..8 {
+            let (http, discovery, authorize) = (http.clone(), discovery.clone(), authorize.clone());
+            let (stop, done, failures) = (stop.clone(), done.clone(), failures.clone());
+            clients.push(tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    let d = async {
+                        let r = http
+                            .get(&discovery)
+                            .send()
+                            .await
+                            .map_err(|e| e.to_string())?;
+                        if r.status() != 200 {
+                            return Err(format!("discovery: {}", r.status()));
+                        }
+                        let v: serde_json::Value = r.json().await.map_err(|e| e.to_string())?;
+                        match v["acr_values_supported"].as_array() {
+                            Some(a) if !a.is_empty() => Ok(()),
+                            _ => Err(format!("discovery without acr_values_supported: {v}")),
+                        }
+                    };
+                    let a = async {
+                        let r = http
+                            .get(&authorize)
+                            .send()
+                            .await
+                            .map_err(|e| e.to_string())?;
+                        let to = r
+                            .headers()
+                            .get("location")
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or("")
+                            .to_string();
+                        if r.status() != 303 || !to.starts_with("/login/") {
+                            return Err(format!("authorize: {} to `{to}`", r.status()));
+                        }
+                        Ok(())
+                    };
+                    for res in [d.await, a.await] {
+                        match res {
+                            Ok(()) => {
+                                done.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Err(e) => failures.lock().unwrap().push(e),
+                        }
+                    }
+                }
+            }));
+        }
+        let acr = || async {
+            let v: serde_json::Value = http
+                .get(&discovery)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            v["acr_values_supported"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| a.as_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+        };
+        let shipped = acr().await;
+        assert!(shipped.contains(&"aal2".to_string()), "{shipped:?}");
+        let expect = |aal2: &str| -> Vec<String> {
+            shipped
+                .iter()
+                .map(|a| {
+                    if a == "aal2" {
+                        aal2.to_string()
+                    } else {
+                        a.clone()
+                    }
+                })
+                .collect()
+        };
+        let wait_acr = |want: Vec<String>, within: Duration| {
+            let acr = &acr;
+            async move {
+                let deadline = Instant::now() + within;
+                loop {
+                    let now = acr().await;
+                    if now == want {
+                        return;
+                    }
+                    assert!(
+                        Instant::now() < deadline,
+                        "discovery shows {now:?}, not {want:?}"
+                    );
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        };
+        tokio::time::sleep(Duration::from_millis(300)).await;
+
+        // 1. Several rewrites in place; the poll picks up the last.
+        for v in ["urn:e2e:aal2:v1a", "urn:e2e:aal2:v1bb", "urn:e2e:aal2:v1"] {
+            std::fs::write(&assurance, with_aal2(v)).unwrap();
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        }
+        wait_acr(expect("urn:e2e:aal2:v1"), Duration::from_secs(5)).await;
+
+        // 2. A rewrite followed by SIGHUP: reloaded on the signal, the process lives on.
+        std::fs::write(&assurance, &last_valid).unwrap();
+        let o = Command::new("kill")
+            .args(["-HUP", &pid.to_string()])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        wait_acr(expect("urn:e2e:aal2:v2"), Duration::from_secs(5)).await;
+        wait_log(
+            "reloaded policies and relying parties (SIGHUP)",
+            Duration::from_secs(5),
+        );
+
+        // 3. A broken file: reported with file and line, once; the last valid policy stays.
+        std::fs::write(&assurance, &broken).unwrap();
+        wait_log(&broken_msg, Duration::from_secs(5));
+        assert_eq!(acr().await, expect("urn:e2e:aal2:v2"));
+        // A further poll does not reload (or report) the same broken files again.
+        tokio::time::sleep(Duration::from_millis(2300)).await;
+        assert_eq!(acr().await, expect("urn:e2e:aal2:v2"));
+
+        stop.store(true, Ordering::Relaxed);
+        for c in clients {
+            c.await.unwrap();
+        }
+        let failures = failures.lock().unwrap();
+        assert!(
+            failures.is_empty(),
+            "{} of {} requests failed, first: {:?}",
+            failures.len(),
+            failures.len() + done.load(Ordering::Relaxed),
+            &failures[..failures.len().min(5)]
+        );
+        assert!(done.load(Ordering::Relaxed) > 100, "the clients kept going");
+    });
+    let log = log.lock().unwrap().clone();
+    assert_eq!(log.matches(&broken_msg).count(), 1, "{log}");
+    assert!(
+        log.contains("reloaded policies and relying parties (file change)"),
+        "{log}"
+    );
+    assert!(!log.contains("panicked"), "{log}");
 }

@@ -98,9 +98,7 @@ async fn run_reload(broker: &Arc<Broker>, trigger: &'static str) {
         Ok(Ok(o)) => tracing::info!(
             relying_parties = o.relying_parties,
             levels = o.levels,
-            "reloaded policies and relying parties ({trigger}): {} relying parties, {} levels",
-            o.relying_parties,
-            o.levels
+            "reloaded policies and relying parties ({trigger})"
         ),
         Ok(Err(e)) => tracing::error!(
             "cannot reload policies and relying parties ({trigger}); the previous ones stay in force: {e}"

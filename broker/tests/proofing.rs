@@ -1,0 +1,268 @@
+//! Identity proofing with the signature certificate and what leaves: standard claims and
+//! verified_claims, only as registration, request and consent allow.
+
+mod common;
+use axum::http::StatusCode;
+use broker::card::Key;
+use broker::clock::b64url;
+use broker::store::Counts;
+use common::*;
+use serde_json::{Value, json};
+
+fn payload(jwt: &str) -> Value {
+    let p = jwt.split('.').nth(1).unwrap();
+    serde_json::from_slice(&broker::clock::b64url_decode(p).unwrap()).unwrap()
+}
+
+async fn tokens(
+    t: &TestBroker,
+    br: &mut Browser,
+    card: &mut broker::card::VirtualCard,
+    extra: &[(&str, &str)],
+) -> Value {
+    let p = login_with_card(br, card, &auth_url(extra)).await;
+    let r = redeem(br, &p["code"]).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let _ = t;
+    r.json()
+}
+
+#[tokio::test]
+async fn first_login_proofs_and_claims_are_released_as_requested() {
+    let t = TestBroker::new().await;
+    let mut card = t.card("card");
+    let mut br = t.browser();
+    let s = start_login(&mut br, &auth_url(&[("scope", "openid profile address")])).await;
+    // Stage one: the authentication certificate alone creates nothing; proofing is asked for.
+    let r = helper_answer_once(&mut br, &s.helper_path, &mut card, "1234").await;
+    assert_eq!(
+        r.json(),
+        json!({"status": "proofing_required", "next": "signature"})
+    );
+    assert_eq!(t.counts().await, Counts::default());
+    let st = br.get(&format!("/login/{}/status", s.tx)).await.json();
+    assert_eq!(
+        (st["status"].as_str(), st["stage"].as_str()),
+        (Some("pending"), Some("signature"))
+    );
+    let ch = br.get(&s.helper_path).await.json();
+    assert_eq!(ch["certificate"], "signature");
+    let msg = String::from_utf8(
+        broker::clock::b64url_decode(ch["to_be_signed"].as_str().unwrap()).unwrap(),
+    )
+    .unwrap();
+    assert!(msg.contains("\npurpose=proofing\n"), "{msg}");
+    // The authentication certificate presented for the signature stage: refused, nothing stored.
+    let raw = broker::clock::b64url_decode(ch["to_be_signed"].as_str().unwrap()).unwrap();
+    let sig = card.sign(Key::Auth, "1234", &raw).unwrap();
+    let r = br
+        .post_json(&s.helper_path, &json!({"certificate": b64url(&card.auth_certificate_der().unwrap()), "signature": b64url(&sig)}))
+        .await;
+    assert_eq!(r.json()["error"], "invalid_certificate");
+    assert_eq!(t.counts().await, Counts::default());
+    // Stage two with the signature certificate and PIN.
+    let r = helper_answer_once(&mut br, &s.helper_path, &mut card, "ABC123").await;
+    assert_eq!(r.json()["status"], "authenticated", "{}", r.body);
+    let c = t.counts().await;
+    assert_eq!((c.accounts, c.cert_links, c.verified_claims), (1, 2, 1));
+    let r = br.get(&format!("/login/{}/continue", s.tx)).await;
+    let loc = r.location.unwrap();
+    let page = br.get(&loc).await;
+    assert!(
+        page.body.contains("住所") || page.body.contains("Address"),
+        "consent lists the address"
+    );
+    let csrf = page
+        .body
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
+    let r = br
+        .post_form(&loc, &[("csrf", &csrf), ("decision", "approve")], None)
+        .await;
+    let code = r.redirect_params()["code"].clone();
+    let tok = redeem(&mut br, &code).await.json();
+    let ui = br
+        .get_bearer("/userinfo", tok["access_token"].as_str().unwrap())
+        .await
+        .json();
+    assert_eq!(ui["name"], "試験\u{3000}花子");
+    assert_eq!(ui["name_substituted"], "00000");
+    assert_eq!(ui["birthdate"], "1985-06-15");
+    assert_eq!(ui["gender"], "female");
+    assert_eq!(
+        ui["address"],
+        json!({"formatted": "東京都千代田区サンプル町1-1", "country": "JP"})
+    );
+    assert!(
+        ui["address_substituted"]
+            .as_str()
+            .unwrap()
+            .chars()
+            .all(|c| c == '0')
+    );
+    assert!(ui.get("verified_claims").is_none(), "not requested");
+    // The ID token carries personal claims only when the claims parameter asks for them there.
+    let id = payload(tok["id_token"].as_str().unwrap());
+    assert!(id.get("name").is_none());
+    assert_eq!(id["acr"], "aal3");
+}
+
+#[tokio::test]
+async fn verified_claims_and_their_constraints() {
+    let t = TestBroker::new().await;
+    let mut card = t.card("card");
+    let mut br = t.browser();
+    let req = json!({
+        "userinfo": {"verified_claims": {"verification": {"trust_framework": null}, "claims": {"name": null, "birthdate": null}}},
+        "id_token": {"birthdate": null},
+    });
+    let tok = tokens(
+        &t,
+        &mut br,
+        &mut card,
+        &[("scope", "openid"), ("claims", &req.to_string())],
+    )
+    .await;
+    let id = payload(tok["id_token"].as_str().unwrap());
+    assert_eq!(id["birthdate"], "1985-06-15");
+    let ui = br
+        .get_bearer("/userinfo", tok["access_token"].as_str().unwrap())
+        .await
+        .json();
+    let vc = &ui["verified_claims"];
+    let tf = t.broker.policy().proofing.trust_framework.clone();
+    assert_eq!(vc["verification"]["trust_framework"], tf.as_str());
+    let ev = &vc["verification"]["evidence"][0];
+    assert_eq!(ev["type"], "electronic_signature");
+    assert_eq!(ev["signature_type"], "jpki_signature_certificate");
+    assert!(ev["issuer"].as_str().unwrap().contains("JPKI-DEMO"));
+    assert!(!ev["serial_number"].as_str().unwrap().is_empty());
+    assert_eq!(vc["claims"]["name"], "試験\u{3000}花子");
+    assert_eq!(vc["claims"]["birthdate"], "1985-06-15");
+    assert!(vc["claims"].get("address").is_none(), "only what was asked");
+    assert!(
+        ui.get("name").is_none(),
+        "the name was asked inside verified_claims only"
+    );
+
+    // A trust framework the broker does not use: verified_claims is omitted, no error.
+    let req = json!({"userinfo": {"verified_claims": {"verification": {"trust_framework": {"value": "eidas"}}, "claims": {"name": null}}}});
+    let mut br = t.browser();
+    let tok = tokens(
+        &t,
+        &mut br,
+        &mut card,
+        &[("scope", "openid"), ("claims", &req.to_string())],
+    )
+    .await;
+    let ui = br
+        .get_bearer("/userinfo", tok["access_token"].as_str().unwrap())
+        .await
+        .json();
+    assert!(ui.get("verified_claims").is_none(), "{ui}");
+    assert!(ui["sub"].is_string());
+}
+
+#[tokio::test]
+async fn registration_limits_what_leaves_and_new_claims_need_new_consent() {
+    let t = TestBroker::new().await;
+    let mut card = t.card("card");
+    let mut br = t.browser();
+    // The hospital may receive name and birthdate only.
+    let url = auth_url(&[
+        ("client_id", "hospital"),
+        (
+            "redirect_uri",
+            "https://patients.hospital.example.jp/oidc/cb",
+        ),
+        ("scope", "openid name birthdate address"),
+        (
+            "claims",
+            &json!({"userinfo": {"gender": null, "address": null}}).to_string(),
+        ),
+    ]);
+    let p = login_with_card(&mut br, &mut card, &url).await;
+    let r = br
+        .post_form(
+            "/token",
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", &p["code"]),
+                (
+                    "redirect_uri",
+                    "https://patients.hospital.example.jp/oidc/cb",
+                ),
+                ("code_verifier", VERIFIER),
+                ("client_id", "hospital"),
+                ("client_secret", "hospital-demo-secret"),
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let ui = br
+        .get_bearer("/userinfo", r.json()["access_token"].as_str().unwrap())
+        .await
+        .json();
+    assert_eq!(ui["name"], "試験\u{3000}花子");
+    assert_eq!(ui["birthdate"], "1985-06-15");
+    assert!(
+        ui.get("address").is_none() && ui.get("gender").is_none(),
+        "{ui}"
+    );
+    // local-dev: consent to openid+profile; asking for the address then needs consent again.
+    let r = br.get(&auth_url(&[])).await;
+    let loc = r.location.unwrap();
+    assert!(loc.starts_with("/consent/"), "{loc}");
+    let page = br.get(&loc).await;
+    let csrf = page
+        .body
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
+    let r = br
+        .post_form(&loc, &[("csrf", &csrf), ("decision", "approve")], None)
+        .await;
+    assert!(r.redirect_params().contains_key("code"));
+    let r = br.get(&auth_url(&[])).await;
+    assert!(r.redirect_params().contains_key("code"), "remembered");
+    let r = br
+        .get(&auth_url(&[(
+            "claims",
+            &json!({"userinfo": {"address": null}}).to_string(),
+        )]))
+        .await;
+    assert!(r.location.unwrap().starts_with("/consent/"));
+}
+
+#[tokio::test]
+async fn unproofed_accounts_only_where_policy_allows_and_only_without_personal_data() {
+    let pol = "[proofing]\nallow_unproofed = true\n\n[revocation]\n[[revocation.issuers]]\nanchor = \"demo-auth-ca\"\nocsp_url = \"{demo}/demo-pki/ocsp/user_auth\"\n[[revocation.issuers]]\nanchor = \"demo-sign-ca\"\nocsp_url = \"{demo}/demo-pki/ocsp/signature\"\n";
+    let t = TestBroker::with_options(&[], Some(pol)).await;
+    let mut card = t.card("card");
+    let mut br = t.browser();
+    // openid only: the authentication certificate suffices; an unproofed account.
+    let s = start_login(&mut br, &auth_url(&[("scope", "openid")])).await;
+    let r = helper_answer_once(&mut br, &s.helper_path, &mut card, "1234").await;
+    assert_eq!(r.json()["status"], "authenticated", "{}", r.body);
+    let c = t.counts().await;
+    assert_eq!((c.accounts, c.verified_claims), (1, 0));
+    // Asking for personal data leads to proofing, which links to the same account.
+    let mut b2 = t.browser();
+    let s = start_login(&mut b2, &auth_url(&[("scope", "openid profile")])).await;
+    let r = helper_answer_once(&mut b2, &s.helper_path, &mut card, "1234").await;
+    assert_eq!(r.json()["status"], "proofing_required");
+    let r = helper_answer_once(&mut b2, &s.helper_path, &mut card, "ABC123").await;
+    assert_eq!(r.json()["status"], "authenticated", "{}", r.body);
+    let c = t.counts().await;
+    assert_eq!((c.accounts, c.verified_claims, c.cert_links), (1, 1, 2));
+}
