@@ -13,8 +13,8 @@ use std::sync::{Arc, RwLock};
 
 pub struct Broker {
     pub config: Config,
-    registry: RwLock<Arc<Registry>>,
-    policy: RwLock<Arc<Policy>>,
+    /// Relying parties and policy, swapped together under one lock.
+    snapshot: RwLock<(Arc<Registry>, Arc<Policy>)>,
     pub store: Arc<dyn Store>,
     pub keys: KeySet,
     pub trust: Arc<TrustStore>,
@@ -54,6 +54,7 @@ impl Broker {
             .with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
         let registry = Registry::load_dir(&config.relying_parties_dir)?;
         let policy = Policy::load_dir(&config.policies_dir)?;
+        registry.check_against(&policy)?;
         let trust = Arc::new(load_trust(&config, clock.now())?);
         let store: Arc<dyn Store> = Arc::new(
             crate::store::sqlite::SqliteStore::connect(&config.database_url)
@@ -89,8 +90,7 @@ impl Broker {
         }
         Ok(Arc::new(Broker {
             config,
-            registry: RwLock::new(Arc::new(registry)),
-            policy: RwLock::new(Arc::new(policy)),
+            snapshot: RwLock::new((Arc::new(registry), Arc::new(policy))),
             store,
             keys,
             trust,
@@ -104,24 +104,26 @@ impl Broker {
 
     /// The current relying-party snapshot.
     pub fn registry(&self) -> Arc<Registry> {
-        self.registry
+        self.snapshot
             .read()
             .unwrap_or_else(|e| e.into_inner())
+            .0
             .clone()
     }
 
     /// Swap in a new relying-party and policy snapshot, whole (see `registry::reload`).
     /// Requests in flight keep the snapshot they started with.
     pub fn swap_snapshots(&self, registry: Registry, policy: Policy) {
-        *self.registry.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(registry);
-        *self.policy.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(policy);
+        *self.snapshot.write().unwrap_or_else(|e| e.into_inner()) =
+            (Arc::new(registry), Arc::new(policy));
     }
 
     /// The current policy snapshot.
     pub fn policy(&self) -> Arc<Policy> {
-        self.policy
+        self.snapshot
             .read()
             .unwrap_or_else(|e| e.into_inner())
+            .1
             .clone()
     }
 

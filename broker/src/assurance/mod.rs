@@ -85,3 +85,152 @@ mod tests {
         assert_eq!(choose_acr(&p, &f, &["aal3".into()]).unwrap().acr, "aal1");
     }
 }
+
+/// What a request asks of the authentication, per OIDC Core §5.5.1.1 and the RP's minimum.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Requirement {
+    /// Essential `acr` values (claims parameter, `id_token.acr` with `essential: true`): one of
+    /// them must be met, or the request fails with `unmet_authentication_requirements`.
+    pub essential: Vec<String>,
+    /// `acr_values`, in order of preference: met if possible (a step-up is tried).
+    pub voluntary: Vec<String>,
+    /// Index (in policy order) of the lowest level the RP accepts.
+    pub minimum: usize,
+    /// Name of that minimum level, for messages.
+    pub minimum_name: Option<String>,
+}
+
+/// The essential acr values of a `claims` request parameter.
+pub fn essential_acr(claims: Option<&serde_json::Value>) -> Vec<String> {
+    let Some(acr) = claims.and_then(|c| c.pointer("/id_token/acr")) else {
+        return vec![];
+    };
+    if acr.get("essential").and_then(|e| e.as_bool()) != Some(true) {
+        return vec![];
+    }
+    if let Some(v) = acr.get("value").and_then(|v| v.as_str()) {
+        return vec![v.to_string()];
+    }
+    acr.get("values")
+        .and_then(|v| v.as_array())
+        .map(|vs| {
+            vs.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+impl Requirement {
+    /// Build from the policy, the RP's registered minimum (by acr) and kind, and the request.
+    pub fn of(
+        policy: &Policy,
+        client_min_acr: Option<&str>,
+        kind_min: Option<&str>,
+        acr_values: &[String],
+        claims: Option<&serde_json::Value>,
+    ) -> Requirement {
+        let rank = |acr: Option<&str>| {
+            acr.and_then(|a| policy.levels.iter().position(|l| l.acr == a || l.name == a))
+        };
+        let (minimum, minimum_name) = match (rank(client_min_acr), rank(kind_min)) {
+            (None, None) => (0, None),
+            (a, b) => {
+                let m = a.unwrap_or(0).max(b.unwrap_or(0));
+                (m, Some(policy.levels[m].acr.clone()))
+            }
+        };
+        Requirement {
+            essential: essential_acr(claims),
+            voluntary: acr_values.to_vec(),
+            minimum,
+            minimum_name,
+        }
+    }
+
+    /// Levels that would satisfy this requirement, in preference order.
+    pub fn acceptable<'p>(&self, policy: &'p Policy) -> Vec<&'p Level> {
+        let at_least = |l: &&Level| {
+            policy
+                .levels
+                .iter()
+                .position(|x| x.name == l.name)
+                .is_some_and(|i| i >= self.minimum)
+        };
+        if !self.essential.is_empty() {
+            return self
+                .essential
+                .iter()
+                .filter_map(|a| policy.levels.iter().find(|l| &l.acr == a))
+                .filter(at_least)
+                .collect();
+        }
+        let mut out: Vec<&Level> = self
+            .voluntary
+            .iter()
+            .filter_map(|a| policy.levels.iter().find(|l| &l.acr == a))
+            .filter(at_least)
+            .collect();
+        for l in policy.levels.iter().rev().filter(at_least) {
+            if !out.iter().any(|x| x.name == l.name) {
+                out.push(l);
+            }
+        }
+        out
+    }
+
+    /// The level to state for `facts`, or why none fits.
+    pub fn select<'p>(&self, policy: &'p Policy, facts: &AuthFacts) -> Result<&'p Level, String> {
+        self.acceptable(policy)
+            .into_iter()
+            .find(|l| meets(policy, facts, l))
+            .ok_or_else(|| {
+                if !self.essential.is_empty() {
+                    format!(
+                        "the authentication does not meet the essential acr ({})",
+                        self.essential.join(", ")
+                    )
+                } else {
+                    format!(
+                        "the authentication does not meet the relying party's minimum level {}",
+                        self.minimum_name.as_deref().unwrap_or("")
+                    )
+                }
+            })
+    }
+
+    /// Would a new authentication be needed for `facts` — the session falls short of what is
+    /// required or of the first (preferred) voluntary acr value?
+    pub fn wants_step_up(&self, policy: &Policy, facts: &AuthFacts) -> bool {
+        if self.select(policy, facts).is_err() {
+            return true;
+        }
+        match self
+            .voluntary
+            .first()
+            .and_then(|a| policy.levels.iter().find(|l| &l.acr == a))
+        {
+            Some(preferred) => !meets(policy, facts, preferred),
+            None => false,
+        }
+    }
+
+    /// Does every level that could satisfy the request require a proofed account?
+    pub fn needs_proofing(&self, policy: &Policy) -> bool {
+        let acc = self.acceptable(policy);
+        let strict = if !self.essential.is_empty() {
+            acc
+        } else {
+            // The preferred voluntary value counts as a request for that level.
+            match self
+                .voluntary
+                .first()
+                .and_then(|a| policy.levels.iter().find(|l| &l.acr == a))
+            {
+                Some(p) => vec![p],
+                None => acc,
+            }
+        };
+        !strict.is_empty() && strict.iter().all(|l| l.requires.proofed)
+    }
+}

@@ -74,10 +74,16 @@ pub fn wants_identity(client: &Client, req: &AuthRequest) -> bool {
         .any(|t| !requested(client, &req.scope, req.claims.as_ref(), *t).is_empty())
 }
 
-/// The items a person consents to for this request: the granted scopes, and `claim:NAME` for
-/// each claim asked for through the `claims` parameter. Sorted.
+/// The items a person consents to for this request: the granted scopes other than `openid`,
+/// and `claim:NAME` for each claim asked for through the `claims` parameter. Sorted. Empty
+/// means nothing beyond a pairwise identifier leaves, and no consent page is shown.
 pub fn consent_items(client: &Client, req: &AuthRequest) -> Vec<String> {
-    let mut items: Vec<String> = req.scope.clone();
+    let mut items: Vec<String> = req
+        .scope
+        .iter()
+        .filter(|s| *s != "openid")
+        .cloned()
+        .collect();
     for t in [Target::Userinfo, Target::IdToken] {
         if let Some(Value::Object(m)) = req.claims.as_ref().and_then(|c| c.get(t.member())) {
             for k in m.keys() {

@@ -35,6 +35,11 @@ impl OAuthError {
     ctor!(consent_required, "consent_required", 400);
     ctor!(interaction_required, "interaction_required", 400);
     ctor!(request_not_supported, "request_not_supported", 400);
+    ctor!(
+        unmet_authentication_requirements,
+        "unmet_authentication_requirements",
+        400
+    );
     ctor!(request_uri_not_supported, "request_uri_not_supported", 400);
     ctor!(invalid_token, "invalid_token", 401);
     ctor!(unsupported_token_type, "unsupported_token_type", 400);

@@ -132,13 +132,16 @@ async fn has_consent(
     client: &Client,
     req: &AuthRequest,
 ) -> Result<bool, OAuthError> {
+    let items = super::claims::consent_items(client, req);
+    if items.is_empty() {
+        // Only a pairwise identifier leaves: nothing to consent to.
+        return Ok(true);
+    }
     let Some(granted) = b.store.get_consent(account_id, &client.client_id).await? else {
         return Ok(false);
     };
     let granted: Vec<&str> = granted.split(' ').collect();
-    Ok(super::claims::consent_items(client, req)
-        .iter()
-        .all(|s| granted.contains(&s.as_str())))
+    Ok(items.iter().all(|s| granted.contains(&s.as_str())))
 }
 
 /// The secret in the card-helper link, derived from the transaction and the browser's
@@ -195,7 +198,25 @@ async fn new_transaction(
     Ok((tx_id, browser_secret))
 }
 
-/// Issue a code for `req` and return the success redirect (RFC 9207 `iss` included).
+/// What `req` (and the RP's minimum) asks of the authentication.
+pub fn requirement(
+    policy: &crate::registry::policy::Policy,
+    client: &Client,
+    req: &AuthRequest,
+) -> assurance::Requirement {
+    let min = policy.minimum_for(client.kind, client.min_acr.as_deref());
+    assurance::Requirement::of(
+        policy,
+        min.as_deref(),
+        None,
+        &req.acr_values,
+        req.claims.as_ref(),
+    )
+}
+
+/// Issue a code for `req` and return the success redirect (RFC 9207 `iss` included) — or,
+/// when the authentication does not meet an essential acr or the RP's minimum, the
+/// `unmet_authentication_requirements` error redirect.
 pub async fn issue_code(
     b: &Broker,
     client: &Client,
@@ -204,7 +225,17 @@ pub async fn issue_code(
     facts: &AuthFacts,
 ) -> Result<String, OAuthError> {
     let policy = b.policy();
-    let acr = assurance::choose_acr(&policy, facts, &req.acr_values).map(|l| l.acr.clone());
+    let acr = match requirement(&policy, client, req).select(&policy, facts) {
+        Ok(l) => Some(l.acr.clone()),
+        Err(why) => {
+            return Ok(authorize::error_redirect(
+                &req.redirect_uri,
+                req.state.as_deref(),
+                &OAuthError::unmet_authentication_requirements(why),
+                b.issuer(),
+            ));
+        }
+    };
     let data = CodeData {
         redirect_uri: req.redirect_uri.clone(),
         scope: req.scope.clone(),
@@ -563,7 +594,10 @@ pub async fn card_submit(
     let wants_identity = client
         .as_deref()
         .is_some_and(|c| super::claims::wants_identity(c, &req));
-    if !facts.proofed && (!policy.proofing.allow_unproofed || wants_identity) {
+    let needs_level = client
+        .as_deref()
+        .is_some_and(|c| requirement(&policy, c, &req).needs_proofing(&policy));
+    if !facts.proofed && (!policy.proofing.allow_unproofed || wants_identity || needs_level) {
         let pending = PendingAuth {
             issuer: cert.issuer.clone(),
             serial: cert.serial_hex.clone(),

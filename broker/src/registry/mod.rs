@@ -12,7 +12,9 @@ pub mod policy;
 pub mod reload;
 
 /// The kinds of relying party the operator distinguishes (policy may set minimums per kind).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, serde::Serialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum RpKind {
     PublicSector,
@@ -111,6 +113,8 @@ pub struct Client {
     pub sector: String,
     pub id_token_alg: SigAlg,
     pub grant_types: Vec<GrantType>,
+    /// The lowest level (acr) this RP accepts; checked against the policy at start/reload.
+    pub min_acr: Option<String>,
     /// File it came from (for messages).
     pub source: PathBuf,
 }
@@ -146,6 +150,7 @@ struct RawClient {
     id_token_signed_response_alg: SigAlg,
     #[serde(default = "default_grants")]
     grant_types: Vec<GrantType>,
+    min_acr: Option<String>,
 }
 
 fn default_scopes() -> Spanned<Vec<String>> {
@@ -202,6 +207,30 @@ impl Registry {
     }
     pub fn clients(&self) -> impl Iterator<Item = &Arc<Client>> {
         self.clients.values()
+    }
+
+    /// Cross-check against the policy: every `min_acr` must be a level's acr.
+    pub fn check_against(&self, policy: &policy::Policy) -> Result<(), FileError> {
+        for c in self.clients.values() {
+            if let Some(m) = &c.min_acr
+                && !policy.levels.iter().any(|l| &l.acr == m)
+            {
+                let text = std::fs::read_to_string(&c.source).unwrap_or_default();
+                let line = text
+                    .lines()
+                    .position(|l| l.trim_start().starts_with("min_acr"))
+                    .map_or(1, |i| i + 1);
+                return Err(FileError {
+                    file: c.source.clone(),
+                    line,
+                    reason: format!(
+                        "min_acr `{m}` is not a level of the policy ({})",
+                        policy.acr_values().join(", ")
+                    ),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Load every `*.toml` in `dir` (sorted by name). The first broken file stops the load.
@@ -466,6 +495,7 @@ pub fn parse_client(file: &Path, text: &str) -> Result<Client, FileError> {
         sector,
         id_token_alg: raw.id_token_signed_response_alg,
         grant_types: raw.grant_types,
+        min_acr: raw.min_acr,
         source: file.to_path_buf(),
     })
 }

@@ -60,6 +60,8 @@ struct RawPolicyFile {
     levels: Vec<Spanned<RawLevel>>,
     revocation: Option<Spanned<crate::revocation::RevocationPolicy>>,
     proofing: Option<ProofingPolicy>,
+    /// The lowest level (acr) per kind of relying party.
+    minimums: Option<Spanned<std::collections::BTreeMap<super::RpKind, String>>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -82,6 +84,8 @@ pub struct Policy {
     pub revocation: crate::revocation::RevocationPolicy,
     /// Identity proofing (`[proofing]`).
     pub proofing: ProofingPolicy,
+    /// The lowest level (acr) each kind of relying party gets (`[minimums]`).
+    pub minimums: std::collections::BTreeMap<super::RpKind, String>,
     pub sources: Vec<PathBuf>,
 }
 
@@ -178,6 +182,21 @@ impl Policy {
         if let Some(p) = raw.proofing {
             self.proofing = p;
         }
+        if let Some(m) = raw.minimums {
+            let line = line_of(text, m.span().start);
+            for (kind, acr) in m.into_inner() {
+                if !self.levels.iter().any(|l| l.acr == acr) {
+                    return Err(FileError {
+                        file: file.to_path_buf(),
+                        line,
+                        reason: format!(
+                            "minimum `{acr}` for {kind:?} is not the acr of a level defined so far"
+                        ),
+                    });
+                }
+                self.minimums.insert(kind, acr);
+            }
+        }
         Ok(raw.revocation.map(|r| {
             let line = line_of(text, r.span().start);
             self.revocation = r.into_inner();
@@ -199,6 +218,17 @@ impl Policy {
             }
         }
         Ok(())
+    }
+
+    /// The minimum acr of a relying party of `kind` with registered minimum `client_min`:
+    /// the higher of the two.
+    pub fn minimum_for(&self, kind: super::RpKind, client_min: Option<&str>) -> Option<String> {
+        let rank = |a: &str| self.levels.iter().position(|l| l.acr == a);
+        let k = self.minimums.get(&kind).map(String::as_str);
+        match (k, client_min) {
+            (Some(a), Some(b)) => Some(if rank(a) >= rank(b) { a } else { b }.to_string()),
+            (a, b) => a.or(b).map(str::to_string),
+        }
     }
 
     pub fn acr_values(&self) -> Vec<&str> {

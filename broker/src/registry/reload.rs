@@ -38,6 +38,7 @@ pub struct ReloadOutcome {
 pub fn reload(broker: &Broker) -> Result<ReloadOutcome, FileError> {
     let registry = Registry::load_dir(&broker.config.relying_parties_dir)?;
     let policy = Policy::load_dir(&broker.config.policies_dir)?;
+    registry.check_against(&policy)?;
     let outcome = ReloadOutcome {
         relying_parties: registry.len(),
         levels: policy.levels.len(),
