@@ -215,13 +215,13 @@ impl Requirement {
         }
     }
 
-    /// Does every level that could satisfy the request require a proofed account?
-    pub fn needs_proofing(&self, policy: &Policy) -> bool {
+    /// Would proofing the account turn `facts` into ones that meet the request (when they do
+    /// not already)? The preferred voluntary acr counts as the request when there is one.
+    pub fn needs_proofing(&self, policy: &Policy, facts: &AuthFacts) -> bool {
         let acc = self.acceptable(policy);
         let strict = if !self.essential.is_empty() {
             acc
         } else {
-            // The preferred voluntary value counts as a request for that level.
             match self
                 .voluntary
                 .first()
@@ -231,6 +231,11 @@ impl Requirement {
                 None => acc,
             }
         };
-        !strict.is_empty() && strict.iter().all(|l| l.requires.proofed)
+        let proofed = AuthFacts {
+            proofed: true,
+            ..facts.clone()
+        };
+        !strict.iter().any(|l| meets(policy, facts, l))
+            && strict.iter().any(|l| meets(policy, &proofed, l))
     }
 }

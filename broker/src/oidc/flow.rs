@@ -86,9 +86,16 @@ pub async fn authorize(
         }
     };
     let now = b.now();
+    let policy = b.policy();
+    let need = requirement(&policy, &client, &req);
     let session = current_session(b, session_cookie).await?;
-    let usable = session
-        .filter(|(_, f)| !req.prompt_login && req.max_age.is_none_or(|m| now - f.auth_time <= m));
+    // A session is reused unless the request wants a fresh login (prompt=login, max_age) or
+    // more than the session's facts hold (a step-up).
+    let usable = session.filter(|(_, f)| {
+        !req.prompt_login
+            && req.max_age.is_none_or(|m| now - f.auth_time <= m)
+            && !need.wants_step_up(&policy, f)
+    });
     let fail = |e: OAuthError| {
         Ok(AuthorizeOutcome::Redirect(authorize::error_redirect(
             &req.redirect_uri,
@@ -596,7 +603,7 @@ pub async fn card_submit(
         .is_some_and(|c| super::claims::wants_identity(c, &req));
     let needs_level = client
         .as_deref()
-        .is_some_and(|c| requirement(&policy, c, &req).needs_proofing(&policy));
+        .is_some_and(|c| requirement(&policy, c, &req).needs_proofing(&policy, &facts));
     if !facts.proofed && (!policy.proofing.allow_unproofed || wants_identity || needs_level) {
         let pending = PendingAuth {
             issuer: cert.issuer.clone(),

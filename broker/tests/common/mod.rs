@@ -51,6 +51,17 @@ impl TestBroker {
     /// `{demo}` in it stands for the base URL of this broker's own listener (which serves
     /// the demo OCSP responder and CRLs over real loopback HTTP).
     pub async fn with_options(extra: &[(&str, &str)], revocation: Option<&str>) -> TestBroker {
+        match revocation {
+            Some(r) => Self::with_policy_files(extra, &[("revocation.toml", r)]).await,
+            None => Self::with_policy_files(extra, &[]).await,
+        }
+    }
+
+    /// As `with_rps`, with policy files replaced or added by name (`{demo}` as above).
+    pub async fn with_policy_files(
+        extra: &[(&str, &str)],
+        policy_files: &[(&str, &str)],
+    ) -> TestBroker {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
         let rps = dir.path().join("relying-parties");
@@ -70,15 +81,20 @@ impl TestBroker {
         for e in std::fs::read_dir(repo().join("policies")).unwrap() {
             let p = e.unwrap().path();
             let name = p.file_name().unwrap().to_owned();
-            let text = match (name.to_str(), revocation) {
-                (Some("revocation.toml"), Some(r)) => r.to_string(),
-                _ => std::fs::read_to_string(&p).unwrap(),
+            let text = match policy_files.iter().find(|(n, _)| Some(*n) == name.to_str()) {
+                Some((_, t)) => t.to_string(),
+                None => std::fs::read_to_string(&p).unwrap(),
             };
             std::fs::write(
                 pol.join(name),
                 text.replace("{issuer}", &base).replace("{demo}", &base),
             )
             .unwrap();
+        }
+        for (name, text) in policy_files {
+            if !pol.join(name).exists() {
+                std::fs::write(pol.join(name), text.replace("{demo}", &base)).unwrap();
+            }
         }
         let env: HashMap<&str, String> = HashMap::from([
             ("BROKER_DATA_DIR", data.display().to_string()),
