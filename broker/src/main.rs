@@ -504,7 +504,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     );
     if broker.demo() {
         eprintln!(
-            "  log in: open {}/ in a browser, or issue a virtual card:\n    broker card issue --out mycard && broker card login --card mycard --pin 1234 --consent '<authorization URL>'",
+            "  log in: open {}/ in a browser, or issue a virtual card:\n    broker card issue --out mycard && broker card login --card mycard --pin 1234 --sign-pin ABC123 --consent '<authorization URL>'",
             broker.issuer()
         );
     }

@@ -92,6 +92,11 @@ const TEXT: &[(&str, &str, &str)] = &[
         "Waiting for the card…",
     ),
     ("continue", "続ける", "Continue"),
+    (
+        "proofing_step",
+        "本人確認のため、署名用電子証明書（英数字6〜16桁の暗証番号）での操作をお願いします…",
+        "To verify your identity, now approve with your signature certificate (6–16 character PIN)…",
+    ),
     ("title_consent", "情報提供の同意", "Consent to share"),
     (
         "consent_intro",
