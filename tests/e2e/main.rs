@@ -205,6 +205,7 @@ fn authlib_client_library_against_the_real_binary() {
         "id_token ok",
         "userinfo ok",
         "refresh ok",
+        "verified_claims ok",
     ] {
         assert!(out.contains(step), "missing `{step}` in:\n{out}\n{err}");
     }

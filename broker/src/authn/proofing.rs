@@ -72,6 +72,8 @@ impl ProofingEvidence {
             issuer: cert.issuer.clone(),
             serial_number: cert.serial_hex.clone(),
             created_at: at
+                .replace_nanosecond(0)
+                .unwrap_or(at)
                 .format(&time::format_description::well_known::Rfc3339)
                 .unwrap_or_default(),
         }
