@@ -125,6 +125,21 @@ enum CardCmd {
         #[arg(long, default_value_t = 1825)]
         valid_days: i64,
     },
+    /// Renew a virtual card (demo PKI): new certificates with the same basic information, the
+    /// old ones revoked as superseded, and the renewal recorded as link information.
+    Renew {
+        /// The old card.
+        #[arg(long)]
+        card: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value = "1234")]
+        auth_pin: String,
+        #[arg(long, default_value = "ABC123")]
+        sign_pin: String,
+        #[arg(long, default_value_t = 1825)]
+        valid_days: i64,
+    },
     /// Make a virtual card from certificates and keys made by another tool (e.g. openssl).
     Import {
         #[arg(long)]
@@ -284,6 +299,67 @@ async fn card(config: Option<&Path>, cmd: CardCmd) -> anyhow::Result<()> {
             })?;
             broker::card::VirtualCard::create(&out, &issued, &auth_pin, &sign_pin)?;
             println!("issued a virtual card in {}", out.display());
+            Ok(())
+        }
+        CardCmd::Renew {
+            card,
+            out,
+            auth_pin,
+            sign_pin,
+            valid_days,
+        } => {
+            use broker::pki::{CertKind, RevocationReason};
+            let c = load_config(config)?;
+            if !c.demo {
+                anyhow::bail!("card renew needs demo mode (it signs with the demo PKI)");
+            }
+            let dir = c.data_dir.join("demo-pki");
+            let ca = broker::revocation::demo_ca::DemoCa::open(&dir)?;
+            let now = time::OffsetDateTime::now_utc();
+            let der = |f: &str| -> anyhow::Result<Vec<u8>> {
+                let b = std::fs::read(card.join(f))
+                    .with_context(|| format!("cannot read {}", card.join(f).display()))?;
+                Ok(pem::parse(&b)?.into_contents())
+            };
+            let (old_auth, old_sign) = (der("auth.crt.pem")?, der("sign.crt.pem")?);
+            let store = ca.pki().trust_store()?;
+            let signed = broker::pki::validate(&old_sign, &store, CertKind::Signature, now)?;
+            let b4 = signed
+                .basic4
+                .clone()
+                .context("the old signature certificate has no basic information")?;
+            let birthdate = time::Date::parse(
+                &b4.birthdate,
+                time::macros::format_description!("[year]-[month]-[day]"),
+            )?;
+            let issued = ca.pki().issue_card(&broker::pki::demo::CardRequest {
+                name: b4.name.clone(),
+                name_substituted: Some(b4.name_substituted.clone()),
+                birthdate,
+                gender: b4.gender.parse().unwrap_or(3),
+                address: b4.address.clone(),
+                address_substituted: Some(b4.address_substituted.clone()),
+                not_before: now - time::Duration::minutes(5),
+                not_after: now + time::Duration::days(valid_days),
+            })?;
+            let new = broker::card::VirtualCard::create(&out, &issued, &auth_pin, &sign_pin)?;
+            let new_auth = new.auth_certificate_der()?;
+            let new_sign = pem::parse(&issued.sign_cert_pem)?.into_contents();
+            for (kind, old, newc) in [
+                (CertKind::UserAuth, &old_auth, &new_auth),
+                (CertKind::Signature, &old_sign, &new_sign),
+            ] {
+                let serial = |d: &[u8]| -> anyhow::Result<Vec<u8>> {
+                    Ok(hex::decode(broker::pki::inspect(d)?.serial_hex)?)
+                };
+                let (o, n) = (serial(old)?, serial(newc)?);
+                ca.record_renewal(kind, &o, &n)?;
+                ca.revoke(kind, &o, RevocationReason::Superseded, now)?;
+            }
+            println!(
+                "renewed into {}; the old certificates are revoked (superseded)",
+                out.display()
+            );
             Ok(())
         }
         CardCmd::Import {

@@ -266,3 +266,138 @@ async fn unproofed_accounts_only_where_policy_allows_and_only_without_personal_d
     let c = t.counts().await;
     assert_eq!((c.accounts, c.verified_claims, c.cert_links), (1, 1, 2));
 }
+
+fn serial_of(der: &[u8]) -> Vec<u8> {
+    hex::decode(broker::pki::inspect(der).unwrap().serial_hex).unwrap()
+}
+
+async fn sub_of(
+    br: &mut Browser,
+    card: &mut broker::card::VirtualCard,
+    extra: &[(&str, &str)],
+) -> String {
+    let p = login_with_card(br, card, &auth_url(extra)).await;
+    let tok = redeem(br, &p["code"]).await.json();
+    payload(tok["id_token"].as_str().unwrap())["sub"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[tokio::test]
+async fn a_renewed_card_keeps_the_account_and_the_pairwise_sub() {
+    use broker::pki::{CertKind, RevocationReason};
+    let t = TestBroker::new().await;
+    let mut old = t.card("old");
+    let sub1 = sub_of(&mut t.browser(), &mut old, &[]).await;
+    // The municipality renews the card: new certificates, the old ones superseded, and the
+    // renewal recorded as link information.
+    let mut new = t.card("new");
+    let ca = t.demo_ca();
+    let now = time::OffsetDateTime::now_utc();
+    for (kind, o, n) in [
+        (
+            CertKind::UserAuth,
+            old.auth_certificate_der().unwrap(),
+            new.auth_certificate_der().unwrap(),
+        ),
+        (
+            CertKind::Signature,
+            old.sign_certificate_der("ABC123").unwrap(),
+            new.sign_certificate_der("ABC123").unwrap(),
+        ),
+    ] {
+        ca.record_renewal(kind, &serial_of(&o), &serial_of(&n))
+            .unwrap();
+        ca.revoke(kind, &serial_of(&o), RevocationReason::Superseded, now)
+            .unwrap();
+    }
+    // Proofing with the new card links it to the same account: the same pairwise sub.
+    let sub2 = sub_of(&mut t.browser(), &mut new, &[]).await;
+    assert_eq!(sub1, sub2);
+    let c = t.counts().await;
+    assert_eq!((c.accounts, c.cert_links, c.verified_claims), (1, 4, 1));
+    // The old card is refused once the cached answer is past its bound.
+    t.clock.advance(time::Duration::seconds(61));
+    let mut br = t.browser();
+    let s = start_login(&mut br, &auth_url(&[])).await;
+    let r = helper_answer(&mut br, &s.helper_path, &mut old, "1234").await;
+    assert_eq!(r.json()["error"], "certificate_revoked");
+    assert!(
+        r.json()["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("renewed"),
+        "{}",
+        r.body
+    );
+}
+
+#[tokio::test]
+async fn affiliation_changed_makes_claims_stale_until_proofed_again() {
+    use broker::pki::{CertKind, RevocationReason};
+    let t = TestBroker::new().await;
+    let mut card = t.card("card");
+    let mut br = t.browser();
+    let tok = tokens(&t, &mut br, &mut card, &[]).await;
+    let at = tok["access_token"].as_str().unwrap().to_string();
+    assert!(br.get_bearer("/userinfo", &at).await.json()["name"].is_string());
+    // The person moves: J-LIS revokes the signature certificate (affiliationChanged).
+    let sign = card.sign_certificate_der("ABC123").unwrap();
+    t.demo_ca()
+        .revoke(
+            CertKind::Signature,
+            &serial_of(&sign),
+            RevocationReason::AffiliationChanged,
+            time::OffsetDateTime::now_utc(),
+        )
+        .unwrap();
+    t.clock.advance(time::Duration::seconds(61));
+    // A login for personal data re-checks the signature certificate: the claims become stale
+    // and proofing is asked for — and the revoked certificate cannot do it.
+    let mut b2 = t.browser();
+    let s = start_login(&mut b2, &auth_url(&[])).await;
+    let r = helper_answer_once(&mut b2, &s.helper_path, &mut card, "1234").await;
+    assert_eq!(r.json()["status"], "proofing_required", "{}", r.body);
+    let r = helper_answer_once(&mut b2, &s.helper_path, &mut card, "ABC123").await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert_eq!(r.json()["error"], "certificate_revoked");
+    assert!(
+        r.json()["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("basic information"),
+        "{}",
+        r.body
+    );
+    // Stale claims no longer leave, even on tokens issued before.
+    let ui = br.get_bearer("/userinfo", &at).await.json();
+    assert!(ui.get("name").is_none() && ui["sub"].is_string(), "{ui}");
+    // A login that asks for no personal data still works with the authentication card.
+    let mut b3 = t.browser();
+    let p = login_with_card(&mut b3, &mut card, &auth_url(&[("scope", "openid")])).await;
+    assert!(p.contains_key("code"));
+    // Proofing again with a new signature certificate makes the claims current again.
+    let mut renewed = t.card("renewed");
+    let ca = t.demo_ca();
+    ca.record_renewal(
+        CertKind::Signature,
+        &serial_of(&sign),
+        &serial_of(&renewed.sign_certificate_der("ABC123").unwrap()),
+    )
+    .unwrap();
+    ca.record_renewal(
+        CertKind::UserAuth,
+        &serial_of(&card.auth_certificate_der().unwrap()),
+        &serial_of(&renewed.auth_certificate_der().unwrap()),
+    )
+    .unwrap();
+    let tok = tokens(&t, &mut t.browser(), &mut renewed, &[]).await;
+    let ui = t
+        .browser()
+        .get_bearer("/userinfo", tok["access_token"].as_str().unwrap())
+        .await
+        .json();
+    assert!(ui["name"].is_string(), "{ui}");
+    assert_eq!(t.counts().await.accounts, 1);
+}

@@ -582,13 +582,11 @@ pub async fn card_submit(
         .account_by_cert(&cert.issuer, &cert.serial_hex)
         .await
         .map_err(internal)?;
-    if let Some(a) = &account {
-        facts.proofed = b
-            .store
-            .verified_claims(a)
-            .await
-            .map_err(internal)?
-            .is_some_and(|v| v.stale_since.is_none());
+    if let Some(a) = &account
+        && let Some(v) = b.store.verified_claims(a).await.map_err(internal)?
+        && v.stale_since.is_none()
+    {
+        facts.proofed = !signature_cert_revoked(b, &v).await?;
     }
     if crate::assurance::choose_acr(&policy, &facts, &[]).is_none() {
         // Fail-open was allowed, but no fail-open level fits these facts.
@@ -604,7 +602,11 @@ pub async fn card_submit(
     let needs_level = client
         .as_deref()
         .is_some_and(|c| requirement(&policy, c, &req).needs_proofing(&policy, &facts));
-    if !facts.proofed && (!policy.proofing.allow_unproofed || wants_identity || needs_level) {
+    // Proofing is asked for when a new account would be created without it (unless the
+    // policy allows unproofed accounts), or when the request needs it and the account's claims
+    // are missing or stale.
+    let new_unproofed = account.is_none() && !policy.proofing.allow_unproofed;
+    if new_unproofed || (!facts.proofed && (wants_identity || needs_level)) {
         let pending = PendingAuth {
             issuer: cert.issuer.clone(),
             serial: cert.serial_hex.clone(),
@@ -658,6 +660,73 @@ pub async fn card_submit(
     }
 }
 
+/// 現況確認: is the signature certificate behind an account's verified claims revoked now?
+/// If so the claims are marked stale (e.g. `affiliationChanged`: the person's basic
+/// information changed) and are not released until the person proofs again. Without an
+/// answer the claims stand (they were verified; the login itself was checked separately).
+async fn signature_cert_revoked(
+    b: &Broker,
+    v: &crate::store::VerifiedClaimsRecord,
+) -> Result<bool, CardLoginError> {
+    let (Some(issuer_cert_der), Ok(serial)) =
+        (b.anchor_der(&v.sign_anchor), hex::decode(&v.sign_serial))
+    else {
+        return Ok(false);
+    };
+    let cert = crate::revocation::CertRef {
+        anchor_label: v.sign_anchor.clone(),
+        issuer_cert_der,
+        serial,
+    };
+    match b.checker.check_ref(&cert).await {
+        Ok(ev) => match &ev.status {
+            crate::pki::CertStatus::Revoked { reason, .. } => {
+                let why = reason.map_or("unspecified", |r| r.as_str());
+                b.store
+                    .mark_claims_stale(&v.sign_issuer, &v.sign_serial, why, b.now())
+                    .await
+                    .map_err(internal)?;
+                tracing::info!(account = %v.account_id, reason = why, "verified claims are stale: the signature certificate was revoked");
+                Ok(true)
+            }
+            _ => Ok(false),
+        },
+        Err(e) => {
+            tracing::warn!(account = %v.account_id, error = %e, "cannot re-check the signature certificate; verified claims kept");
+            Ok(false)
+        }
+    }
+}
+
+/// The account of the certificate this one renews, following J-LIS-style link information
+/// (the demo CA's `links.json` in demo mode).
+async fn renewed_account(
+    b: &Broker,
+    kind: CertKind,
+    issuer: &str,
+    serial_hex: &str,
+) -> Result<Option<String>, CardLoginError> {
+    let Some(links) = b.demo_ca() else {
+        return Ok(None);
+    };
+    let mut serial = serial_hex.to_string();
+    for _ in 0..16 {
+        let Some(prev) = links.predecessor(kind, &serial) else {
+            return Ok(None);
+        };
+        if let Some(a) = b
+            .store
+            .account_by_cert(issuer, &prev)
+            .await
+            .map_err(internal)?
+        {
+            return Ok(Some(a));
+        }
+        serial = prev;
+    }
+    Ok(None)
+}
+
 /// Stage two: the signature certificate proofs the person; its basic four become the
 /// account's verified claims and both certificates are linked to the account.
 async fn proofing_stage(
@@ -684,7 +753,14 @@ async fn proofing_stage(
     }
     let claims = crate::authn::proofing::IdentityClaims::from(basic4);
     let evidence = crate::authn::proofing::ProofingEvidence::of(cert, b.clock.now());
+    let renewal_of = match renewed_account(b, CertKind::Signature, &cert.issuer, &cert.serial_hex)
+        .await?
+    {
+        Some(a) => Some(a),
+        None => renewed_account(b, CertKind::UserAuth, &pending.issuer, &pending.serial).await?,
+    };
     let p = crate::store::Proofing {
+        sign_anchor: cert.anchor_label.clone(),
         auth: CertLink {
             issuer: pending.issuer,
             serial: pending.serial,
@@ -700,7 +776,7 @@ async fn proofing_stage(
         claims_json: serde_json::to_string(&claims).map_err(internal)?,
         evidence_json: serde_json::to_string(&evidence).map_err(internal)?,
         facts_json: serde_json::to_string(&facts).map_err(internal)?,
-        renewal_of: None,
+        renewal_of,
     };
     match b
         .store

@@ -34,10 +34,19 @@ pub enum DemoCaError {
     Codec(String),
 }
 
-/// The demo CAs and their revocation database.
+/// A renewal: the new certificate of a person replaces the old one (J-LIS link information).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RenewalLink {
+    pub kind: CertKind,
+    pub old_serial_hex: String,
+    pub new_serial_hex: String,
+}
+
+/// The demo CAs, their revocation database and their renewal links.
 pub struct DemoCa {
     pki: DemoPki,
     db: PathBuf,
+    links: PathBuf,
 }
 
 impl DemoCa {
@@ -46,6 +55,7 @@ impl DemoCa {
         Ok(DemoCa {
             pki: DemoPki::load(dir)?,
             db: dir.join("revoked.json"),
+            links: dir.join("links.json"),
         })
     }
 
@@ -96,6 +106,44 @@ impl DemoCa {
         std::fs::write(&tmp, text).map_err(|e| self.db_err(e))?;
         std::fs::rename(&tmp, &self.db).map_err(|e| self.db_err(e))?;
         Ok(true)
+    }
+
+    /// Every recorded renewal.
+    pub fn renewals(&self) -> Result<Vec<RenewalLink>, DemoCaError> {
+        match std::fs::read(&self.links) {
+            Ok(b) => serde_json::from_slice(&b).map_err(|e| self.db_err(e)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(vec![]),
+            Err(e) => Err(self.db_err(e)),
+        }
+    }
+
+    /// Record that `new` (serial) renews `old` for certificates of `kind`.
+    pub fn record_renewal(
+        &self,
+        kind: CertKind,
+        old: &[u8],
+        new: &[u8],
+    ) -> Result<(), DemoCaError> {
+        let mut all = self.renewals()?;
+        all.push(RenewalLink {
+            kind,
+            old_serial_hex: hex::encode(old),
+            new_serial_hex: hex::encode(new),
+        });
+        let tmp = self.links.with_extension("json.tmp");
+        let text = serde_json::to_vec_pretty(&all).map_err(|e| self.db_err(e))?;
+        std::fs::write(&tmp, text).map_err(|e| self.db_err(e))?;
+        std::fs::rename(&tmp, &self.links).map_err(|e| self.db_err(e))?;
+        Ok(())
+    }
+
+    /// The serial the certificate `serial_hex` of `kind` renewed, if any.
+    pub fn predecessor(&self, kind: CertKind, serial_hex: &str) -> Option<String> {
+        self.renewals()
+            .ok()?
+            .into_iter()
+            .find(|l| l.kind == kind && l.new_serial_hex == serial_hex)
+            .map(|l| l.old_serial_hex)
     }
 
     fn status_of(&self, entries: &[RevokedEntry], kind: CertKind, serial: &[u8]) -> CertStatus {

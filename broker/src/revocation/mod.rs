@@ -22,6 +22,26 @@ pub mod fetch;
 
 pub use fetch::{Fetcher, HttpFetcher};
 
+/// What the checker needs of a certificate: its CA (trust-anchor label and certificate) and
+/// its serial. A validated certificate gives one; so does a stored (issuer, serial) pair.
+#[derive(Debug, Clone)]
+pub struct CertRef {
+    pub anchor_label: String,
+    pub issuer_cert_der: Arc<[u8]>,
+    /// Minimal big-endian serial bytes.
+    pub serial: Vec<u8>,
+}
+
+impl From<&ValidatedCert> for CertRef {
+    fn from(c: &ValidatedCert) -> CertRef {
+        CertRef {
+            anchor_label: c.anchor_label.clone(),
+            issuer_cert_der: c.issuer_cert_der.clone(),
+            serial: c.serial.clone(),
+        }
+    }
+}
+
 /// Operator settings (`[revocation]` in a policy file). Every window is in seconds.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
@@ -301,7 +321,7 @@ impl Checker {
     }
 
     /// The CertID of `cert`; the issuer's hashes are computed once per anchor (hot path).
-    fn key(&self, cert: &ValidatedCert) -> Result<(Key, CertId), RevocationError> {
+    fn key(&self, cert: &CertRef) -> Result<(Key, CertId), RevocationError> {
         let known = self
             .issuer_ids
             .read()
@@ -341,6 +361,11 @@ impl Checker {
 
     /// The revocation status of `cert` (already validated against its CA).
     pub async fn check(self: &Arc<Self>, cert: &ValidatedCert) -> Outcome {
+        self.check_ref(&CertRef::from(cert)).await
+    }
+
+    /// The revocation status of a certificate known by CA and serial (e.g. a stored one).
+    pub async fn check_ref(self: &Arc<Self>, cert: &CertRef) -> Outcome {
         let (key, id) = self.key(cert)?;
         let now = self.clock.now();
         if let Some(c) = self.fast.get(&key) {
@@ -402,7 +427,7 @@ impl Checker {
     }
 
     /// Ask upstream and wrap the outcome with its cache lifetime.
-    async fn fetch(&self, cert: &ValidatedCert, id: &CertId) -> Arc<Cached> {
+    async fn fetch(&self, cert: &CertRef, id: &CertId) -> Arc<Cached> {
         let outcome = self.fetch_outcome(cert, id).await;
         let now = self.clock.now();
         let max = time::Duration::seconds(self.policy.max_cache_seconds as i64);
@@ -428,7 +453,7 @@ impl Checker {
         })
     }
 
-    async fn fetch_outcome(&self, cert: &ValidatedCert, id: &CertId) -> Outcome {
+    async fn fetch_outcome(&self, cert: &CertRef, id: &CertId) -> Outcome {
         let Some(src) = self.sources.get(&cert.anchor_label) else {
             metrics::counter!("revocation_failures_total", "cause" => "no_source").increment(1);
             return Err(RevocationError::NoSources {
@@ -483,7 +508,7 @@ impl Checker {
     async fn ask_ocsp(
         &self,
         url: &str,
-        cert: &ValidatedCert,
+        cert: &CertRef,
         id: &CertId,
     ) -> Result<Evidence, (&'static str, String)> {
         let nonce = self
@@ -522,7 +547,7 @@ impl Checker {
     }
 
     /// The CRL at `loc`, loaded (once, however many ask at the same time) if absent or stale.
-    async fn crl(&self, loc: &str, cert: &ValidatedCert) -> Result<Arc<CrlIndex>, String> {
+    async fn crl(&self, loc: &str, cert: &CertRef) -> Result<Arc<CrlIndex>, String> {
         let now = self.clock.now();
         if let Some(c) = self.crls.read().unwrap_or_else(|e| e.into_inner()).get(loc)
             && c.index.next_update() > now

@@ -83,6 +83,8 @@ pub struct TxRecord {
 pub struct Proofing {
     pub auth: CertLink,
     pub sign: CertLink,
+    /// Trust-anchor label of the signature certificate.
+    pub sign_anchor: String,
     pub claims_json: String,
     pub evidence_json: String,
     pub facts_json: String,
@@ -99,6 +101,8 @@ pub struct VerifiedClaimsRecord {
     pub verified_at: i64,
     pub sign_issuer: String,
     pub sign_serial: String,
+    /// Label of the trust anchor that issued the signature certificate.
+    pub sign_anchor: String,
     pub stale_since: Option<i64>,
     pub stale_reason: Option<String>,
 }

@@ -295,12 +295,12 @@ impl Store for SqliteStore {
         }
         sqlx::query(
             "INSERT INTO verified_claims (account_id, claims_json, evidence_json, verified_at,
-               sign_issuer, sign_serial, stale_since, stale_reason)
-             VALUES (?,?,?,?,?,?,NULL,NULL)
+               sign_issuer, sign_serial, sign_anchor, stale_since, stale_reason)
+             VALUES (?,?,?,?,?,?,?,NULL,NULL)
              ON CONFLICT (account_id) DO UPDATE SET claims_json = excluded.claims_json,
                evidence_json = excluded.evidence_json, verified_at = excluded.verified_at,
                sign_issuer = excluded.sign_issuer, sign_serial = excluded.sign_serial,
-               stale_since = NULL, stale_reason = NULL",
+               sign_anchor = excluded.sign_anchor, stale_since = NULL, stale_reason = NULL",
         )
         .bind(&account_id)
         .bind(&p.claims_json)
@@ -308,6 +308,7 @@ impl Store for SqliteStore {
         .bind(now)
         .bind(&p.sign.issuer)
         .bind(&p.sign.serial)
+        .bind(&p.sign_anchor)
         .execute(&mut *db)
         .await?;
         sqlx::query(
@@ -340,6 +341,7 @@ impl Store for SqliteStore {
                 verified_at: r.try_get("verified_at")?,
                 sign_issuer: r.try_get("sign_issuer")?,
                 sign_serial: r.try_get("sign_serial")?,
+                sign_anchor: r.try_get("sign_anchor")?,
                 stale_since: r.try_get("stale_since")?,
                 stale_reason: r.try_get("stale_reason")?,
             })
