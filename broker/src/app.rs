@@ -52,9 +52,10 @@ impl Broker {
         metrics_handle();
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
-        let registry = Registry::load_dir(&config.relying_parties_dir)?;
+        let mut registry = Registry::load_dir(&config.relying_parties_dir)?;
         let policy = Policy::load_dir(&config.policies_dir)?;
         registry.check_against(&policy)?;
+        registry.restrict_claims(&policy);
         let trust = Arc::new(load_trust(&config, clock.now())?);
         let store: Arc<dyn Store> = Arc::new(
             crate::store::sqlite::SqliteStore::connect(&config.database_url)

@@ -291,3 +291,47 @@ async fn resource_server_demands_step_up_with_rfc9470() {
         .unwrap();
     assert_eq!(r.status(), 200);
 }
+
+const AGED: &str = r#"
+[[levels]]
+name = "aal1"
+acr = "aal1"
+
+[[levels]]
+name = "aal3"
+acr = "aal3"
+requires = { methods = ["jpki_user_auth"], hardware_key = true, user_verified = true, revocation_confirmed = true }
+max_session_age = 300
+
+[claim_release]
+other = ["name", "verified_claims"]
+"#;
+
+#[tokio::test]
+async fn session_age_per_level_and_claim_release_by_kind() {
+    let t = TestBroker::with_policy_files(&[], &[("assurance.toml", AGED)]).await;
+    let mut card = t.card("card");
+    let mut br = t.browser();
+    let p = login_with_card(&mut br, &mut card, &auth_url(&[("acr_values", "aal3")])).await;
+    let tok = redeem(&mut br, &p["code"]).await.json();
+    assert_eq!(acr_of(&tok), "aal3");
+    // The policy lets RPs of kind `other` (local-dev) receive the name only, whatever their
+    // registration lists: profile asked for name, birthdate and gender.
+    let ui = br
+        .get_bearer("/userinfo", tok["access_token"].as_str().unwrap())
+        .await
+        .json();
+    assert!(ui["name"].is_string(), "{ui}");
+    assert!(
+        ui.get("birthdate").is_none() && ui.get("gender").is_none(),
+        "{ui}"
+    );
+    // Past aal3's max_session_age the session reaches aal1 only: asking for aal3 logs in again…
+    t.clock.advance(time::Duration::seconds(301));
+    let r = br.get(&auth_url(&[("acr_values", "aal3")])).await;
+    assert!(r.location.unwrap().starts_with("/login/"));
+    // …and without a preference the same session gets in, stating what it still reaches.
+    let r = br.get(&auth_url(&[])).await;
+    let tok = redeem(&mut br, &r.redirect_params()["code"]).await.json();
+    assert_eq!(acr_of(&tok), "aal1");
+}

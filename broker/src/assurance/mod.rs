@@ -17,6 +17,14 @@ pub fn meets(policy: &Policy, facts: &AuthFacts, level: &Level) -> bool {
             || policy.revocation.fail_open_levels.contains(&level.name))
 }
 
+/// `meets`, and the session is young enough for the level's `max_session_age` at `now`.
+pub fn meets_at(policy: &Policy, facts: &AuthFacts, level: &Level, now: i64) -> bool {
+    meets(policy, facts, level)
+        && level
+            .max_session_age
+            .is_none_or(|m| now - facts.auth_time <= m)
+}
+
 /// The acr to state for a session with `facts`, given the (voluntary) `acr_values` of the
 /// request: the first requested value the facts meet, else the highest level met.
 pub fn choose_acr<'p>(
@@ -46,6 +54,7 @@ mod tests {
                     name: "low".into(),
                     acr: "aal1".into(),
                     requires: Requirements::default(),
+                    max_session_age: None,
                 },
                 Level {
                     name: "high".into(),
@@ -57,6 +66,7 @@ mod tests {
                         revocation_confirmed: true,
                         proofed: false,
                     },
+                    max_session_age: None,
                 },
             ],
             ..Default::default()
@@ -180,10 +190,15 @@ impl Requirement {
     }
 
     /// The level to state for `facts`, or why none fits.
-    pub fn select<'p>(&self, policy: &'p Policy, facts: &AuthFacts) -> Result<&'p Level, String> {
+    pub fn select<'p>(
+        &self,
+        policy: &'p Policy,
+        facts: &AuthFacts,
+        now: i64,
+    ) -> Result<&'p Level, String> {
         self.acceptable(policy)
             .into_iter()
-            .find(|l| meets(policy, facts, l))
+            .find(|l| meets_at(policy, facts, l, now))
             .ok_or_else(|| {
                 if !self.essential.is_empty() {
                     format!(
@@ -201,8 +216,8 @@ impl Requirement {
 
     /// Would a new authentication be needed for `facts` — the session falls short of what is
     /// required or of the first (preferred) voluntary acr value?
-    pub fn wants_step_up(&self, policy: &Policy, facts: &AuthFacts) -> bool {
-        if self.select(policy, facts).is_err() {
+    pub fn wants_step_up(&self, policy: &Policy, facts: &AuthFacts, now: i64) -> bool {
+        if self.select(policy, facts, now).is_err() {
             return true;
         }
         match self
@@ -210,14 +225,14 @@ impl Requirement {
             .first()
             .and_then(|a| policy.levels.iter().find(|l| &l.acr == a))
         {
-            Some(preferred) => !meets(policy, facts, preferred),
+            Some(preferred) => !meets_at(policy, facts, preferred, now),
             None => false,
         }
     }
 
     /// Would proofing the account turn `facts` into ones that meet the request (when they do
     /// not already)? The preferred voluntary acr counts as the request when there is one.
-    pub fn needs_proofing(&self, policy: &Policy, facts: &AuthFacts) -> bool {
+    pub fn needs_proofing(&self, policy: &Policy, facts: &AuthFacts, now: i64) -> bool {
         let acc = self.acceptable(policy);
         let strict = if !self.essential.is_empty() {
             acc
@@ -235,7 +250,7 @@ impl Requirement {
             proofed: true,
             ..facts.clone()
         };
-        !strict.iter().any(|l| meets(policy, facts, l))
-            && strict.iter().any(|l| meets(policy, &proofed, l))
+        !strict.iter().any(|l| meets_at(policy, facts, l, now))
+            && strict.iter().any(|l| meets_at(policy, &proofed, l, now))
     }
 }

@@ -94,7 +94,7 @@ pub async fn authorize(
     let usable = session.filter(|(_, f)| {
         !req.prompt_login
             && req.max_age.is_none_or(|m| now - f.auth_time <= m)
-            && !need.wants_step_up(&policy, f)
+            && !need.wants_step_up(&policy, f, now)
     });
     let fail = |e: OAuthError| {
         Ok(AuthorizeOutcome::Redirect(authorize::error_redirect(
@@ -232,7 +232,7 @@ pub async fn issue_code(
     facts: &AuthFacts,
 ) -> Result<String, OAuthError> {
     let policy = b.policy();
-    let acr = match requirement(&policy, client, req).select(&policy, facts) {
+    let acr = match requirement(&policy, client, req).select(&policy, facts, b.now()) {
         Ok(l) => Some(l.acr.clone()),
         Err(why) => {
             return Ok(authorize::error_redirect(
@@ -601,7 +601,7 @@ pub async fn card_submit(
         .is_some_and(|c| super::claims::wants_identity(c, &req));
     let needs_level = client
         .as_deref()
-        .is_some_and(|c| requirement(&policy, c, &req).needs_proofing(&policy, &facts));
+        .is_some_and(|c| requirement(&policy, c, &req).needs_proofing(&policy, &facts, now));
     // Proofing is asked for when a new account would be created without it (unless the
     // policy allows unproofed accounts), or when the request needs it and the account's claims
     // are missing or stale.

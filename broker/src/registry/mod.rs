@@ -209,6 +209,28 @@ impl Registry {
         self.clients.values()
     }
 
+    /// Narrow every client's releasable claims to its kind's `[claim_release]` in the policy
+    /// (registration ∩ policy). Logs what a registration asked for beyond the policy.
+    pub fn restrict_claims(&mut self, policy: &policy::Policy) {
+        for c in self.clients.values_mut() {
+            let Some(allowed) = policy.claim_release.get(&c.kind) else {
+                continue;
+            };
+            let dropped: Vec<String> = c
+                .claims
+                .iter()
+                .filter(|x| !allowed.contains(x))
+                .cloned()
+                .collect();
+            if !dropped.is_empty() {
+                tracing::warn!(client = %c.client_id, kind = ?c.kind, dropped = ?dropped, "policy claim_release withholds claims the registration lists");
+                let mut narrowed = (**c).clone();
+                narrowed.claims.retain(|x| allowed.contains(x));
+                *c = Arc::new(narrowed);
+            }
+        }
+    }
+
     /// Cross-check against the policy: every `min_acr` must be a level's acr.
     pub fn check_against(&self, policy: &policy::Policy) -> Result<(), FileError> {
         for c in self.clients.values() {

@@ -13,6 +13,9 @@ pub struct Level {
     /// The `acr` value put in ID tokens and accepted in `acr_values`.
     pub acr: String,
     pub requires: Requirements,
+    /// A session older than this (seconds since the authentication) no longer reaches the
+    /// level: asking for it again means authenticating again.
+    pub max_session_age: Option<i64>,
 }
 
 /// What a session's facts must show to reach a level. Every set field must hold.
@@ -62,6 +65,8 @@ struct RawPolicyFile {
     proofing: Option<ProofingPolicy>,
     /// The lowest level (acr) per kind of relying party.
     minimums: Option<Spanned<std::collections::BTreeMap<super::RpKind, String>>>,
+    /// Which claims each kind of relying party may receive at most.
+    claim_release: Option<Spanned<std::collections::BTreeMap<super::RpKind, Vec<String>>>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -71,6 +76,7 @@ struct RawLevel {
     acr: String,
     #[serde(default)]
     requires: Requirements,
+    max_session_age: Option<i64>,
 }
 
 /// Methods the broker implements; a policy naming another is refused.
@@ -86,6 +92,9 @@ pub struct Policy {
     pub proofing: ProofingPolicy,
     /// The lowest level (acr) each kind of relying party gets (`[minimums]`).
     pub minimums: std::collections::BTreeMap<super::RpKind, String>,
+    /// The most each kind of relying party may receive (`[claim_release]`); a kind not
+    /// listed is limited by its registrations only.
+    pub claim_release: std::collections::BTreeMap<super::RpKind, Vec<String>>,
     pub sources: Vec<PathBuf>,
 }
 
@@ -173,14 +182,40 @@ impl Policy {
                     )));
                 }
             }
+            if l.max_session_age.is_some_and(|m| m <= 0) {
+                return Err(err(format!(
+                    "level `{}`: max_session_age must be a positive number of seconds",
+                    l.name
+                )));
+            }
             self.levels.push(Level {
                 name: l.name,
                 acr: l.acr,
                 requires: l.requires,
+                max_session_age: l.max_session_age,
             });
         }
         if let Some(p) = raw.proofing {
             self.proofing = p;
+        }
+        if let Some(c) = raw.claim_release {
+            let line = line_of(text, c.span().start);
+            for (kind, claims) in c.into_inner() {
+                if let Some(bad) = claims
+                    .iter()
+                    .find(|c| !super::SUPPORTED_CLAIMS.contains(&c.as_str()))
+                {
+                    return Err(FileError {
+                        file: file.to_path_buf(),
+                        line,
+                        reason: format!(
+                            "claim_release for {kind:?} names unknown claim `{bad}` (known: {})",
+                            super::SUPPORTED_CLAIMS.join(", ")
+                        ),
+                    });
+                }
+                self.claim_release.insert(kind, claims);
+            }
         }
         if let Some(m) = raw.minimums {
             let line = line_of(text, m.span().start);

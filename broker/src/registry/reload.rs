@@ -36,9 +36,10 @@ pub struct ReloadOutcome {
 /// Load `relying_parties_dir` and `policies_dir` and, only if both are valid, swap them in.
 /// On error nothing changes and the first broken file is returned (`file:line: reason`).
 pub fn reload(broker: &Broker) -> Result<ReloadOutcome, FileError> {
-    let registry = Registry::load_dir(&broker.config.relying_parties_dir)?;
+    let mut registry = Registry::load_dir(&broker.config.relying_parties_dir)?;
     let policy = Policy::load_dir(&broker.config.policies_dir)?;
     registry.check_against(&policy)?;
+    registry.restrict_claims(&policy);
     let outcome = ReloadOutcome {
         relying_parties: registry.len(),
         levels: policy.levels.len(),
