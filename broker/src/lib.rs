@@ -13,4 +13,5 @@ pub mod oidc;
 pub mod pki;
 pub mod registry;
 pub mod revocation;
+pub mod signatures;
 pub mod store;

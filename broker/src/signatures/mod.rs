@@ -1,0 +1,1 @@
+//! Verification of documents signed with the card's signature certificate (banks' API).
