@@ -560,6 +560,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         let mut every = tokio::time::interval(std::time::Duration::from_secs(300));
         loop {
             every.tick().await;
+            if let Err(e) = purger.store.purge_verifications(purger.now()).await {
+                tracing::warn!(error = %e, "purging expired verification records failed");
+            }
             match purger.store.purge_expired(purger.now() - 3600).await {
                 Ok(n) if n > 0 => tracing::info!(rows = n, "purged expired records"),
                 Ok(_) => {}

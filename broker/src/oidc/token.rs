@@ -183,7 +183,9 @@ pub struct TokenResponse {
     pub access_token: String,
     pub token_type: String,
     pub expires_in: i64,
-    pub id_token: String,
+    /// Absent for client_credentials (no person is involved).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refresh_token: Option<String>,
     pub scope: String,
@@ -305,6 +307,7 @@ pub async fn token(
             })?;
             code_grant(b, &client, code, redirect_uri, verifier).await
         }
+        "client_credentials" => client_credentials(b, &client, get("scope")),
         "refresh_token" => {
             if !client.allows_grant(GrantType::RefreshToken) {
                 return Err(OAuthError::unauthorized_client(
@@ -495,6 +498,63 @@ async fn refresh_grant(
     ))
 }
 
+/// Scopes for APIs rather than people, granted by client_credentials to RPs whose registration
+/// lists them in `permissions`.
+pub const API_SCOPES: &[&str] = &["signatures:verify"];
+
+/// client_credentials (RFC 6749 §4.4): an access token for the broker's own APIs. Only
+/// confidential clients, only the API scopes their registration permits.
+fn client_credentials(
+    b: &Broker,
+    client: &Client,
+    scope: Option<&str>,
+) -> Result<TokenResponse, OAuthError> {
+    if client.is_public() {
+        return Err(OAuthError::unauthorized_client(
+            "public clients cannot use client_credentials",
+        ));
+    }
+    let asked: Vec<&str> = scope.unwrap_or("").split_whitespace().collect();
+    if asked.is_empty() {
+        return Err(OAuthError::invalid_scope(format!(
+            "scope is required: one of {}",
+            API_SCOPES.join(", ")
+        )));
+    }
+    if let Some(bad) = asked
+        .iter()
+        .find(|s| !API_SCOPES.contains(s) || !client.permissions.iter().any(|p| p == *s))
+    {
+        return Err(OAuthError::invalid_scope(format!(
+            "scope `{bad}` is not permitted for client `{}`",
+            client.client_id
+        )));
+    }
+    let now = b.now();
+    let lt = b.config.lifetimes;
+    let scope = asked.join(" ");
+    let at = json!({
+        "iss": b.issuer(),
+        "sub": client.client_id,
+        "aud": b.issuer(),
+        "client_id": client.client_id,
+        "iat": now,
+        "exp": now + lt.access_token,
+        "jti": crate::clock::random_id(),
+        "scope": scope,
+    });
+    Ok(TokenResponse {
+        access_token: b
+            .keys
+            .sign(crate::registry::SigAlg::ES256, Some("at+jwt"), &at),
+        token_type: "Bearer".into(),
+        expires_in: lt.access_token,
+        id_token: None,
+        refresh_token: None,
+        scope,
+    })
+}
+
 /// Sign the access token (RFC 9068, ES256) and the ID token (the client's algorithm).
 fn mint(
     b: &Broker,
@@ -552,7 +612,7 @@ fn mint(
         access_token,
         token_type: "Bearer".into(),
         expires_in: lt.access_token,
-        id_token,
+        id_token: Some(id_token),
         refresh_token,
         scope,
     }
@@ -570,10 +630,14 @@ pub async fn check_access_token(b: &Broker, token: &str) -> Result<LiveAccessTok
         .keys
         .verify_access_token(token, b.issuer())
         .ok_or_else(|| OAuthError::invalid_token("the access token is invalid or expired"))?;
-    let gid = claims["gid"].as_str().unwrap_or_default();
-    let grant = b.store.get_grant(gid).await?;
-    if grant.is_none_or(|g| g.revoked_at.is_some()) {
-        return Err(OAuthError::invalid_token("the access token was revoked"));
+    // Tokens for people carry their grant; client_credentials tokens have none.
+    if let Some(gid) = claims["gid"].as_str() {
+        let grant = b.store.get_grant(gid).await?;
+        if grant.is_none_or(|g| g.revoked_at.is_some()) {
+            return Err(OAuthError::invalid_token("the access token was revoked"));
+        }
+    } else if claims["sub"] != claims["client_id"] {
+        return Err(OAuthError::invalid_token("the access token is invalid"));
     }
     if b.store
         .is_jti_revoked(claims["jti"].as_str().unwrap_or_default())

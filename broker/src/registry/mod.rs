@@ -115,6 +115,10 @@ pub struct Client {
     pub grant_types: Vec<GrantType>,
     /// The lowest level (acr) this RP accepts; checked against the policy at start/reload.
     pub min_acr: Option<String>,
+    /// API scopes this client may obtain with client_credentials (e.g. `signatures:verify`).
+    pub permissions: Vec<String>,
+    /// Requests per second to the broker's APIs (None: the policy's default).
+    pub api_rate_per_second: Option<u32>,
     /// File it came from (for messages).
     pub source: PathBuf,
 }
@@ -151,6 +155,9 @@ struct RawClient {
     #[serde(default = "default_grants")]
     grant_types: Vec<GrantType>,
     min_acr: Option<String>,
+    #[serde(default = "no_claims")]
+    permissions: Spanned<Vec<String>>,
+    api_rate_per_second: Option<u32>,
 }
 
 fn default_scopes() -> Spanned<Vec<String>> {
@@ -501,6 +508,23 @@ pub fn parse_client(file: &Path, text: &str) -> Result<Client, FileError> {
         ));
     }
 
+    for p in raw.permissions.get_ref() {
+        if !crate::oidc::token::API_SCOPES.contains(&p.as_str()) {
+            return Err(err(
+                raw.permissions.span(),
+                format!(
+                    "permission `{p}` is not an API scope of the broker ({})",
+                    crate::oidc::token::API_SCOPES.join(", ")
+                ),
+            ));
+        }
+        if method == AuthMethod::None {
+            return Err(err(
+                raw.permissions.span(),
+                "a public client (token_endpoint_auth_method = \"none\") cannot hold API permissions".into(),
+            ));
+        }
+    }
     let display_name = raw.display_name.into_inner();
     Ok(Client {
         client_id: raw.client_id.into_inner(),
@@ -518,6 +542,8 @@ pub fn parse_client(file: &Path, text: &str) -> Result<Client, FileError> {
         id_token_alg: raw.id_token_signed_response_alg,
         grant_types: raw.grant_types,
         min_acr: raw.min_acr,
+        permissions: raw.permissions.into_inner(),
+        api_rate_per_second: raw.api_rate_per_second,
         source: file.to_path_buf(),
     })
 }

@@ -34,6 +34,31 @@ pub struct Requirements {
     pub proofed: bool,
 }
 
+/// The signature-verification API (`[signatures]`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SignaturesPolicy {
+    /// How long verification records are kept (犯収法: seven years from the transaction).
+    pub retention_days: i64,
+    /// Requests per second per client (a client's `api_rate_per_second` overrides it).
+    pub rate_per_second: u32,
+    /// Items in one batch request.
+    pub max_batch: usize,
+    /// Largest request body.
+    pub max_body_bytes: usize,
+}
+
+impl Default for SignaturesPolicy {
+    fn default() -> Self {
+        SignaturesPolicy {
+            retention_days: 7 * 366,
+            rate_per_second: 200,
+            max_batch: 1000,
+            max_body_bytes: 16 * 1024 * 1024,
+        }
+    }
+}
+
 /// Identity proofing (`[proofing]`).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -63,6 +88,7 @@ struct RawPolicyFile {
     levels: Vec<Spanned<RawLevel>>,
     revocation: Option<Spanned<crate::revocation::RevocationPolicy>>,
     proofing: Option<ProofingPolicy>,
+    signatures: Option<SignaturesPolicy>,
     /// The lowest level (acr) per kind of relying party.
     minimums: Option<Spanned<std::collections::BTreeMap<super::RpKind, String>>>,
     /// Which claims each kind of relying party may receive at most.
@@ -88,6 +114,8 @@ pub struct Policy {
     pub levels: Vec<Level>,
     /// Revocation checking (`[revocation]`, in one file at most).
     pub revocation: crate::revocation::RevocationPolicy,
+    /// The signature-verification API (`[signatures]`).
+    pub signatures: SignaturesPolicy,
     /// Identity proofing (`[proofing]`).
     pub proofing: ProofingPolicy,
     /// The lowest level (acr) each kind of relying party gets (`[minimums]`).
@@ -197,6 +225,9 @@ impl Policy {
         }
         if let Some(p) = raw.proofing {
             self.proofing = p;
+        }
+        if let Some(sg) = raw.signatures {
+            self.signatures = sg;
         }
         if let Some(c) = raw.claim_release {
             let line = line_of(text, c.span().start);

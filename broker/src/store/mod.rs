@@ -107,6 +107,21 @@ pub struct VerifiedClaimsRecord {
     pub stale_reason: Option<String>,
 }
 
+/// One signature verification, as kept for the retention period.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerificationRecord {
+    pub id: String,
+    pub client_id: String,
+    pub document_sha256: Option<String>,
+    pub verdict: String,
+    pub reasons_json: String,
+    pub cert_issuer: Option<String>,
+    pub cert_serial: Option<String>,
+    pub revocation_json: Option<String>,
+    pub created_at: i64,
+    pub retain_until: i64,
+}
+
 /// A certificate to link to an account on a successful card login.
 #[derive(Debug, Clone)]
 pub struct CertLink {
@@ -198,6 +213,7 @@ pub struct Counts {
     pub refresh_tokens: i64,
     pub consents: i64,
     pub verified_claims: i64,
+    pub signature_verifications: i64,
 }
 
 #[async_trait]
@@ -295,6 +311,12 @@ pub trait Store: Send + Sync + 'static {
     async fn secret(&self, name: &str, candidate: &str) -> Result<String>;
 
     async fn counts(&self) -> Result<Counts>;
+
+    /// Record verifications (one database transaction for a batch).
+    async fn insert_verifications(&self, records: &[VerificationRecord]) -> Result<()>;
+    async fn get_verification(&self, id: &str) -> Result<Option<VerificationRecord>>;
+    /// Delete verification records whose retention ended before `before`.
+    async fn purge_verifications(&self, before: i64) -> Result<u64>;
 
     /// Delete what expired before `before`: transactions, codes, sessions, refresh tokens,
     /// revoked-token markers. Returns the number of rows deleted.

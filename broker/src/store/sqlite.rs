@@ -688,7 +688,8 @@ impl Store for SqliteStore {
                     (SELECT COUNT(*) FROM grants) AS grants,
                     (SELECT COUNT(*) FROM refresh_tokens) AS refresh_tokens,
                     (SELECT COUNT(*) FROM consents) AS consents,
-                    (SELECT COUNT(*) FROM verified_claims) AS verified_claims",
+                    (SELECT COUNT(*) FROM verified_claims) AS verified_claims,
+                    (SELECT COUNT(*) FROM signature_verifications) AS signature_verifications",
         )
         .fetch_one(&self.pool)
         .await?;
@@ -701,6 +702,7 @@ impl Store for SqliteStore {
             refresh_tokens: row.try_get("refresh_tokens")?,
             consents: row.try_get("consents")?,
             verified_claims: row.try_get("verified_claims")?,
+            signature_verifications: row.try_get("signature_verifications")?,
         })
     }
 
@@ -720,5 +722,62 @@ impl Store for SqliteStore {
                 .rows_affected();
         }
         Ok(n)
+    }
+
+    async fn insert_verifications(&self, records: &[VerificationRecord]) -> Result<()> {
+        let mut db = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        for r in records {
+            sqlx::query(
+                "INSERT INTO signature_verifications (id, client_id, document_sha256, verdict,
+                   reasons_json, cert_issuer, cert_serial, revocation_json, created_at, retain_until)
+                 VALUES (?,?,?,?,?,?,?,?,?,?)",
+            )
+            .bind(&r.id)
+            .bind(&r.client_id)
+            .bind(&r.document_sha256)
+            .bind(&r.verdict)
+            .bind(&r.reasons_json)
+            .bind(&r.cert_issuer)
+            .bind(&r.cert_serial)
+            .bind(&r.revocation_json)
+            .bind(r.created_at)
+            .bind(r.retain_until)
+            .execute(&mut *db)
+            .await?;
+        }
+        db.commit().await?;
+        Ok(())
+    }
+
+    async fn get_verification(&self, id: &str) -> Result<Option<VerificationRecord>> {
+        let row = sqlx::query("SELECT * FROM signature_verifications WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| {
+            Ok(VerificationRecord {
+                id: r.try_get("id")?,
+                client_id: r.try_get("client_id")?,
+                document_sha256: r.try_get("document_sha256")?,
+                verdict: r.try_get("verdict")?,
+                reasons_json: r.try_get("reasons_json")?,
+                cert_issuer: r.try_get("cert_issuer")?,
+                cert_serial: r.try_get("cert_serial")?,
+                revocation_json: r.try_get("revocation_json")?,
+                created_at: r.try_get("created_at")?,
+                retain_until: r.try_get("retain_until")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn purge_verifications(&self, before: i64) -> Result<u64> {
+        Ok(
+            sqlx::query("DELETE FROM signature_verifications WHERE retain_until < ?")
+                .bind(before)
+                .execute(&self.pool)
+                .await?
+                .rows_affected(),
+        )
     }
 }
