@@ -25,8 +25,38 @@ pub struct Broker {
     demo_ca: Option<Arc<crate::revocation::demo_ca::DemoCa>>,
     /// SHA-256 of the operator's admin token (`data_dir/admin.token`).
     admin_token_sha256: [u8; 32],
+    /// Per-client rate limits of the broker's APIs.
+    pub rate_limits: RateLimits,
     /// Server MAC key: pairwise subjects and helper-link derivation (separate labels).
     mac_key: aws_lc_rs::hmac::Key,
+}
+
+type Limiter = governor::DefaultDirectRateLimiter;
+
+/// Per-client token buckets (GCRA), created on first use with the client's rate.
+#[derive(Default)]
+pub struct RateLimits {
+    buckets: std::sync::Mutex<std::collections::HashMap<(String, u32), Arc<Limiter>>>,
+}
+
+impl RateLimits {
+    /// May `client` make one more request at `per_second`?
+    pub fn allow(&self, client: &str, per_second: u32) -> bool {
+        let rate =
+            std::num::NonZeroU32::new(per_second.max(1)).unwrap_or(std::num::NonZeroU32::MIN);
+        let l = self
+            .buckets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry((client.to_string(), rate.get()))
+            .or_insert_with(|| {
+                Arc::new(governor::RateLimiter::direct(governor::Quota::per_second(
+                    rate,
+                )))
+            })
+            .clone();
+        l.check().is_ok()
+    }
 }
 
 /// Make jsonwebtoken use aws-lc-rs (it panics on first use otherwise when features collide).
@@ -99,6 +129,7 @@ impl Broker {
             checker,
             demo_ca,
             admin_token_sha256,
+            rate_limits: RateLimits::default(),
             mac_key,
         }))
     }

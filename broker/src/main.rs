@@ -160,6 +160,21 @@ enum CardCmd {
         #[arg(long, default_value = "ABC123")]
         sign_pin: String,
     },
+    /// Sign a file with the card's signature key, as a phone app would: writes a CMS SignedData
+    /// (DER) to --out, or base64 to stdout.
+    Sign {
+        #[arg(long)]
+        card: PathBuf,
+        /// The signature PIN (6–16 of A–Z, 0–9).
+        #[arg(long)]
+        pin: String,
+        /// Leave the content out of the CMS (detached signature).
+        #[arg(long)]
+        detached: bool,
+        #[arg(long)]
+        out: Option<PathBuf>,
+        file: PathBuf,
+    },
     /// Play browser and card helper from an authorization URL; print the final redirect.
     Login {
         #[arg(long)]
@@ -387,6 +402,42 @@ async fn card(config: Option<&Path>, cmd: CardCmd) -> anyhow::Result<()> {
                 &sign_pin,
             )?;
             println!("imported a virtual card into {}", out.display());
+            Ok(())
+        }
+        CardCmd::Sign {
+            card,
+            pin,
+            detached,
+            out,
+            file,
+        } => {
+            let content =
+                std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let mut vc = broker::card::VirtualCard::open(&card)?;
+            let cms = broker::signatures::sign(
+                &mut vc,
+                &pin,
+                &content,
+                detached,
+                time::OffsetDateTime::now_utc(),
+            )
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+            match out {
+                Some(o) => {
+                    std::fs::write(&o, &cms)
+                        .with_context(|| format!("cannot write {}", o.display()))?;
+                    eprintln!(
+                        "wrote {} ({} bytes, {})",
+                        o.display(),
+                        cms.len(),
+                        if detached { "detached" } else { "attached" }
+                    );
+                }
+                None => {
+                    use base64::Engine;
+                    println!("{}", base64::engine::general_purpose::STANDARD.encode(&cms));
+                }
+            }
             Ok(())
         }
         CardCmd::Login {

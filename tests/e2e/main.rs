@@ -949,3 +949,62 @@ fn policy_reload_under_load_on_file_change_and_sighup_keeps_serving() {
     );
     assert!(!log.contains("panicked"), "{log}");
 }
+
+/// `broker card sign` makes a CMS that openssl (an independent verifier) accepts, and the
+/// broker's own API says valid — attached and detached.
+#[test]
+fn card_sign_cms_verifies_with_openssl() {
+    let s = Server::start();
+    let card = s.issue_card("card");
+    let doc = s.dir.path().join("doc.txt");
+    std::fs::write(&doc, "申込書: 口座開設\n").unwrap();
+    let ca = s.dir.path().join("data/demo-pki/sign-ca.crt.pem");
+    for detached in [false, true] {
+        let out = s.dir.path().join(format!("doc-{detached}.p7s"));
+        let mut args = vec![
+            "card",
+            "sign",
+            "--card",
+            card.to_str().unwrap(),
+            "--pin",
+            "ABC123",
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        if detached {
+            args.push("--detached");
+        }
+        args.push(doc.to_str().unwrap());
+        let o = s.cli(&args);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let mut v = Command::new("openssl");
+        v.args([
+            "cms", "-verify", "-binary", "-inform", "DER", "-purpose", "any", "-in",
+        ])
+        .arg(&out)
+        .arg("-CAfile")
+        .arg(&ca)
+        .args(["-out", "/dev/null"]);
+        if detached {
+            v.arg("-content").arg(&doc);
+        }
+        let o = v.output().unwrap();
+        assert!(
+            o.status.success(),
+            "openssl: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(String::from_utf8_lossy(&o.stderr).contains("Verification successful"));
+    }
+    // A wrong PIN signs nothing.
+    let o = s.cli(&[
+        "card",
+        "sign",
+        "--card",
+        card.to_str().unwrap(),
+        "--pin",
+        "WRONG1",
+        doc.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+}

@@ -14,6 +14,7 @@ mod login;
 mod oauth;
 pub mod pages;
 pub mod revocation;
+mod signatures;
 
 pub use error::ApiError;
 
@@ -38,6 +39,20 @@ pub fn app(broker: Arc<Broker>) -> Router {
         }),
         _ => Router::new(),
     };
+    // The signature API takes larger bodies (batches) than the OAuth endpoints.
+    let api = Router::new()
+        .route(
+            "/api/v1/signatures/verify",
+            axum::routing::post(signatures::verify),
+        )
+        .route(
+            "/api/v1/signatures/verify-batch",
+            axum::routing::post(signatures::verify_batch),
+        )
+        .layer(axum::extract::DefaultBodyLimit::max(
+            broker.policy().signatures.max_body_bytes,
+        ))
+        .with_state(AppState(broker.clone()));
     Router::new()
         .route("/", get(login::index))
         .route("/healthz", get(|| async { "ok" }))
@@ -66,14 +81,16 @@ pub fn app(broker: Arc<Broker>) -> Router {
             get(card::challenge).post(card::respond),
         )
         .route("/metrics", get(revocation::metrics))
+        .route("/api/v1/openapi.json", get(signatures::openapi))
         .route(
             "/admin/revocation/purge",
             axum::routing::post(revocation::purge),
         )
-        .with_state(AppState(broker))
+        .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
+        .with_state(AppState(broker.clone()))
+        .merge(api)
         .merge(demo)
         .layer(axum::middleware::map_response(security_headers))
-        .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
 }
 
 async fn security_headers(mut res: Response) -> Response {
