@@ -5,14 +5,12 @@
 //! Run: `cargo run --release --example bench_signatures`
 
 use broker::app::Broker;
-use broker::clock::{SystemClock, sha256};
+use broker::clock::SystemClock;
 use broker::config::Config;
 use std::collections::HashMap;
 use std::future::IntoFuture;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-const SECRET: &str = "bench-secret-0123456789abcdef0123";
 
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -27,11 +25,22 @@ async fn run() {
     let dir = tempfile::tempdir().unwrap();
     let rps = dir.path().join("rps");
     std::fs::create_dir(&rps).unwrap();
+    // The bank's key for private_key_jwt.
+    use aws_lc_rs::signature::{self, EcdsaKeyPair, KeyPair};
+    let rng = aws_lc_rs::rand::SystemRandom::new();
+    let pkcs8 =
+        EcdsaKeyPair::generate_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+    let kp = EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref())
+        .unwrap();
+    let pt = kp.public_key().as_ref();
+    let (x, y) = (
+        broker::clock::b64url(&pt[1..33]),
+        broker::clock::b64url(&pt[33..65]),
+    );
     std::fs::write(
         rps.join("bench.toml"),
         format!(
-            "client_id = \"bench\"\ndisplay_name = \"Bench\"\nkind = \"bank\"\nredirect_uris = [\"https://bench.example.jp/cb\"]\ntoken_endpoint_auth_method = \"client_secret_basic\"\nclient_secret_sha256 = \"{}\"\nscopes = [\"openid\"]\npermissions = [\"signatures:verify\"]\napi_rate_per_second = 1000000\n",
-            hex::encode(sha256(SECRET.as_bytes()))
+            "client_id = \"bench\"\ndisplay_name = \"Bench\"\nkind = \"bank\"\nredirect_uris = [\"https://bench.example.jp/cb\"]\ntoken_endpoint_auth_method = \"private_key_jwt\"\nscopes = [\"openid\"]\npermissions = [\"signatures:verify\"]\napi_rate_per_second = 1000000\n[jwks]\nkeys = [{{ kty = \"EC\", crv = \"P-256\", alg = \"ES256\", use = \"sig\", kid = \"k1\", x = \"{x}\", y = \"{y}\" }}]\n"
         ),
     )
     .unwrap();
@@ -83,12 +92,26 @@ async fn run() {
     let cms_b64 = base64::engine::general_purpose::STANDARD.encode(&cms);
 
     let http = reqwest::Client::new();
+    broker::app::install_crypto_provider();
+    let now_s = time::OffsetDateTime::now_utc().unix_timestamp();
+    let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+    h.kid = Some("k1".into());
+    let assertion = jsonwebtoken::encode(
+        &h,
+        &serde_json::json!({"iss": "bench", "sub": "bench", "aud": format!("http://localhost:{port}/token"), "exp": now_s + 60, "iat": now_s}),
+        &jsonwebtoken::EncodingKey::from_ec_der(pkcs8.as_ref()),
+    )
+    .unwrap();
     let tok: serde_json::Value = http
         .post(format!("{base}/token"))
-        .basic_auth("bench", Some(SECRET))
         .form(&[
             ("grant_type", "client_credentials"),
             ("scope", "signatures:verify"),
+            (
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            ),
+            ("client_assertion", assertion.as_str()),
         ])
         .send()
         .await

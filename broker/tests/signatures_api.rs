@@ -9,16 +9,36 @@ use broker::clock::{b64url, sha256};
 use common::*;
 use serde_json::{Value, json};
 
-const SECRET_V: &str = "verifier-secret-0123456789abcdef";
+/// The banks' key (private_key_jwt), made once.
+fn bank_key() -> &'static (Vec<u8>, Value) {
+    use aws_lc_rs::signature::{self, EcdsaKeyPair, KeyPair};
+    static K: std::sync::OnceLock<(Vec<u8>, Value)> = std::sync::OnceLock::new();
+    K.get_or_init(|| {
+        let rng = aws_lc_rs::rand::SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+            .unwrap();
+        let kp =
+            EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref())
+                .unwrap();
+        let p = kp.public_key().as_ref();
+        let jwk = json!({"x": b64url(&p[1..33]), "y": b64url(&p[33..65])});
+        (pkcs8.as_ref().to_vec(), jwk)
+    })
+}
 
 fn verifier_rp(id: &str, rate: Option<u32>) -> String {
+    let jwk = &bank_key().1;
     let mut s = format!(
-        "client_id = \"{id}\"\ndisplay_name = \"Bank verifier\"\nkind = \"bank\"\nredirect_uris = [\"https://{id}.example.jp/cb\"]\ntoken_endpoint_auth_method = \"client_secret_basic\"\nclient_secret_sha256 = \"{}\"\nscopes = [\"openid\"]\nclaims = [\"name\", \"birthdate\"]\npermissions = [\"signatures:verify\"]\n",
-        hex::encode(sha256(SECRET_V.as_bytes()))
+        "client_id = \"{id}\"\ndisplay_name = \"Bank verifier\"\nkind = \"bank\"\nredirect_uris = [\"https://{id}.example.jp/cb\"]\ntoken_endpoint_auth_method = \"private_key_jwt\"\nscopes = [\"openid\"]\nclaims = [\"name\", \"birthdate\"]\npermissions = [\"signatures:verify\"]\n"
     );
     if let Some(r) = rate {
         s.push_str(&format!("api_rate_per_second = {r}\n"));
     }
+    s.push_str(&format!(
+        "[jwks]\nkeys = [{{ kty = \"EC\", crv = \"P-256\", alg = \"ES256\", use = \"sig\", kid = \"k1\", x = \"{}\", y = \"{}\" }}]\n",
+        jwk["x"].as_str().unwrap(),
+        jwk["y"].as_str().unwrap()
+    ));
     s
 }
 
@@ -30,17 +50,40 @@ async fn setup() -> TestBroker {
     .await
 }
 
+/// A private_key_jwt client assertion of `client` for the token endpoint.
+fn assertion(client: &str) -> String {
+    broker::app::install_crypto_provider();
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+    h.kid = Some("k1".into());
+    jsonwebtoken::encode(
+        &h,
+        &json!({"iss": client, "sub": client, "aud": format!("{ISSUER}/token"), "exp": now + 60, "iat": now, "jti": broker::clock::random_id()}),
+        &jsonwebtoken::EncodingKey::from_ec_der(&bank_key().0),
+    )
+    .unwrap()
+}
+
+async fn cc(br: &mut Browser, client: &str, scope: &str) -> Resp {
+    let a = assertion(client);
+    br.post_form(
+        "/token",
+        &[
+            ("grant_type", "client_credentials"),
+            ("scope", scope),
+            (
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            ),
+            ("client_assertion", &a),
+        ],
+        None,
+    )
+    .await
+}
+
 async fn token(br: &mut Browser, client: &str) -> String {
-    let r = br
-        .post_form(
-            "/token",
-            &[
-                ("grant_type", "client_credentials"),
-                ("scope", "signatures:verify"),
-            ],
-            Some((client, SECRET_V)),
-        )
-        .await;
+    let r = cc(br, client, "signatures:verify").await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     let t = r.json();
     assert!(t.get("id_token").is_none() && t.get("refresh_token").is_none());
@@ -94,13 +137,7 @@ async fn access_needs_a_token_with_the_scope() {
         r.json()["error_description"],
         "scope `signatures:verify` is not permitted for client `local-dev`"
     );
-    let r = br
-        .post_form(
-            "/token",
-            &[("grant_type", "client_credentials"), ("scope", "openid")],
-            Some(("verifier", SECRET_V)),
-        )
-        .await;
+    let r = cc(&mut br, "verifier", "openid").await;
     assert_eq!(r.json()["error"], "invalid_scope");
     let body = serde_json::to_vec(&json!({"cms": "AAAA"})).unwrap();
     // No token: 401 with a Bearer challenge; nothing recorded.

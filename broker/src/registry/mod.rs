@@ -518,10 +518,14 @@ pub fn parse_client(file: &Path, text: &str) -> Result<Client, FileError> {
                 ),
             ));
         }
-        if method == AuthMethod::None {
+        // The broker's APIs serve banks: key-based client authentication only.
+        if method != AuthMethod::PrivateKeyJwt {
             return Err(err(
                 raw.permissions.span(),
-                "a public client (token_endpoint_auth_method = \"none\") cannot hold API permissions".into(),
+                format!(
+                    "permission `{p}` needs token_endpoint_auth_method = \"private_key_jwt\" (not `{}`)",
+                    method.as_str()
+                ),
             ));
         }
     }
