@@ -67,6 +67,18 @@ pub fn b64url_decode(s: &str) -> Option<Vec<u8>> {
         .ok()
 }
 
+/// Decode base64 as clients send it: standard or url-safe alphabet, padded or not, with
+/// whitespace (line breaks) ignored.
+pub fn b64_any(s: &str) -> Option<Vec<u8>> {
+    use base64::Engine;
+    use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+    let clean: String = s.chars().filter(|c| !c.is_whitespace()).collect();
+    STANDARD
+        .decode(&clean)
+        .or_else(|_| URL_SAFE_NO_PAD.decode(clean.trim_end_matches('=')))
+        .ok()
+}
+
 /// SHA-256 of `data`.
 pub fn sha256(data: &[u8]) -> [u8; 32] {
     let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, data);

@@ -50,13 +50,8 @@ struct Answer {
 }
 
 fn b64(s: &str, what: &str) -> Result<Vec<u8>, CardLoginError> {
-    use base64::Engine;
-    use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-    let t = s.trim().trim_end_matches('=');
-    URL_SAFE_NO_PAD
-        .decode(t)
-        .or_else(|_| STANDARD.decode(s.trim()))
-        .map_err(|_| CardLoginError::Malformed(format!("{what} is not base64")))
+    crate::clock::b64_any(s)
+        .ok_or_else(|| CardLoginError::Malformed(format!("{what} is not base64")))
 }
 
 pub async fn respond(

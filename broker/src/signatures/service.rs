@@ -25,16 +25,10 @@ pub struct ItemRequest {
 }
 
 fn b64(s: &str, what: &str) -> Result<Vec<u8>, Failure> {
-    use base64::Engine;
-    use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-    let clean: String = s.chars().filter(|c| !c.is_whitespace()).collect();
-    STANDARD
-        .decode(&clean)
-        .or_else(|_| URL_SAFE_NO_PAD.decode(clean.trim_end_matches('=')))
-        .map_err(|_| Failure {
-            code: "malformed",
-            message: format!("`{what}` is not base64"),
-        })
+    crate::clock::b64_any(s).ok_or_else(|| Failure {
+        code: "malformed",
+        message: format!("`{what}` is not base64"),
+    })
 }
 
 fn cert_bytes(s: &str) -> Result<Vec<u8>, Failure> {
