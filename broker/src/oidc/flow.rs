@@ -91,11 +91,32 @@ pub async fn authorize(
     let session = current_session(b, session_cookie).await?;
     // A session is reused unless the request wants a fresh login (prompt=login, max_age) or
     // more than the session's facts hold (a step-up).
-    let usable = session.filter(|(_, f)| {
-        !req.prompt_login
-            && req.max_age.is_none_or(|m| now - f.auth_time <= m)
-            && !need.wants_step_up(&policy, f, now)
-    });
+    let fresh =
+        |f: &AuthFacts| !req.prompt_login && req.max_age.is_none_or(|m| now - f.auth_time <= m);
+    let usable = session
+        .clone()
+        .filter(|(_, f)| fresh(f) && !need.wants_step_up(&policy, f, now));
+    // A step-up where proofing is all that is missing asks only for the signature certificate.
+    let proofing_only = match (&session, &usable) {
+        (Some((_, f)), None) if fresh(f) && !f.proofed => {
+            let proofed = AuthFacts {
+                proofed: true,
+                ..f.clone()
+            };
+            match (&f.cert_issuer, &f.cert_serial) {
+                (Some(issuer), Some(serial)) if !need.wants_step_up(&policy, &proofed, now) => {
+                    Some(PendingAuth {
+                        issuer: issuer.clone(),
+                        serial: serial.clone(),
+                        not_after: 0,
+                        facts: f.clone(),
+                    })
+                }
+                _ => None,
+            }
+        }
+        _ => None,
+    };
     let fail = |e: OAuthError| {
         Ok(AuthorizeOutcome::Redirect(authorize::error_redirect(
             &req.redirect_uri,
@@ -110,7 +131,8 @@ pub async fn authorize(
                 "the person is not logged in (or must log in again) and prompt=none forbids asking",
             ));
         }
-        let (tx_id, browser_secret) = new_transaction(b, &client, &req, None).await?;
+        let (tx_id, browser_secret) =
+            new_transaction(b, &client, &req, None, proofing_only.as_ref()).await?;
         return Ok(AuthorizeOutcome::Login {
             tx_id,
             browser_secret,
@@ -126,7 +148,7 @@ pub async fn authorize(
         ));
     }
     let (tx_id, browser_secret) =
-        new_transaction(b, &client, &req, Some((&session, &facts))).await?;
+        new_transaction(b, &client, &req, Some((&session, &facts)), None).await?;
     Ok(AuthorizeOutcome::Consent {
         tx_id,
         browser_secret,
@@ -169,6 +191,7 @@ async fn new_transaction(
     client: &Client,
     req: &AuthRequest,
     session: Option<(&SessionRecord, &AuthFacts)>,
+    proofing: Option<&PendingAuth>,
 ) -> Result<(String, String), OAuthError> {
     let now = b.now();
     let lt = b.config.lifetimes;
@@ -198,8 +221,16 @@ async fn new_transaction(
         account_id: session.map(|(s, _)| s.account_id.clone()),
         facts_json: session.map(|(s, _)| s.facts_json.clone()),
         session_hash: session.map(|(s, _)| s.id_hash.clone()),
-        stage: "user_auth".into(),
-        pending_json: None,
+        stage: if proofing.is_some() {
+            "signature"
+        } else {
+            "user_auth"
+        }
+        .into(),
+        pending_json: proofing
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(|e| OAuthError::server_error(e.to_string()))?,
     };
     b.store.create_tx(&rec).await?;
     Ok((tx_id, browser_secret))
