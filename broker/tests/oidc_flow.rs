@@ -378,15 +378,7 @@ async fn prompt_login_max_age_and_consent_memory() {
         .await;
     let loc = r.location.unwrap();
     let page = br.get(&loc).await;
-    let csrf = page
-        .body
-        .split("name=\"csrf\" value=\"")
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap()
-        .to_string();
+    let csrf = csrf_of(&page);
     let r = br
         .post_form(&loc, &[("csrf", "forged"), ("decision", "approve")], None)
         .await;

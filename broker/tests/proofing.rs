@@ -72,15 +72,7 @@ async fn first_login_proofs_and_claims_are_released_as_requested() {
         page.body.contains("住所") || page.body.contains("Address"),
         "consent lists the address"
     );
-    let csrf = page
-        .body
-        .split("name=\"csrf\" value=\"")
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap()
-        .to_string();
+    let csrf = csrf_of(&page);
     let r = br
         .post_form(&loc, &[("csrf", &csrf), ("decision", "approve")], None)
         .await;
@@ -220,15 +212,7 @@ async fn registration_limits_what_leaves_and_new_claims_need_new_consent() {
     let loc = r.location.unwrap();
     assert!(loc.starts_with("/consent/"), "{loc}");
     let page = br.get(&loc).await;
-    let csrf = page
-        .body
-        .split("name=\"csrf\" value=\"")
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap()
-        .to_string();
+    let csrf = csrf_of(&page);
     let r = br
         .post_form(&loc, &[("csrf", &csrf), ("decision", "approve")], None)
         .await;

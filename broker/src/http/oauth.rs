@@ -240,15 +240,12 @@ pub async fn introspect(
 ) -> Result<Json<Value>, ApiError> {
     let (creds, form) = client_form(&headers, &body)?;
     let client = token::authenticate_client(&s, &creds).map_err(|e| client_error(&creds, e))?;
-    if client.is_public() {
-        return Err(client_error(
-            &creds,
-            OAuthError::invalid_client("public clients cannot introspect"),
-        ));
-    }
-    let t =
-        form_get(&form, "token").ok_or_else(|| OAuthError::invalid_request("token is missing"))?;
-    Ok(Json(token::introspect(&s, &client, t).await?))
+    let t = form_get(&form, "token");
+    Ok(Json(
+        token::introspect(&s, &client, t)
+            .await
+            .map_err(|e| client_error(&creds, e))?,
+    ))
 }
 
 pub async fn revoke(

@@ -686,7 +686,17 @@ pub async fn userinfo(b: &Broker, token: &str) -> Result<Value, OAuthError> {
 }
 
 /// POST /introspect (RFC 7662). Only authenticated clients; refresh tokens only to their owner.
-pub async fn introspect(b: &Broker, client: &Client, token: &str) -> Result<Value, OAuthError> {
+pub async fn introspect(
+    b: &Broker,
+    client: &Client,
+    token: Option<&str>,
+) -> Result<Value, OAuthError> {
+    if client.is_public() {
+        return Err(OAuthError::invalid_client(
+            "public clients cannot introspect",
+        ));
+    }
+    let token = token.ok_or_else(|| OAuthError::invalid_request("token is missing"))?;
     if let Ok(t) = check_access_token(b, token).await {
         let c = &t.claims;
         let mut out = json!({

@@ -389,6 +389,18 @@ pub async fn helper_answer_once(
     .await
 }
 
+/// The consent form's CSRF token on a consent page.
+pub fn csrf_of(page: &Resp) -> String {
+    page.body
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .expect("a consent form")
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string()
+}
+
 /// Full login through consent; returns the redirect's query parameters (code, state, iss).
 pub async fn login_with_card(
     br: &mut Browser,
@@ -403,15 +415,7 @@ pub async fn login_with_card(
     let mut loc = r.location.unwrap();
     if loc.starts_with(&format!("{ISSUER}/consent/")) {
         let page = br.get(&loc).await;
-        let csrf = page
-            .body
-            .split("name=\"csrf\" value=\"")
-            .nth(1)
-            .unwrap()
-            .split('"')
-            .next()
-            .unwrap()
-            .to_string();
+        let csrf = csrf_of(&page);
         let r = br
             .post_form(&loc, &[("csrf", &csrf), ("decision", "approve")], None)
             .await;
