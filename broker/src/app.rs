@@ -16,7 +16,8 @@ pub struct Broker {
     /// Relying parties and policy, swapped together under one lock.
     snapshot: RwLock<(Arc<Registry>, Arc<Policy>)>,
     pub store: Arc<dyn Store>,
-    pub keys: KeySet,
+    /// The published signing keys, reloaded from the store by [`Broker::sync`].
+    keys: RwLock<Arc<KeySet>>,
     pub trust: Arc<TrustStore>,
     pub clock: Arc<dyn Clock>,
     /// Revocation checker (OCSP/CRL behind the cache).
@@ -29,6 +30,28 @@ pub struct Broker {
     pub rate_limits: RateLimits,
     /// Server MAC key: pairwise subjects and helper-link derivation (separate labels).
     mac_key: aws_lc_rs::hmac::Key,
+}
+
+/// Seconds of broker events each sync reads back.
+const EVENT_WINDOW: i64 = 120;
+const EVENT_REVOCATION_PURGE: &str = "revocation_purge";
+
+/// What a revocation-cache purge removes (the payload of its broker event).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "purge", rename_all = "snake_case")]
+pub enum PurgeTarget {
+    One {
+        anchor: String,
+        /// Lower-case hex, no prefix.
+        serial: String,
+    },
+    All,
+}
+
+/// Which broker events this process has applied (id → created_at).
+#[derive(Debug, Default)]
+pub struct SyncState {
+    seen: std::collections::HashMap<i64, i64>,
 }
 
 type Limiter = governor::DefaultDirectRateLimiter;
@@ -88,9 +111,17 @@ impl Broker {
         registry.restrict_claims(&policy);
         let trust = Arc::new(load_trust(&config, clock.now())?);
         let store: Arc<dyn Store> = Arc::new(
-            crate::store::sqlite::SqliteStore::connect(&config.database_url)
-                .await
-                .context("cannot open the database")?,
+            crate::store::sql::SqlStore::connect(
+                &config.database_url,
+                crate::store::sql::PoolSettings {
+                    max_connections: config.database.max_connections,
+                    acquire_timeout: std::time::Duration::from_secs(
+                        config.database.acquire_timeout,
+                    ),
+                },
+            )
+            .await
+            .context("cannot open the database")?,
         );
         let now = clock.now().unix_timestamp();
         let keys = KeySet::load_or_create(store.as_ref(), now).await?;
@@ -123,7 +154,7 @@ impl Broker {
             config,
             snapshot: RwLock::new((Arc::new(registry), Arc::new(policy))),
             store,
-            keys,
+            keys: RwLock::new(Arc::new(keys)),
             trust,
             clock,
             checker,
@@ -148,6 +179,79 @@ impl Broker {
     pub fn swap_snapshots(&self, registry: Registry, policy: Policy) {
         *self.snapshot.write().unwrap_or_else(|e| e.into_inner()) =
             (Arc::new(registry), Arc::new(policy));
+    }
+
+    /// The signing keys as last loaded.
+    pub fn keys(&self) -> Arc<KeySet> {
+        self.keys.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Follow the other processes sharing the store: reload the signing keys (a rotation
+    /// published a next key, or retired an old one) and apply broker events not applied yet.
+    /// Run every `cluster.sync_interval` seconds.
+    pub async fn sync(&self, applied: &mut SyncState) -> anyhow::Result<()> {
+        let now = self.now();
+        let keys = KeySet::load(self.store.as_ref(), now).await?;
+        let changed = keys.kids() != self.keys().kids();
+        if changed {
+            tracing::info!(kids = ?keys.kids(), "signing keys changed");
+            *self.keys.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(keys);
+        }
+        // Events are read over a window longer than any commit delay, so one whose id was
+        // allocated before a later-committed one is not missed; each is applied once.
+        let window = now - EVENT_WINDOW;
+        for e in self.store.events_since(window).await? {
+            if applied.seen.insert(e.id, e.created_at).is_none() {
+                self.apply_event(&e.kind, &e.payload).await;
+            }
+        }
+        applied.seen.retain(|_, created| *created >= window);
+        Ok(())
+    }
+
+    /// Apply one broker event to this process's caches.
+    async fn apply_event(&self, kind: &str, payload: &str) {
+        match kind {
+            EVENT_REVOCATION_PURGE => match serde_json::from_str::<PurgeTarget>(payload) {
+                Ok(PurgeTarget::All) => {
+                    self.checker.purge_all();
+                    tracing::warn!("revocation cache purged entirely (operator event)");
+                }
+                Ok(PurgeTarget::One { anchor, serial }) => {
+                    let (Some(ca), Ok(serial_bytes)) =
+                        (self.anchor_der(&anchor), hex::decode(&serial))
+                    else {
+                        tracing::warn!(%anchor, %serial, "purge event names an unknown anchor or a bad serial; ignored");
+                        return;
+                    };
+                    let had = self.checker.purge(&anchor, &ca, &serial_bytes).await;
+                    tracing::warn!(%anchor, %serial, had, "revocation cache entry purged (operator event)");
+                }
+                Err(e) => tracing::warn!(error = %e, "unreadable purge event; ignored"),
+            },
+            other => tracing::warn!(kind = other, "unknown broker event; ignored"),
+        }
+    }
+
+    /// Purge `target` from the revocation cache of every process: record the event, then apply
+    /// it here at once (the others follow within `cluster.sync_interval`).
+    pub async fn purge_revocation(&self, target: &PurgeTarget) -> anyhow::Result<bool> {
+        let payload = serde_json::to_string(target)?;
+        self.store
+            .post_event(EVENT_REVOCATION_PURGE, &payload, self.now())
+            .await?;
+        Ok(match target {
+            PurgeTarget::All => {
+                self.checker.purge_all();
+                true
+            }
+            PurgeTarget::One { anchor, serial } => {
+                match (self.anchor_der(anchor), hex::decode(serial)) {
+                    (Some(ca), Ok(s)) => self.checker.purge(anchor, &ca, &s).await,
+                    _ => false,
+                }
+            }
+        })
     }
 
     /// The current policy snapshot.

@@ -24,6 +24,69 @@ pub struct Config {
     pub danger_allow_http_issuer: bool,
     pub trust_anchors: Vec<AnchorConfig>,
     pub lifetimes: Lifetimes,
+    pub database: DatabaseSettings,
+    pub cluster: ClusterSettings,
+}
+
+/// `[database]`: this process's connection pool.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseSettings {
+    /// Connections this process may hold (the sum over all processes must stay below the
+    /// server's `max_connections`).
+    pub max_connections: u32,
+    /// Seconds a request waits for a connection before it fails with 503.
+    pub acquire_timeout: u64,
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        Self {
+            max_connections: 8,
+            acquire_timeout: 3,
+        }
+    }
+}
+
+/// `[cluster]`: how processes sharing one database follow each other.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterSettings {
+    /// Seconds between polls of the store for signing-key changes and broker events
+    /// (revocation-cache purges).
+    pub sync_interval: u64,
+    /// Default seconds from `broker keys rotate` until the new key signs (it is published at
+    /// once). At least 2 × sync_interval + the JWKS cache lifetime (300 s).
+    pub key_rotation_lead: i64,
+    /// Default seconds a replaced key stays published after the new key starts signing. At
+    /// least the longest token lifetime + 300 s.
+    pub key_retire_grace: i64,
+}
+
+impl Default for ClusterSettings {
+    fn default() -> Self {
+        Self {
+            sync_interval: 2,
+            key_rotation_lead: 3600,
+            key_retire_grace: 86_400,
+        }
+    }
+}
+
+/// How long RPs may cache the JWKS (Cache-Control max-age on /jwks).
+pub const JWKS_MAX_AGE: i64 = 300;
+
+impl Config {
+    /// The shortest safe lead time of a key rotation: every process has polled the new key
+    /// twice, and a JWKS cached just before it was stored has expired.
+    pub fn min_rotation_lead(&self) -> i64 {
+        2 * self.cluster.sync_interval as i64 + JWKS_MAX_AGE
+    }
+
+    /// The shortest safe grace period of a replaced key: the tokens it signed have expired.
+    pub fn min_retire_grace(&self) -> i64 {
+        self.lifetimes.access_token.max(self.lifetimes.id_token) + JWKS_MAX_AGE
+    }
 }
 
 /// A configured JPKI CA certificate (PEM or DER file).
@@ -81,6 +144,10 @@ struct RawConfig {
     trust_anchors: Vec<AnchorConfig>,
     #[serde(default)]
     lifetimes: Lifetimes,
+    #[serde(default)]
+    database: DatabaseSettings,
+    #[serde(default)]
+    cluster: ClusterSettings,
 }
 
 /// One line: which key (or file position) and what is wrong with it.
@@ -207,12 +274,36 @@ impl Config {
         let database_url = raw.database_url.unwrap_or_else(|| {
             format!("sqlite://{}?mode=rwc", data_dir.join("broker.db").display())
         });
-        if !(database_url.starts_with("sqlite:")) {
+        if crate::store::sql::Engine::of(&database_url).is_none() {
             return Err(key_err(
                 "database_url",
                 format!(
-                    "`{}` is not supported: use sqlite://PATH (PostgreSQL arrives with the scale-out work)",
+                    "`{}` is not supported: use sqlite://PATH or postgres://USER@HOST/DB",
                     redact_url(&database_url)
+                ),
+            ));
+        }
+        if !(1..=1000).contains(&raw.database.max_connections) {
+            return Err(key_err(
+                "database.max_connections",
+                format!("{} is out of range 1..=1000", raw.database.max_connections),
+            ));
+        }
+        if !(1..=300).contains(&raw.database.acquire_timeout) {
+            return Err(key_err(
+                "database.acquire_timeout",
+                format!(
+                    "{} is out of range 1..=300 seconds",
+                    raw.database.acquire_timeout
+                ),
+            ));
+        }
+        if !(1..=300).contains(&raw.cluster.sync_interval) {
+            return Err(key_err(
+                "cluster.sync_interval",
+                format!(
+                    "{} is out of range 1..=300 seconds",
+                    raw.cluster.sync_interval
                 ),
             ));
         }
@@ -241,7 +332,7 @@ impl Config {
                 ..a
             })
             .collect();
-        Ok(Config {
+        let c = Ok::<_, ConfigError>(Config {
             issuer,
             listen,
             database_url,
@@ -258,7 +349,29 @@ impl Config {
             danger_allow_http_issuer: danger_http,
             trust_anchors,
             lifetimes: lt,
-        })
+            database: raw.database,
+            cluster: raw.cluster,
+        })?;
+        let (lead, grace) = (c.cluster.key_rotation_lead, c.cluster.key_retire_grace);
+        if lead < c.min_rotation_lead() {
+            return Err(key_err(
+                "cluster.key_rotation_lead",
+                format!(
+                    "{lead} is shorter than {} seconds (2 × sync_interval + the 300 s JWKS cache lifetime)",
+                    c.min_rotation_lead()
+                ),
+            ));
+        }
+        if grace < c.min_retire_grace() {
+            return Err(key_err(
+                "cluster.key_retire_grace",
+                format!(
+                    "{grace} is shorter than {} seconds (the longest token lifetime + 300 s)",
+                    c.min_retire_grace()
+                ),
+            ));
+        }
+        Ok(c)
     }
 
     /// The issuer as a string without trailing slash (what goes into `iss`).

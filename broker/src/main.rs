@@ -605,6 +605,20 @@ async fn serve(config: Config) -> anyhow::Result<()> {
                 .await;
         }
     });
+    let follower = broker.clone();
+    tokio::spawn(async move {
+        // Follow the other processes on the same database: key rotations, cache purges.
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(
+            follower.config.cluster.sync_interval,
+        ));
+        let mut state = broker::app::SyncState::default();
+        loop {
+            every.tick().await;
+            if let Err(e) = follower.sync(&mut state).await {
+                tracing::warn!(error = %e, "cluster sync failed; retrying");
+            }
+        }
+    });
     let purger = broker.clone();
     tokio::spawn(async move {
         // Expired rows are kept an hour past expiry (replays then still meet a record), then go.

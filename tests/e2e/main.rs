@@ -8,6 +8,9 @@ use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_broker");
 
+#[path = "../../broker/tests/common/db.rs"]
+mod db;
+
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
@@ -17,6 +20,8 @@ struct Server {
     child: Child,
     issuer: String,
     dir: tempfile::TempDir,
+    /// The PostgreSQL database in the PostgreSQL pass (else SQLite in the data directory).
+    db: Option<String>,
 }
 
 impl Drop for Server {
@@ -39,15 +44,21 @@ impl Server {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let issuer = format!("http://localhost:{port}");
+        let db = db::test_database_url();
         let child = Command::new(BIN)
             .arg("serve")
             .current_dir(repo())
-            .envs(Self::env_for(dir.path(), &issuer, port))
+            .envs(Self::env_for(dir.path(), &issuer, port, db.as_deref()))
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
             .unwrap();
-        let s = Server { child, issuer, dir };
+        let s = Server {
+            child,
+            issuer,
+            dir,
+            db,
+        };
         let deadline = Instant::now() + Duration::from_secs(60);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(Instant::now() < deadline, "broker did not start");
@@ -56,8 +67,8 @@ impl Server {
         s
     }
 
-    fn env_for(dir: &Path, issuer: &str, port: u16) -> Vec<(String, String)> {
-        vec![
+    fn env_for(dir: &Path, issuer: &str, port: u16, db: Option<&str>) -> Vec<(String, String)> {
+        let mut env = vec![
             ("BROKER_ISSUER".into(), issuer.into()),
             ("BROKER_LISTEN".into(), format!("127.0.0.1:{port}")),
             (
@@ -65,7 +76,11 @@ impl Server {
                 dir.join("data").display().to_string(),
             ),
             ("RUST_LOG".into(), "warn".into()),
-        ]
+        ];
+        if let Some(url) = db {
+            env.push(("BROKER_DATABASE_URL".into(), url.into()));
+        }
+        env
     }
 
     /// Run a `broker` subcommand against this server's data directory.
@@ -74,7 +89,12 @@ impl Server {
         Command::new(BIN)
             .args(args)
             .current_dir(repo())
-            .envs(Self::env_for(self.dir.path(), &self.issuer, port))
+            .envs(Self::env_for(
+                self.dir.path(),
+                &self.issuer,
+                port,
+                self.db.as_deref(),
+            ))
             .output()
             .unwrap()
     }
@@ -726,6 +746,7 @@ fn policy_reload_under_load_on_file_change_and_sighup_keeps_serving() {
             dir.path(),
             &format!("http://localhost:{port}"),
             port,
+            db::test_database_url().as_deref(),
         ))
         .env("BROKER_POLICIES_DIR", &pol)
         .env("BROKER_RELYING_PARTIES_DIR", &rps)

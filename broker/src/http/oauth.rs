@@ -22,7 +22,7 @@ pub async fn discovery(State(s): State<AppState>) -> Response {
 }
 
 pub async fn jwks(State(s): State<AppState>) -> Response {
-    let mut r = Json(s.keys.jwks().clone()).into_response();
+    let mut r = Json(s.keys().jwks().clone()).into_response();
     r.headers_mut().insert(
         header::CACHE_CONTROL,
         header::HeaderValue::from_static("public, max-age=300"),

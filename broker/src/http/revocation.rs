@@ -124,20 +124,16 @@ pub async fn purge(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -
         Ok(r) => r,
         Err(e) => return err(StatusCode::BAD_REQUEST, "invalid_request", &e.to_string()),
     };
-    match (req.all, req.anchor, req.serial) {
-        (true, None, None) => {
-            s.checker.purge_all();
-            tracing::warn!("revocation cache purged entirely by the operator");
-            Json(json!({"purged": "all"})).into_response()
-        }
+    let target = match (req.all, req.anchor, req.serial) {
+        (true, None, None) => crate::app::PurgeTarget::All,
         (false, Some(anchor), Some(serial)) => {
-            let Some(ca) = s.anchor_der(&anchor) else {
+            if s.anchor_der(&anchor).is_none() {
                 return err(
                     StatusCode::BAD_REQUEST,
                     "invalid_request",
                     &format!("no trust anchor labelled `{anchor}`"),
                 );
-            };
+            }
             let Ok(serial_bytes) = hex::decode(serial.trim_start_matches("0x")) else {
                 return err(
                     StatusCode::BAD_REQUEST,
@@ -145,15 +141,36 @@ pub async fn purge(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -
                     "serial must be hexadecimal",
                 );
             };
-            let had = s.checker.purge(&anchor, &ca, &serial_bytes).await;
-            tracing::warn!(%anchor, %serial, had, "revocation cache entry purged by the operator");
-            Json(json!({"purged": had})).into_response()
+            crate::app::PurgeTarget::One {
+                anchor,
+                serial: hex::encode(serial_bytes),
+            }
         }
-        _ => err(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "give either {\"all\": true} or {\"anchor\", \"serial\"}",
-        ),
+        _ => {
+            return err(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "give either {\"all\": true} or {\"anchor\", \"serial\"}",
+            );
+        }
+    };
+    // Recorded for every process first; if that fails nothing is purged anywhere.
+    match s.purge_revocation(&target).await {
+        Ok(had) => {
+            tracing::warn!(?target, had, "revocation cache purged by the operator");
+            match target {
+                crate::app::PurgeTarget::All => Json(json!({"purged": "all"})).into_response(),
+                crate::app::PurgeTarget::One { .. } => Json(json!({"purged": had})).into_response(),
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "revocation purge could not be recorded");
+            err(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily_unavailable",
+                "the purge could not be recorded for every broker process; nothing was purged",
+            )
+        }
     }
 }
 

@@ -1,33 +1,39 @@
-//! The broker's signing keys: created at first start, kept in the store, published as JWKS.
-//! ES256 (P-256) signs access tokens and, by default, ID tokens; one RSA-2048 key serves RP
-//! registrations that ask for RS256 or PS256 ID tokens.
+//! The broker's signing keys: created at first start, kept in the store, published as JWKS,
+//! rotated with `broker keys rotate`. ES256 (P-256) signs access tokens and, by default, ID
+//! tokens; an RSA-2048 key serves RP registrations that ask for RS256 or PS256 ID tokens.
+//!
+//! Rotation is a schedule in the store that every process reads: a new key is published the
+//! moment it is stored and signs from its `activate_at` (a lead time later, so every process and
+//! every RP's JWKS cache has it first); the key it replaces stays published until `retire_at`
+//! (a grace period covering the tokens it signed), then is deleted. A [`KeySet`] holds what was
+//! loaded and picks the signing key by the time of signing, so processes switch at the same
+//! moment without talking to each other.
 
 use crate::clock::{b64url, random_id};
 use crate::registry::SigAlg;
-use crate::store::{SigningKeyRecord, Store, StoreError};
+use crate::store::{RotateOutcome, SigningKeyRecord, Store, StoreError};
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::rsa::KeySize;
 use aws_lc_rs::signature::{self, EcdsaKeyPair, KeyPair, RsaKeyPair};
 use serde_json::{Value, json};
 
 enum Material {
-    Ec(EcdsaKeyPair),
+    Ec(EcdsaKeyPair, jsonwebtoken::DecodingKey),
     Rsa(RsaKeyPair),
 }
 
 struct SigningKey {
     kid: String,
+    alg: &'static str,
+    activate_at: i64,
     material: Material,
-    jwk: Value,
 }
 
-/// The active signing keys and the published JWK Set.
+/// The published keys, as loaded from the store at one moment.
 pub struct KeySet {
-    ec: SigningKey,
-    rsa: SigningKey,
+    /// EC keys first, then RSA; each by activation, oldest first.
+    keys: Vec<SigningKey>,
     jwks: Value,
-    /// Decoding key for our own ES256 access tokens.
-    ec_decoding: jsonwebtoken::DecodingKey,
     rng: SystemRandom,
 }
 
@@ -37,80 +43,132 @@ pub enum KeyError {
     Store(#[from] StoreError),
     #[error("key material: {0}")]
     Bad(String),
+    #[error(
+        "a rotation of {alg} keys is already pending: key {kid} starts signing at unix time {activate_at}"
+    )]
+    Pending {
+        alg: String,
+        kid: String,
+        activate_at: i64,
+    },
 }
 
-const EC_ALG: &str = "EC-P256";
-const RSA_ALG: &str = "RSA-2048";
+pub const EC_ALG: &str = "EC-P256";
+pub const RSA_ALG: &str = "RSA-2048";
+/// Generates a private key, PEM.
+type Generate = fn() -> Result<String, KeyError>;
+const ALGS: [(&str, Generate); 2] = [(EC_ALG, generate_ec), (RSA_ALG, generate_rsa)];
+
+/// A fresh key record of `alg` that signs from `activate_at`.
+fn new_record(alg: &str, now: i64, activate_at: i64) -> Result<SigningKeyRecord, KeyError> {
+    let make = ALGS
+        .iter()
+        .find(|(a, _)| *a == alg)
+        .map(|(_, m)| m)
+        .ok_or_else(|| KeyError::Bad(format!("unknown key algorithm {alg}")))?;
+    Ok(SigningKeyRecord {
+        kid: random_id(),
+        alg: alg.into(),
+        private_pem: make()?,
+        created_at: now,
+        status: "active".into(),
+        activate_at,
+        retire_at: None,
+    })
+}
+
+/// Rotate the keys of `alg`: a new key, published now, signs from `now + lead`; the current
+/// ones retire at `now + lead + grace`. Returns the new key's kid.
+pub async fn rotate(
+    store: &dyn Store,
+    alg: &str,
+    now: i64,
+    lead: i64,
+    grace: i64,
+) -> Result<String, KeyError> {
+    let rec = new_record(alg, now, now + lead)?;
+    match store
+        .rotate_signing_key(&rec, now + lead + grace, now)
+        .await?
+    {
+        RotateOutcome::Rotated => Ok(rec.kid),
+        RotateOutcome::AlreadyPending { kid, activate_at } => Err(KeyError::Pending {
+            alg: alg.into(),
+            kid,
+            activate_at,
+        }),
+    }
+}
 
 impl KeySet {
-    /// Load the active keys, generating and storing any that are missing.
+    /// Load the published keys, first generating and storing any algorithm that has none
+    /// (safe when several processes start at once on an empty database).
     pub async fn load_or_create(store: &dyn Store, now: i64) -> Result<KeySet, KeyError> {
-        for (alg, make) in [
-            (EC_ALG, generate_ec as fn() -> Result<String, KeyError>),
-            (RSA_ALG, generate_rsa),
-        ] {
-            let have = store
-                .signing_keys()
-                .await?
-                .iter()
-                .any(|k| k.alg == alg && k.status == "active");
-            if !have {
+        let recs = store.signing_keys().await?;
+        for (alg, _) in ALGS {
+            if !recs.iter().any(|k| k.alg == alg) {
                 store
-                    .insert_signing_key(&SigningKeyRecord {
-                        kid: random_id(),
-                        alg: alg.into(),
-                        private_pem: make()?,
-                        created_at: now,
-                        status: "active".into(),
-                    })
+                    .insert_first_signing_key(&new_record(alg, now, now)?)
                     .await?;
             }
         }
-        let recs = store.signing_keys().await?;
-        let newest = |alg: &str| {
-            recs.iter()
-                .rev()
-                .find(|k| k.alg == alg && k.status == "active")
-                .ok_or_else(|| KeyError::Bad(format!("no active {alg} key")))
-        };
-        let ec = load_key(newest(EC_ALG)?)?;
-        let rsa = load_key(newest(RSA_ALG)?)?;
-        let ec_decoding = match &ec.material {
-            Material::Ec(k) => {
-                let p = k.public_key().as_ref();
-                jsonwebtoken::DecodingKey::from_ec_components(
-                    &b64url(&p[1..33]),
-                    &b64url(&p[33..65]),
-                )
-                .map_err(|e| KeyError::Bad(e.to_string()))?
+        Self::load(store, now).await
+    }
+
+    /// Load the keys published at `now` (stored and not retired).
+    pub async fn load(store: &dyn Store, now: i64) -> Result<KeySet, KeyError> {
+        let mut keys = store
+            .signing_keys()
+            .await?
+            .iter()
+            .filter(|k| k.retire_at.is_none_or(|r| r > now))
+            .map(load_key)
+            .collect::<Result<Vec<_>, _>>()?;
+        // EC keys first, each algorithm by activation (the JWKS order is stable).
+        keys.sort_by_key(|k| (k.alg != EC_ALG, k.activate_at));
+        for (alg, _) in ALGS {
+            if !keys.iter().any(|k| k.alg == alg && k.activate_at <= now) {
+                return Err(KeyError::Bad(format!("no {alg} key is active")));
             }
-            Material::Rsa(_) => unreachable!("EC slot holds an EC key"),
-        };
-        let jwks = json!({ "keys": [ec.jwk, rsa.jwk] });
+        }
+        let jwks = json!({ "keys": keys.iter().map(jwk).collect::<Vec<_>>() });
         Ok(KeySet {
-            ec,
-            rsa,
+            keys,
             jwks,
-            ec_decoding,
             rng: SystemRandom::new(),
         })
     }
 
-    /// The JWK Set to publish.
+    /// The JWK Set to publish: every loaded key, including the next one before it signs.
     pub fn jwks(&self) -> &Value {
         &self.jwks
     }
 
-    /// kid of the ES256 key (access tokens).
-    pub fn ec_kid(&self) -> &str {
-        &self.ec.kid
+    /// kids of the loaded keys, oldest activation first.
+    pub fn kids(&self) -> Vec<&str> {
+        self.keys.iter().map(|k| k.kid.as_str()).collect()
     }
 
-    /// Compact JWS of `claims` with `alg`, header `typ` if given.
-    pub fn sign(&self, alg: SigAlg, typ: Option<&str>, claims: &Value) -> String {
+    /// The key of `alg` that signs at `now`: the latest activated.
+    fn signing_key(&self, alg: &str, now: i64) -> &SigningKey {
+        self.keys
+            .iter()
+            .rev()
+            .find(|k| k.alg == alg && k.activate_at <= now)
+            .or_else(|| self.keys.iter().find(|k| k.alg == alg))
+            .expect("a KeySet holds an active key of every algorithm")
+    }
+
+    /// kid of the ES256 key that signs at `now` (access tokens).
+    pub fn ec_kid(&self, now: i64) -> &str {
+        &self.signing_key(EC_ALG, now).kid
+    }
+
+    /// Compact JWS of `claims` with `alg`, header `typ` if given, by the key active at `now`.
+    pub fn sign(&self, alg: SigAlg, typ: Option<&str>, claims: &Value, now: i64) -> String {
         let key = match alg {
-            SigAlg::ES256 => &self.ec,
-            SigAlg::RS256 | SigAlg::PS256 => &self.rsa,
+            SigAlg::ES256 => self.signing_key(EC_ALG, now),
+            SigAlg::RS256 | SigAlg::PS256 => self.signing_key(RSA_ALG, now),
         };
         let mut header = json!({ "alg": alg.as_str(), "kid": key.kid });
         if let Some(t) = typ {
@@ -122,7 +180,7 @@ impl KeySet {
             b64url(claims.to_string().as_bytes())
         );
         let sig = match (&key.material, alg) {
-            (Material::Ec(k), _) => k
+            (Material::Ec(k, _), _) => k
                 .sign(&self.rng, signing_input.as_bytes())
                 .expect("ECDSA signing with a valid key")
                 .as_ref()
@@ -143,21 +201,24 @@ impl KeySet {
     }
 
     /// Verify one of our own ES256 access tokens (`typ` at+jwt) and return its claims.
-    /// Checks the signature, `typ`, `iss`, `exp`; audience is checked by the caller.
+    /// Checks the signature by any published EC key, `typ`, `iss`, `exp`; audience is checked
+    /// by the caller.
     pub fn verify_access_token(&self, token: &str, issuer: &str) -> Option<Value> {
         let header = jsonwebtoken::decode_header(token).ok()?;
-        if header.alg != jsonwebtoken::Algorithm::ES256
-            || header.typ.as_deref() != Some("at+jwt")
-            || header.kid.as_deref() != Some(self.ec.kid.as_str())
-        {
+        if header.alg != jsonwebtoken::Algorithm::ES256 || header.typ.as_deref() != Some("at+jwt") {
             return None;
         }
+        let kid = header.kid?;
+        let decoding = self.keys.iter().find_map(|k| match &k.material {
+            Material::Ec(_, d) if k.kid == kid => Some(d),
+            _ => None,
+        })?;
         let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::ES256);
         v.set_issuer(&[issuer]);
         v.validate_aud = false;
         v.leeway = 0;
         v.set_required_spec_claims(&["exp", "iss", "sub"]);
-        jsonwebtoken::decode::<Value>(token, &self.ec_decoding, &v)
+        jsonwebtoken::decode::<Value>(token, decoding, &v)
             .ok()
             .map(|d| d.claims)
     }
@@ -191,38 +252,51 @@ fn generate_rsa() -> Result<String, KeyError> {
 fn load_key(rec: &SigningKeyRecord) -> Result<SigningKey, KeyError> {
     let p = pem::parse(&rec.private_pem).map_err(|e| KeyError::Bad(e.to_string()))?;
     let bad = |what: &str| KeyError::Bad(format!("key {}: {what}", rec.kid));
-    match rec.alg.as_str() {
+    let (alg, material) = match rec.alg.as_str() {
         EC_ALG => {
             let k =
                 EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, p.contents())
                     .map_err(|_| bad("not a P-256 PKCS#8 key"))?;
             let pt = k.public_key().as_ref();
-            let jwk = json!({
-                "kty": "EC", "crv": "P-256", "use": "sig", "alg": "ES256", "kid": rec.kid,
-                "x": b64url(&pt[1..33]), "y": b64url(&pt[33..65]),
-            });
-            Ok(SigningKey {
-                kid: rec.kid.clone(),
-                material: Material::Ec(k),
-                jwk,
-            })
+            let d = jsonwebtoken::DecodingKey::from_ec_components(
+                &b64url(&pt[1..33]),
+                &b64url(&pt[33..65]),
+            )
+            .map_err(|e| bad(&e.to_string()))?;
+            (EC_ALG, Material::Ec(k, d))
         }
         RSA_ALG => {
             let k =
                 RsaKeyPair::from_pkcs8(p.contents()).map_err(|_| bad("not an RSA PKCS#8 key"))?;
-            let pk = k.public_key();
-            let jwk = json!({
-                "kty": "RSA", "use": "sig", "kid": rec.kid,
-                "n": b64url(pk.modulus().big_endian_without_leading_zero()),
-                "e": b64url(pk.exponent().big_endian_without_leading_zero()),
-            });
-            Ok(SigningKey {
-                kid: rec.kid.clone(),
-                material: Material::Rsa(k),
-                jwk,
+            (RSA_ALG, Material::Rsa(k))
+        }
+        other => return Err(bad(&format!("unknown algorithm {other}"))),
+    };
+    Ok(SigningKey {
+        kid: rec.kid.clone(),
+        alg,
+        activate_at: rec.activate_at,
+        material,
+    })
+}
+
+fn jwk(k: &SigningKey) -> Value {
+    match &k.material {
+        Material::Ec(kp, _) => {
+            let pt = kp.public_key().as_ref();
+            json!({
+                "kty": "EC", "crv": "P-256", "use": "sig", "alg": "ES256", "kid": k.kid,
+                "x": b64url(&pt[1..33]), "y": b64url(&pt[33..65]),
             })
         }
-        other => Err(bad(&format!("unknown algorithm {other}"))),
+        Material::Rsa(kp) => {
+            let pk = kp.public_key();
+            json!({
+                "kty": "RSA", "use": "sig", "kid": k.kid,
+                "n": b64url(pk.modulus().big_endian_without_leading_zero()),
+                "e": b64url(pk.exponent().big_endian_without_leading_zero()),
+            })
+        }
     }
 }
 

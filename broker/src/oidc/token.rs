@@ -545,8 +545,8 @@ fn client_credentials(
     });
     Ok(TokenResponse {
         access_token: b
-            .keys
-            .sign(crate::registry::SigAlg::ES256, Some("at+jwt"), &at),
+            .keys()
+            .sign(crate::registry::SigAlg::ES256, Some("at+jwt"), &at, now),
         token_type: "Bearer".into(),
         expires_in: lt.access_token,
         id_token: None,
@@ -586,8 +586,8 @@ fn mint(
         at["acr"] = json!(acr);
     }
     let access_token = b
-        .keys
-        .sign(crate::registry::SigAlg::ES256, Some("at+jwt"), &at);
+        .keys()
+        .sign(crate::registry::SigAlg::ES256, Some("at+jwt"), &at, now);
     let mut id = json!({
         "iss": b.issuer(),
         "sub": sub,
@@ -607,7 +607,7 @@ fn mint(
     if let Value::Object(m) = &mut id {
         m.extend(id_claims);
     }
-    let id_token = b.keys.sign(client.id_token_alg, Some("JWT"), &id);
+    let id_token = b.keys().sign(client.id_token_alg, Some("JWT"), &id, now);
     TokenResponse {
         access_token,
         token_type: "Bearer".into(),
@@ -627,7 +627,7 @@ pub struct LiveAccessToken {
 /// revoked and the token not revoked.
 pub async fn check_access_token(b: &Broker, token: &str) -> Result<LiveAccessToken, OAuthError> {
     let claims = b
-        .keys
+        .keys()
         .verify_access_token(token, b.issuer())
         .ok_or_else(|| OAuthError::invalid_token("the access token is invalid or expired"))?;
     // Tokens for people carry their grant; client_credentials tokens have none.
@@ -760,7 +760,7 @@ pub async fn revoke(
         }
         return Ok(());
     }
-    if let Some(c) = b.keys.verify_access_token(token, b.issuer())
+    if let Some(c) = b.keys().verify_access_token(token, b.issuer())
         && c["client_id"].as_str() == Some(client.client_id.as_str())
     {
         b.store

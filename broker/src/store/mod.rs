@@ -1,10 +1,11 @@
 //! Persistence. The only module that knows SQL; callers use the [`Store`] trait and these
-//! plain records. SQLite is the embedded default; PostgreSQL arrives behind the same trait.
+//! plain records. SQLite is the embedded default; PostgreSQL serves any number of processes
+//! (`sql.rs` implements both).
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-pub mod sqlite;
+pub mod sql;
 
 /// Store failures. The detail is for logs, never for clients.
 #[derive(Debug, thiserror::Error)]
@@ -200,6 +201,30 @@ pub struct SigningKeyRecord {
     pub private_pem: String,
     pub created_at: i64,
     pub status: String,
+    /// Signs from this time on; published from the moment it is stored.
+    pub activate_at: i64,
+    /// Unpublished (and deleted) from this time on; set when a newer key takes over.
+    pub retire_at: Option<i64>,
+}
+
+/// Why a rotation was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RotateOutcome {
+    Rotated,
+    /// A next key of this algorithm is published but not yet signing.
+    AlreadyPending {
+        kid: String,
+        activate_at: i64,
+    },
+}
+
+/// An event every broker process applies to its own caches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventRecord {
+    pub id: i64,
+    pub kind: String,
+    pub payload: String,
+    pub created_at: i64,
 }
 
 /// Row counts, for tests that prove nothing was stored on a failure.
@@ -305,7 +330,23 @@ pub trait Store: Send + Sync + 'static {
     async fn is_jti_revoked(&self, jti: &str) -> Result<bool>;
 
     async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>>;
-    async fn insert_signing_key(&self, k: &SigningKeyRecord) -> Result<()>;
+    /// Store `k` as the first key of its algorithm; false (nothing stored) if one exists,
+    /// also when another process stores one concurrently.
+    async fn insert_first_signing_key(&self, k: &SigningKeyRecord) -> Result<bool>;
+    /// Store `next` (published now, signing from `next.activate_at`) and schedule every
+    /// unretired key of its algorithm to retire at `retire_at`; refused while an earlier
+    /// rotation is still pending at `now`.
+    async fn rotate_signing_key(
+        &self,
+        next: &SigningKeyRecord,
+        retire_at: i64,
+        now: i64,
+    ) -> Result<RotateOutcome>;
+
+    /// Record an event for every process.
+    async fn post_event(&self, kind: &str, payload: &str, now: i64) -> Result<()>;
+    /// Events created at or after `since`, oldest first.
+    async fn events_since(&self, since: i64) -> Result<Vec<EventRecord>>;
 
     /// The stored secret `name`, storing `candidate` first if there is none.
     async fn secret(&self, name: &str, candidate: &str) -> Result<String>;
@@ -319,6 +360,7 @@ pub trait Store: Send + Sync + 'static {
     async fn purge_verifications(&self, before: i64) -> Result<u64>;
 
     /// Delete what expired before `before`: transactions, codes, sessions, refresh tokens,
-    /// revoked-token markers. Returns the number of rows deleted.
+    /// revoked-token markers, retired signing keys, events older than an hour. Returns the
+    /// number of rows deleted.
     async fn purge_expired(&self, before: i64) -> Result<u64>;
 }

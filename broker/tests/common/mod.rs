@@ -2,6 +2,8 @@
 //! an in-memory cookie jar (a "browser"), and virtual cards from the demo PKI.
 #![allow(dead_code)]
 
+pub mod db;
+
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
@@ -96,11 +98,14 @@ impl TestBroker {
                 std::fs::write(pol.join(name), text.replace("{demo}", &base)).unwrap();
             }
         }
-        let env: HashMap<&str, String> = HashMap::from([
+        let mut env: HashMap<&str, String> = HashMap::from([
             ("BROKER_DATA_DIR", data.display().to_string()),
             ("BROKER_RELYING_PARTIES_DIR", rps.display().to_string()),
             ("BROKER_POLICIES_DIR", pol.display().to_string()),
         ]);
+        if let Some(url) = db::test_database_url() {
+            env.insert("BROKER_DATABASE_URL", url);
+        }
         let config = Config::load(None, |k| env.get(k).cloned()).unwrap();
         let clock = Arc::new(FixedClock::new(time::OffsetDateTime::now_utc()));
         let broker = Broker::start(config, clock.clone()).await.unwrap();

@@ -1,42 +1,189 @@
-//! SQLite implementation of [`Store`]: one file, WAL, the embedded default.
+//! The [`Store`] over SQL, for both engines: SQLite (one file, WAL — the embedded default) and
+//! PostgreSQL (shared by any number of broker processes). sqlx's `Any` driver carries the
+//! queries; every statement is written once, in the subset both engines accept (`$n`
+//! placeholders, `ON CONFLICT`, `RETURNING`), over TEXT and 64-bit integer columns only.
+//!
+//! Races between processes are settled by the database, never by the caller: single-use things
+//! (challenges, codes, refresh tokens) are claimed by one conditional `UPDATE … RETURNING`, which
+//! PostgreSQL serialises on the row lock and SQLite on its write lock (`BEGIN IMMEDIATE`).
 
 use super::*;
-use sqlx::Row;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
-};
-use std::str::FromStr;
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Executor, Row};
 use std::time::Duration;
 
-pub struct SqliteStore {
-    pool: SqlitePool,
+/// Which engine a database URL names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    Sqlite,
+    Postgres,
 }
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
-
-impl SqliteStore {
-    /// Open (creating if missing) and migrate the database at `url` (`sqlite://PATH`).
-    pub async fn connect(url: &str) -> Result<SqliteStore> {
-        let opts = SqliteConnectOptions::from_str(url)?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(5))
-            .foreign_keys(true);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(8)
-            .connect_with(opts)
-            .await?;
-        MIGRATOR
-            .run(&pool)
-            .await
-            .map_err(|e| StoreError::Db(format!("migration: {e}")))?;
-        Ok(SqliteStore { pool })
+impl Engine {
+    /// The engine of `url` (`sqlite:` or `postgres:`/`postgresql:`), if supported.
+    pub fn of(url: &str) -> Option<Engine> {
+        if url.starts_with("sqlite:") {
+            Some(Engine::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Some(Engine::Postgres)
+        } else {
+            None
+        }
     }
 }
 
-fn tx_from_row(r: &SqliteRow) -> Result<TxRecord> {
+/// Pool settings (`[database]` in broker.toml).
+#[derive(Debug, Clone, Copy)]
+pub struct PoolSettings {
+    /// Connections this process may hold open.
+    pub max_connections: u32,
+    /// How long a request waits for a connection before it fails (503).
+    pub acquire_timeout: Duration,
+}
+
+impl Default for PoolSettings {
+    fn default() -> Self {
+        Self {
+            max_connections: 8,
+            acquire_timeout: Duration::from_secs(3),
+        }
+    }
+}
+
+pub struct SqlStore {
+    pool: AnyPool,
+    engine: Engine,
+}
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+impl SqlStore {
+    /// Connect to `url` and bring its schema up to date (creating a SQLite file if missing).
+    pub async fn connect(url: &str, settings: PoolSettings) -> Result<SqlStore> {
+        sqlx::any::install_default_drivers();
+        let engine = Engine::of(url)
+            .ok_or_else(|| StoreError::Db("unsupported database URL scheme".into()))?;
+        let mut opts = AnyPoolOptions::new()
+            .max_connections(settings.max_connections)
+            .acquire_timeout(settings.acquire_timeout)
+            // A connection broken by a database restart is noticed here and replaced.
+            .test_before_acquire(true);
+        if engine == Engine::Sqlite {
+            opts = opts.after_connect(|conn, _| {
+                Box::pin(async move {
+                    conn.execute(
+                        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;
+                         PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;",
+                    )
+                    .await?;
+                    Ok(())
+                })
+            });
+        }
+        let pool = opts.connect(url).await?;
+        let migrator = match engine {
+            Engine::Sqlite => &SQLITE_MIGRATIONS,
+            Engine::Postgres => &POSTGRES_MIGRATIONS,
+        };
+        migrator
+            .run(&pool)
+            .await
+            .map_err(|e| StoreError::Db(format!("migration: {e}")))?;
+        Ok(SqlStore { pool, engine })
+    }
+
+    pub fn engine(&self) -> Engine {
+        self.engine
+    }
+
+    /// A write transaction. SQLite takes its write lock up front (a deferred transaction that
+    /// later writes can fail with SQLITE_BUSY); PostgreSQL locks rows as they are touched.
+    async fn begin(
+        &self,
+    ) -> std::result::Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+        match self.engine {
+            Engine::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Engine::Postgres => self.pool.begin().await,
+        }
+    }
+
+    /// Find the account `cert` is linked to, or create one and link it. Safe against a
+    /// concurrent first login with the same certificate in another process: the loser's new
+    /// account is removed and the winner's returned.
+    async fn find_or_link(
+        db: &mut sqlx::AnyConnection,
+        cert: &CertLink,
+        now: i64,
+    ) -> Result<(String, bool)> {
+        if let Some(a) = linked_account(db, cert).await? {
+            return Ok((a, false));
+        }
+        let id = uuid::Uuid::new_v4().to_string();
+        sqlx::query("INSERT INTO accounts (id, created_at) VALUES ($1, $2)")
+            .bind(&id)
+            .bind(now)
+            .execute(&mut *db)
+            .await?;
+        let inserted = sqlx::query(
+            "INSERT INTO cert_links (issuer, serial, kind, account_id, not_after, linked_at)
+             VALUES ($1,$2,$3,$4,$5,$6) ON CONFLICT (issuer, serial) DO NOTHING",
+        )
+        .bind(&cert.issuer)
+        .bind(&cert.serial)
+        .bind(&cert.kind)
+        .bind(&id)
+        .bind(cert.not_after)
+        .bind(now)
+        .execute(&mut *db)
+        .await?
+        .rows_affected();
+        if inserted == 1 {
+            return Ok((id, true));
+        }
+        sqlx::query("DELETE FROM accounts WHERE id = $1")
+            .bind(&id)
+            .execute(&mut *db)
+            .await?;
+        let a = linked_account(db, cert)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("certificate link vanished".into()))?;
+        Ok((a, false))
+    }
+}
+
+async fn linked_account(db: &mut sqlx::AnyConnection, c: &CertLink) -> Result<Option<String>> {
+    Ok(
+        sqlx::query_scalar("SELECT account_id FROM cert_links WHERE issuer = $1 AND serial = $2")
+            .bind(&c.issuer)
+            .bind(&c.serial)
+            .fetch_optional(&mut *db)
+            .await?,
+    )
+}
+
+/// Claim the transaction's unused challenge `nonce` at `stage`: true for exactly one caller.
+async fn claim_challenge(
+    db: &mut sqlx::AnyConnection,
+    helper_hash: &str,
+    nonce: &str,
+    stage: &str,
+) -> Result<bool> {
+    Ok(sqlx::query(
+        "UPDATE transactions SET challenge_used = 1
+         WHERE helper_hash = $1 AND challenge_nonce = $2 AND challenge_used = 0
+           AND status = 'pending' AND stage = $3",
+    )
+    .bind(helper_hash)
+    .bind(nonce)
+    .bind(stage)
+    .execute(&mut *db)
+    .await?
+    .rows_affected()
+        == 1)
+}
+
+fn tx_from_row(r: &AnyRow) -> Result<TxRecord> {
     Ok(TxRecord {
         id: r.try_get("id")?,
         browser_hash: r.try_get("browser_hash")?,
@@ -59,7 +206,7 @@ fn tx_from_row(r: &SqliteRow) -> Result<TxRecord> {
     })
 }
 
-fn code_from_row(r: &SqliteRow) -> Result<CodeRecord> {
+fn code_from_row(r: &AnyRow) -> Result<CodeRecord> {
     Ok(CodeRecord {
         code_hash: r.try_get("code_hash")?,
         grant_id: r.try_get("grant_id")?,
@@ -71,7 +218,7 @@ fn code_from_row(r: &SqliteRow) -> Result<CodeRecord> {
     })
 }
 
-fn refresh_from_row(r: &SqliteRow) -> Result<RefreshRecord> {
+fn refresh_from_row(r: &AnyRow) -> Result<RefreshRecord> {
     Ok(RefreshRecord {
         token_hash: r.try_get("token_hash")?,
         grant_id: r.try_get("grant_id")?,
@@ -83,14 +230,14 @@ fn refresh_from_row(r: &SqliteRow) -> Result<RefreshRecord> {
 }
 
 #[async_trait]
-impl Store for SqliteStore {
+impl Store for SqlStore {
     async fn create_tx(&self, t: &TxRecord) -> Result<()> {
         sqlx::query(
             "INSERT INTO transactions (id, browser_hash, helper_hash, client_id, request_json,
                created_at, expires_at, status, challenge_nonce, challenge_expires_at,
                challenge_used, binding_code, csrf, account_id, facts_json, session_hash,
                stage, pending_json)
-             VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+             VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18)",
         )
         .bind(&t.id)
         .bind(&t.browser_hash)
@@ -116,7 +263,7 @@ impl Store for SqliteStore {
     }
 
     async fn get_tx(&self, id: &str) -> Result<Option<TxRecord>> {
-        sqlx::query("SELECT * FROM transactions WHERE id = ?")
+        sqlx::query("SELECT * FROM transactions WHERE id = $1")
             .bind(id)
             .fetch_optional(&self.pool)
             .await?
@@ -126,7 +273,7 @@ impl Store for SqliteStore {
     }
 
     async fn get_tx_by_helper(&self, helper_hash: &str) -> Result<Option<TxRecord>> {
-        sqlx::query("SELECT * FROM transactions WHERE helper_hash = ?")
+        sqlx::query("SELECT * FROM transactions WHERE helper_hash = $1")
             .bind(helper_hash)
             .fetch_optional(&self.pool)
             .await?
@@ -143,53 +290,15 @@ impl Store for SqliteStore {
         facts_json: &str,
         now: i64,
     ) -> Result<CardLoginOutcome> {
-        let mut db = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let used: Option<i64> = sqlx::query_scalar(
-            "SELECT challenge_used FROM transactions
-             WHERE helper_hash = ? AND challenge_nonce = ? AND status = 'pending'
-               AND stage = 'user_auth'",
-        )
-        .bind(helper_hash)
-        .bind(nonce)
-        .fetch_optional(&mut *db)
-        .await?;
-        if used != Some(0) {
+        let mut db = self.begin().await?;
+        if !claim_challenge(&mut db, helper_hash, nonce, "user_auth").await? {
+            db.rollback().await?;
             return Ok(CardLoginOutcome::ChallengeUsed);
         }
-        let existing: Option<String> =
-            sqlx::query_scalar("SELECT account_id FROM cert_links WHERE issuer = ? AND serial = ?")
-                .bind(&cert.issuer)
-                .bind(&cert.serial)
-                .fetch_optional(&mut *db)
-                .await?;
-        let (account_id, new_account) = match existing {
-            Some(a) => (a, false),
-            None => {
-                let id = uuid::Uuid::new_v4().to_string();
-                sqlx::query("INSERT INTO accounts (id, created_at) VALUES (?, ?)")
-                    .bind(&id)
-                    .bind(now)
-                    .execute(&mut *db)
-                    .await?;
-                sqlx::query(
-                    "INSERT INTO cert_links (issuer, serial, kind, account_id, not_after, linked_at)
-                     VALUES (?,?,?,?,?,?)",
-                )
-                .bind(&cert.issuer)
-                .bind(&cert.serial)
-                .bind(&cert.kind)
-                .bind(&id)
-                .bind(cert.not_after)
-                .bind(now)
-                .execute(&mut *db)
-                .await?;
-                (id, true)
-            }
-        };
+        let (account_id, new_account) = Self::find_or_link(&mut db, cert, now).await?;
         sqlx::query(
-            "UPDATE transactions SET challenge_used = 1, status = 'authenticated',
-               account_id = ?, facts_json = ?
-             WHERE helper_hash = ? AND challenge_used = 0",
+            "UPDATE transactions SET status = 'authenticated', account_id = $1, facts_json = $2
+             WHERE helper_hash = $3",
         )
         .bind(&account_id)
         .bind(facts_json)
@@ -204,13 +313,13 @@ impl Store for SqliteStore {
     }
 
     async fn account_by_cert(&self, issuer: &str, serial: &str) -> Result<Option<String>> {
-        Ok(
-            sqlx::query_scalar("SELECT account_id FROM cert_links WHERE issuer = ? AND serial = ?")
-                .bind(issuer)
-                .bind(serial)
-                .fetch_optional(&self.pool)
-                .await?,
+        Ok(sqlx::query_scalar(
+            "SELECT account_id FROM cert_links WHERE issuer = $1 AND serial = $2",
         )
+        .bind(issuer)
+        .bind(serial)
+        .fetch_optional(&self.pool)
+        .await?)
     }
 
     async fn begin_proofing(
@@ -222,9 +331,9 @@ impl Store for SqliteStore {
         pending_json: &str,
     ) -> Result<bool> {
         let r = sqlx::query(
-            "UPDATE transactions SET stage = 'signature', challenge_nonce = ?,
-               challenge_expires_at = ?, pending_json = ?
-             WHERE helper_hash = ? AND challenge_nonce = ? AND challenge_used = 0
+            "UPDATE transactions SET stage = 'signature', challenge_nonce = $1,
+               challenge_expires_at = $2, pending_json = $3
+             WHERE helper_hash = $4 AND challenge_nonce = $5 AND challenge_used = 0
                AND status = 'pending' AND stage = 'user_auth'",
         )
         .bind(new_nonce)
@@ -244,33 +353,18 @@ impl Store for SqliteStore {
         p: &Proofing,
         now: i64,
     ) -> Result<CardLoginOutcome> {
-        let mut db = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let used: Option<i64> = sqlx::query_scalar(
-            "SELECT challenge_used FROM transactions
-             WHERE helper_hash = ? AND challenge_nonce = ? AND status = 'pending'
-               AND stage = 'signature'",
-        )
-        .bind(helper_hash)
-        .bind(nonce)
-        .fetch_optional(&mut *db)
-        .await?;
-        if used != Some(0) {
+        let mut db = self.begin().await?;
+        if !claim_challenge(&mut db, helper_hash, nonce, "signature").await? {
+            db.rollback().await?;
             return Ok(CardLoginOutcome::ChallengeUsed);
         }
-        let linked = |c: &CertLink| {
-            sqlx::query_scalar::<_, String>(
-                "SELECT account_id FROM cert_links WHERE issuer = ? AND serial = ?",
-            )
-            .bind(c.issuer.clone())
-            .bind(c.serial.clone())
-        };
-        let by_auth = linked(&p.auth).fetch_optional(&mut *db).await?;
-        let by_sign = linked(&p.sign).fetch_optional(&mut *db).await?;
+        let by_auth = linked_account(&mut db, &p.auth).await?;
+        let by_sign = linked_account(&mut db, &p.sign).await?;
         let (account_id, new_account) = match by_auth.or(by_sign).or(p.renewal_of.clone()) {
             Some(a) => (a, false),
             None => {
                 let id = uuid::Uuid::new_v4().to_string();
-                sqlx::query("INSERT INTO accounts (id, created_at) VALUES (?, ?)")
+                sqlx::query("INSERT INTO accounts (id, created_at) VALUES ($1, $2)")
                     .bind(&id)
                     .bind(now)
                     .execute(&mut *db)
@@ -281,7 +375,7 @@ impl Store for SqliteStore {
         for c in [&p.auth, &p.sign] {
             sqlx::query(
                 "INSERT INTO cert_links (issuer, serial, kind, account_id, not_after, linked_at)
-                 VALUES (?,?,?,?,?,?)
+                 VALUES ($1,$2,$3,$4,$5,$6)
                  ON CONFLICT (issuer, serial) DO UPDATE SET account_id = excluded.account_id",
             )
             .bind(&c.issuer)
@@ -296,7 +390,7 @@ impl Store for SqliteStore {
         sqlx::query(
             "INSERT INTO verified_claims (account_id, claims_json, evidence_json, verified_at,
                sign_issuer, sign_serial, sign_anchor, stale_since, stale_reason)
-             VALUES (?,?,?,?,?,?,?,NULL,NULL)
+             VALUES ($1,$2,$3,$4,$5,$6,$7,NULL,NULL)
              ON CONFLICT (account_id) DO UPDATE SET claims_json = excluded.claims_json,
                evidence_json = excluded.evidence_json, verified_at = excluded.verified_at,
                sign_issuer = excluded.sign_issuer, sign_serial = excluded.sign_serial,
@@ -312,9 +406,9 @@ impl Store for SqliteStore {
         .execute(&mut *db)
         .await?;
         sqlx::query(
-            "UPDATE transactions SET challenge_used = 1, status = 'authenticated',
-               account_id = ?, facts_json = ?, pending_json = NULL
-             WHERE helper_hash = ? AND challenge_used = 0",
+            "UPDATE transactions SET status = 'authenticated', account_id = $1,
+               facts_json = $2, pending_json = NULL
+             WHERE helper_hash = $3",
         )
         .bind(&account_id)
         .bind(&p.facts_json)
@@ -329,7 +423,7 @@ impl Store for SqliteStore {
     }
 
     async fn verified_claims(&self, account_id: &str) -> Result<Option<VerifiedClaimsRecord>> {
-        let row = sqlx::query("SELECT * FROM verified_claims WHERE account_id = ?")
+        let row = sqlx::query("SELECT * FROM verified_claims WHERE account_id = $1")
             .bind(account_id)
             .fetch_optional(&self.pool)
             .await?;
@@ -357,8 +451,8 @@ impl Store for SqliteStore {
         now: i64,
     ) -> Result<bool> {
         let r = sqlx::query(
-            "UPDATE verified_claims SET stale_since = ?, stale_reason = ?
-             WHERE sign_issuer = ? AND sign_serial = ? AND stale_since IS NULL",
+            "UPDATE verified_claims SET stale_since = $1, stale_reason = $2
+             WHERE sign_issuer = $3 AND sign_serial = $4 AND stale_since IS NULL",
         )
         .bind(now)
         .bind(reason)
@@ -370,7 +464,7 @@ impl Store for SqliteStore {
     }
 
     async fn bind_tx_session(&self, tx_id: &str, session_hash: &str) -> Result<()> {
-        sqlx::query("UPDATE transactions SET session_hash = ? WHERE id = ?")
+        sqlx::query("UPDATE transactions SET session_hash = $1 WHERE id = $2")
             .bind(session_hash)
             .bind(tx_id)
             .execute(&self.pool)
@@ -380,7 +474,7 @@ impl Store for SqliteStore {
 
     async fn finish_tx(&self, tx_id: &str) -> Result<bool> {
         let r = sqlx::query(
-            "UPDATE transactions SET status = 'done' WHERE id = ? AND status != 'done'",
+            "UPDATE transactions SET status = 'done' WHERE id = $1 AND status != 'done'",
         )
         .bind(tx_id)
         .execute(&self.pool)
@@ -391,7 +485,7 @@ impl Store for SqliteStore {
     async fn create_session(&self, s: &SessionRecord) -> Result<()> {
         sqlx::query(
             "INSERT INTO sessions (id_hash, account_id, created_at, expires_at, facts_json)
-             VALUES (?,?,?,?,?)",
+             VALUES ($1,$2,$3,$4,$5)",
         )
         .bind(&s.id_hash)
         .bind(&s.account_id)
@@ -404,7 +498,7 @@ impl Store for SqliteStore {
     }
 
     async fn get_session(&self, id_hash: &str) -> Result<Option<SessionRecord>> {
-        let row = sqlx::query("SELECT * FROM sessions WHERE id_hash = ?")
+        let row = sqlx::query("SELECT * FROM sessions WHERE id_hash = $1")
             .bind(id_hash)
             .fetch_optional(&self.pool)
             .await?;
@@ -421,7 +515,7 @@ impl Store for SqliteStore {
     }
 
     async fn delete_session(&self, id_hash: &str) -> Result<()> {
-        sqlx::query("DELETE FROM sessions WHERE id_hash = ?")
+        sqlx::query("DELETE FROM sessions WHERE id_hash = $1")
             .bind(id_hash)
             .execute(&self.pool)
             .await?;
@@ -429,13 +523,13 @@ impl Store for SqliteStore {
     }
 
     async fn get_consent(&self, account_id: &str, client_id: &str) -> Result<Option<String>> {
-        Ok(
-            sqlx::query_scalar("SELECT scope FROM consents WHERE account_id = ? AND client_id = ?")
-                .bind(account_id)
-                .bind(client_id)
-                .fetch_optional(&self.pool)
-                .await?,
+        Ok(sqlx::query_scalar(
+            "SELECT scope FROM consents WHERE account_id = $1 AND client_id = $2",
         )
+        .bind(account_id)
+        .bind(client_id)
+        .fetch_optional(&self.pool)
+        .await?)
     }
 
     async fn put_consent(
@@ -446,7 +540,7 @@ impl Store for SqliteStore {
         now: i64,
     ) -> Result<()> {
         sqlx::query(
-            "INSERT INTO consents (account_id, client_id, scope, granted_at) VALUES (?,?,?,?)
+            "INSERT INTO consents (account_id, client_id, scope, granted_at) VALUES ($1,$2,$3,$4)
              ON CONFLICT (account_id, client_id) DO UPDATE SET scope = excluded.scope,
                granted_at = excluded.granted_at",
         )
@@ -462,7 +556,7 @@ impl Store for SqliteStore {
     async fn insert_code(&self, c: &CodeRecord) -> Result<()> {
         sqlx::query(
             "INSERT INTO codes (code_hash, grant_id, client_id, account_id, data_json, expires_at, used_at)
-             VALUES (?,?,?,?,?,?,?)",
+             VALUES ($1,$2,$3,$4,$5,$6,$7)",
         )
         .bind(&c.code_hash)
         .bind(&c.grant_id)
@@ -478,7 +572,7 @@ impl Store for SqliteStore {
 
     async fn redeem_code(&self, code_hash: &str, now: i64) -> Result<Redeem<CodeRecord>> {
         let row = sqlx::query(
-            "UPDATE codes SET used_at = ? WHERE code_hash = ? AND used_at IS NULL RETURNING *",
+            "UPDATE codes SET used_at = $1 WHERE code_hash = $2 AND used_at IS NULL RETURNING *",
         )
         .bind(now)
         .bind(code_hash)
@@ -487,7 +581,7 @@ impl Store for SqliteStore {
         if let Some(r) = row {
             return Ok(Redeem::Fresh(code_from_row(&r)?));
         }
-        let row = sqlx::query("SELECT * FROM codes WHERE code_hash = ?")
+        let row = sqlx::query("SELECT * FROM codes WHERE code_hash = $1")
             .bind(code_hash)
             .fetch_optional(&self.pool)
             .await?;
@@ -500,7 +594,7 @@ impl Store for SqliteStore {
     async fn create_grant(&self, g: &GrantRecord) -> Result<()> {
         sqlx::query(
             "INSERT INTO grants (id, client_id, account_id, scope, created_at, revoked_at, claims_json)
-             VALUES (?,?,?,?,?,?,?)",
+             VALUES ($1,$2,$3,$4,$5,$6,$7)",
         )
         .bind(&g.id)
         .bind(&g.client_id)
@@ -515,7 +609,7 @@ impl Store for SqliteStore {
     }
 
     async fn get_grant(&self, id: &str) -> Result<Option<GrantRecord>> {
-        let row = sqlx::query("SELECT * FROM grants WHERE id = ?")
+        let row = sqlx::query("SELECT * FROM grants WHERE id = $1")
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
@@ -534,17 +628,19 @@ impl Store for SqliteStore {
     }
 
     async fn revoke_grant(&self, id: &str, now: i64) -> Result<()> {
-        let mut db = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        sqlx::query("UPDATE grants SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
+        let mut db = self.begin().await?;
+        sqlx::query("UPDATE grants SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
             .bind(now)
             .bind(id)
             .execute(&mut *db)
             .await?;
-        sqlx::query("UPDATE refresh_tokens SET used_at = ? WHERE grant_id = ? AND used_at IS NULL")
-            .bind(now)
-            .bind(id)
-            .execute(&mut *db)
-            .await?;
+        sqlx::query(
+            "UPDATE refresh_tokens SET used_at = $1 WHERE grant_id = $2 AND used_at IS NULL",
+        )
+        .bind(now)
+        .bind(id)
+        .execute(&mut *db)
+        .await?;
         db.commit().await?;
         Ok(())
     }
@@ -552,7 +648,7 @@ impl Store for SqliteStore {
     async fn insert_refresh(&self, r: &RefreshRecord) -> Result<()> {
         sqlx::query(
             "INSERT INTO refresh_tokens (token_hash, grant_id, data_json, created_at, expires_at, used_at)
-             VALUES (?,?,?,?,?,?)",
+             VALUES ($1,$2,$3,$4,$5,$6)",
         )
         .bind(&r.token_hash)
         .bind(&r.grant_id)
@@ -566,7 +662,7 @@ impl Store for SqliteStore {
     }
 
     async fn get_refresh(&self, token_hash: &str) -> Result<Option<RefreshRecord>> {
-        sqlx::query("SELECT * FROM refresh_tokens WHERE token_hash = ?")
+        sqlx::query("SELECT * FROM refresh_tokens WHERE token_hash = $1")
             .bind(token_hash)
             .fetch_optional(&self.pool)
             .await?
@@ -581,16 +677,16 @@ impl Store for SqliteStore {
         new: &RefreshRecord,
         now: i64,
     ) -> Result<Redeem<RefreshRecord>> {
-        let mut db = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut db = self.begin().await?;
         let row = sqlx::query(
-            "UPDATE refresh_tokens SET used_at = ? WHERE token_hash = ? AND used_at IS NULL RETURNING *",
+            "UPDATE refresh_tokens SET used_at = $1 WHERE token_hash = $2 AND used_at IS NULL RETURNING *",
         )
         .bind(now)
         .bind(old_hash)
         .fetch_optional(&mut *db)
         .await?;
         let Some(row) = row else {
-            let old = sqlx::query("SELECT * FROM refresh_tokens WHERE token_hash = ?")
+            let old = sqlx::query("SELECT * FROM refresh_tokens WHERE token_hash = $1")
                 .bind(old_hash)
                 .fetch_optional(&mut *db)
                 .await?;
@@ -603,7 +699,7 @@ impl Store for SqliteStore {
         let old = refresh_from_row(&row)?;
         sqlx::query(
             "INSERT INTO refresh_tokens (token_hash, grant_id, data_json, created_at, expires_at, used_at)
-             VALUES (?,?,?,?,?,?)",
+             VALUES ($1,$2,$3,$4,$5,$6)",
         )
         .bind(&new.token_hash)
         .bind(&new.grant_id)
@@ -618,16 +714,18 @@ impl Store for SqliteStore {
     }
 
     async fn revoke_jti(&self, jti: &str, expires_at: i64) -> Result<()> {
-        sqlx::query("INSERT OR IGNORE INTO revoked_jti (jti, expires_at) VALUES (?, ?)")
-            .bind(jti)
-            .bind(expires_at)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "INSERT INTO revoked_jti (jti, expires_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        )
+        .bind(jti)
+        .bind(expires_at)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
     async fn is_jti_revoked(&self, jti: &str) -> Result<bool> {
-        let r: Option<i64> = sqlx::query_scalar("SELECT 1 FROM revoked_jti WHERE jti = ?")
+        let r: Option<i64> = sqlx::query_scalar("SELECT 1 FROM revoked_jti WHERE jti = $1")
             .bind(jti)
             .fetch_optional(&self.pool)
             .await?;
@@ -635,7 +733,7 @@ impl Store for SqliteStore {
     }
 
     async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>> {
-        let rows = sqlx::query("SELECT * FROM signing_keys ORDER BY created_at, kid")
+        let rows = sqlx::query("SELECT * FROM signing_keys ORDER BY activate_at, created_at, kid")
             .fetch_all(&self.pool)
             .await?;
         rows.iter()
@@ -646,33 +744,116 @@ impl Store for SqliteStore {
                     private_pem: r.try_get("private_pem")?,
                     created_at: r.try_get("created_at")?,
                     status: r.try_get("status")?,
+                    activate_at: r.try_get("activate_at")?,
+                    retire_at: r.try_get("retire_at")?,
                 })
             })
             .collect()
     }
 
-    async fn insert_signing_key(&self, k: &SigningKeyRecord) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO signing_keys (kid, alg, private_pem, created_at, status) VALUES (?,?,?,?,?)",
+    async fn insert_first_signing_key(&self, k: &SigningKeyRecord) -> Result<bool> {
+        let mut db = self.begin().await?;
+        let have: Option<i64> = sqlx::query_scalar("SELECT 1 FROM signing_keys WHERE alg = $1")
+            .bind(&k.alg)
+            .fetch_optional(&mut *db)
+            .await?;
+        // The marker row serialises concurrent first starts: a second process blocks on it
+        // until the first commits, then inserts nothing.
+        let won = have.is_none()
+            && sqlx::query(
+                "INSERT INTO secrets (name, value) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            )
+            .bind(format!("first_signing_key:{}", k.alg))
+            .bind(&k.kid)
+            .execute(&mut *db)
+            .await?
+            .rows_affected()
+                == 1;
+        if !won {
+            db.rollback().await?;
+            return Ok(false);
+        }
+        insert_key(&mut db, k).await?;
+        db.commit().await?;
+        Ok(true)
+    }
+
+    async fn rotate_signing_key(
+        &self,
+        next: &SigningKeyRecord,
+        retire_at: i64,
+        now: i64,
+    ) -> Result<RotateOutcome> {
+        let mut db = self.begin().await?;
+        // Lock out a concurrent rotation of the same algorithm (PostgreSQL row locks; SQLite
+        // holds its write lock already).
+        sqlx::query("UPDATE signing_keys SET status = status WHERE alg = $1")
+            .bind(&next.alg)
+            .execute(&mut *db)
+            .await?;
+        let pending = sqlx::query(
+            "SELECT kid, activate_at FROM signing_keys WHERE alg = $1 AND activate_at > $2
+             ORDER BY activate_at LIMIT 1",
         )
-        .bind(&k.kid)
-        .bind(&k.alg)
-        .bind(&k.private_pem)
-        .bind(k.created_at)
-        .bind(&k.status)
-        .execute(&self.pool)
+        .bind(&next.alg)
+        .bind(now)
+        .fetch_optional(&mut *db)
         .await?;
+        if let Some(r) = pending {
+            db.rollback().await?;
+            return Ok(RotateOutcome::AlreadyPending {
+                kid: r.try_get("kid")?,
+                activate_at: r.try_get("activate_at")?,
+            });
+        }
+        sqlx::query("UPDATE signing_keys SET retire_at = $1 WHERE alg = $2 AND retire_at IS NULL")
+            .bind(retire_at)
+            .bind(&next.alg)
+            .execute(&mut *db)
+            .await?;
+        insert_key(&mut db, next).await?;
+        db.commit().await?;
+        Ok(RotateOutcome::Rotated)
+    }
+
+    async fn post_event(&self, kind: &str, payload: &str, now: i64) -> Result<()> {
+        sqlx::query("INSERT INTO broker_events (kind, payload, created_at) VALUES ($1, $2, $3)")
+            .bind(kind)
+            .bind(payload)
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
+    async fn events_since(&self, since: i64) -> Result<Vec<EventRecord>> {
+        let rows = sqlx::query(
+            "SELECT id, kind, payload, created_at FROM broker_events WHERE created_at >= $1
+             ORDER BY id",
+        )
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(EventRecord {
+                    id: r.try_get("id")?,
+                    kind: r.try_get("kind")?,
+                    payload: r.try_get("payload")?,
+                    created_at: r.try_get("created_at")?,
+                })
+            })
+            .collect()
+    }
+
     async fn secret(&self, name: &str, candidate: &str) -> Result<String> {
-        sqlx::query("INSERT OR IGNORE INTO secrets (name, value) VALUES (?, ?)")
+        sqlx::query("INSERT INTO secrets (name, value) VALUES ($1, $2) ON CONFLICT DO NOTHING")
             .bind(name)
             .bind(candidate)
             .execute(&self.pool)
             .await?;
         Ok(
-            sqlx::query_scalar("SELECT value FROM secrets WHERE name = ?")
+            sqlx::query_scalar("SELECT value FROM secrets WHERE name = $1")
                 .bind(name)
                 .fetch_one(&self.pool)
                 .await?,
@@ -709,11 +890,13 @@ impl Store for SqliteStore {
     async fn purge_expired(&self, before: i64) -> Result<u64> {
         let mut n = 0;
         for q in [
-            "DELETE FROM transactions WHERE expires_at < ?",
-            "DELETE FROM codes WHERE expires_at < ?",
-            "DELETE FROM sessions WHERE expires_at < ?",
-            "DELETE FROM refresh_tokens WHERE expires_at < ?",
-            "DELETE FROM revoked_jti WHERE expires_at < ?",
+            "DELETE FROM transactions WHERE expires_at < $1",
+            "DELETE FROM codes WHERE expires_at < $1",
+            "DELETE FROM sessions WHERE expires_at < $1",
+            "DELETE FROM refresh_tokens WHERE expires_at < $1",
+            "DELETE FROM revoked_jti WHERE expires_at < $1",
+            "DELETE FROM signing_keys WHERE retire_at < $1",
+            "DELETE FROM broker_events WHERE created_at < $1 - 3600",
         ] {
             n += sqlx::query(q)
                 .bind(before)
@@ -725,12 +908,12 @@ impl Store for SqliteStore {
     }
 
     async fn insert_verifications(&self, records: &[VerificationRecord]) -> Result<()> {
-        let mut db = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut db = self.begin().await?;
         for r in records {
             sqlx::query(
                 "INSERT INTO signature_verifications (id, client_id, document_sha256, verdict,
                    reasons_json, cert_issuer, cert_serial, revocation_json, created_at, retain_until)
-                 VALUES (?,?,?,?,?,?,?,?,?,?)",
+                 VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10)",
             )
             .bind(&r.id)
             .bind(&r.client_id)
@@ -750,7 +933,7 @@ impl Store for SqliteStore {
     }
 
     async fn get_verification(&self, id: &str) -> Result<Option<VerificationRecord>> {
-        let row = sqlx::query("SELECT * FROM signature_verifications WHERE id = ?")
+        let row = sqlx::query("SELECT * FROM signature_verifications WHERE id = $1")
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
@@ -773,11 +956,28 @@ impl Store for SqliteStore {
 
     async fn purge_verifications(&self, before: i64) -> Result<u64> {
         Ok(
-            sqlx::query("DELETE FROM signature_verifications WHERE retain_until < ?")
+            sqlx::query("DELETE FROM signature_verifications WHERE retain_until < $1")
                 .bind(before)
                 .execute(&self.pool)
                 .await?
                 .rows_affected(),
         )
     }
+}
+
+async fn insert_key(db: &mut sqlx::AnyConnection, k: &SigningKeyRecord) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO signing_keys (kid, alg, private_pem, created_at, status, activate_at,
+           retire_at) VALUES ($1,$2,$3,$4,$5,$6,$7)",
+    )
+    .bind(&k.kid)
+    .bind(&k.alg)
+    .bind(&k.private_pem)
+    .bind(k.created_at)
+    .bind(&k.status)
+    .bind(k.activate_at)
+    .bind(k.retire_at)
+    .execute(&mut *db)
+    .await?;
+    Ok(())
 }
