@@ -110,19 +110,7 @@ impl Broker {
         registry.check_against(&policy)?;
         registry.restrict_claims(&policy);
         let trust = Arc::new(load_trust(&config, clock.now())?);
-        let store: Arc<dyn Store> = Arc::new(
-            crate::store::sql::SqlStore::connect(
-                &config.database_url,
-                crate::store::sql::PoolSettings {
-                    max_connections: config.database.max_connections,
-                    acquire_timeout: std::time::Duration::from_secs(
-                        config.database.acquire_timeout,
-                    ),
-                },
-            )
-            .await
-            .context("cannot open the database")?,
-        );
+        let store = open_store(&config).await?;
         let now = clock.now().unix_timestamp();
         let keys = KeySet::load_or_create(store.as_ref(), now).await?;
         let mac = store.secret("mac_key", &random_token()).await?;
@@ -305,6 +293,19 @@ impl Broker {
             .find(|a| a.label == label)
             .map(|a| Arc::from(a.cert_der.as_slice()))
     }
+}
+
+/// Open (and migrate) the configured database with this process's pool settings.
+pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    let settings = crate::store::sql::PoolSettings {
+        max_connections: config.database.max_connections,
+        acquire_timeout: std::time::Duration::from_secs(config.database.acquire_timeout),
+    };
+    Ok(Arc::new(
+        crate::store::sql::SqlStore::connect(&config.database_url, settings)
+            .await
+            .context("cannot open the database")?,
+    ))
 }
 
 /// Path of the operator's admin token inside `data_dir`.

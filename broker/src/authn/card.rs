@@ -64,6 +64,9 @@ pub enum CardLoginError {
     /// The broker failed (database); the detail is in its log.
     #[error("internal error")]
     Internal,
+    /// The broker's database is briefly unavailable; the same response may be posted again.
+    #[error("the broker is briefly unavailable; try again in a moment")]
+    Unavailable,
 }
 
 /// What the helper posts back.

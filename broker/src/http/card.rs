@@ -26,6 +26,7 @@ fn card_error(e: &CardLoginError) -> Response {
             (StatusCode::SERVICE_UNAVAILABLE, "revocation_unavailable")
         }
         CardLoginError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "server_error"),
+        CardLoginError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable"),
     };
     (
         status,

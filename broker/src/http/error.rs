@@ -28,7 +28,7 @@ impl IntoResponse for ApiError {
         let e = self.error;
         let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
         // Internal detail stays in the log.
-        let description = if status.is_server_error() {
+        let description = if status.is_server_error() && status != StatusCode::SERVICE_UNAVAILABLE {
             tracing::error!(code = e.code, detail = %e.description, "server error");
             "internal error".to_string()
         } else {
@@ -52,6 +52,10 @@ impl IntoResponse for ApiError {
             if let Ok(v) = HeaderValue::from_str(&v) {
                 res.headers_mut().insert(header::WWW_AUTHENTICATE, v);
             }
+        }
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
         }
         res
     }

@@ -20,6 +20,7 @@ fn tx_error_page(s: &AppState, lang: Lang, e: &TxError) -> Response {
         TxError::NotAuthenticated => (StatusCode::CONFLICT, "not_authenticated"),
         TxError::BadCsrf => (StatusCode::FORBIDDEN, "bad_csrf"),
         TxError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "server_error"),
+        TxError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable"),
     };
     pages::error_page(s, lang, status, code, &e.to_string())
 }

@@ -50,6 +50,11 @@ impl OAuthError {
 impl From<crate::store::StoreError> for OAuthError {
     fn from(e: crate::store::StoreError) -> Self {
         tracing::error!(error = %e, "store failure");
-        OAuthError::server_error("internal error")
+        match e {
+            crate::store::StoreError::Unavailable(_) => OAuthError::temporarily_unavailable(
+                "the broker's database is unavailable; retry shortly",
+            ),
+            _ => OAuthError::server_error("internal error"),
+        }
     }
 }

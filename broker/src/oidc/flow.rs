@@ -317,12 +317,17 @@ pub enum TxError {
     BadCsrf,
     #[error("internal error")]
     Internal,
+    #[error("the service is briefly unavailable; wait a moment and reload this page")]
+    Unavailable,
 }
 
 impl From<crate::store::StoreError> for TxError {
     fn from(e: crate::store::StoreError) -> Self {
         tracing::error!(error = %e, "store failure");
-        TxError::Internal
+        match e {
+            crate::store::StoreError::Unavailable(_) => TxError::Unavailable,
+            _ => TxError::Internal,
+        }
     }
 }
 
@@ -504,9 +509,12 @@ async fn revocation_fact(
     }
 }
 
-fn internal(e: impl std::fmt::Display) -> CardLoginError {
+fn internal<E: std::fmt::Display + 'static>(e: E) -> CardLoginError {
     tracing::error!(error = %e, "card login: internal failure");
-    CardLoginError::Internal
+    match (&e as &dyn std::any::Any).downcast_ref::<crate::store::StoreError>() {
+        Some(crate::store::StoreError::Unavailable(_)) => CardLoginError::Unavailable,
+        _ => CardLoginError::Internal,
+    }
 }
 
 async fn helper_tx(b: &Broker, helper_secret: &str) -> Result<TxRecord, CardLoginError> {

@@ -12,13 +12,34 @@ pub mod sql;
 pub enum StoreError {
     #[error("database: {0}")]
     Db(String),
+    /// The database cannot be reached (down, restarting, pool exhausted): retrying later may
+    /// succeed. Nothing was written.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
 }
 
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
-        StoreError::Db(e.to_string())
+        let unavailable = match &e {
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::WorkerCrashed => true,
+            // PostgreSQL shutting down or starting up (class 57: operator intervention;
+            // 08: connection exception).
+            sqlx::Error::Database(d) => d
+                .code()
+                .is_some_and(|c| c.starts_with("57P") || c.starts_with("08")),
+            _ => false,
+        };
+        if unavailable {
+            StoreError::Unavailable(e.to_string())
+        } else {
+            StoreError::Db(e.to_string())
+        }
     }
 }
 
