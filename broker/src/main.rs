@@ -618,7 +618,10 @@ async fn keys(c: Config, cmd: KeysCmd) -> anyhow::Result<()> {
     let when = |t: i64| {
         time::OffsetDateTime::from_unix_timestamp(t)
             .ok()
-            .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+            .and_then(|t| {
+                t.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            })
             .unwrap_or_else(|| t.to_string())
     };
     match cmd {
@@ -652,7 +655,11 @@ async fn keys(c: Config, cmd: KeysCmd) -> anyhow::Result<()> {
                 );
             }
             if danger_allow_short {
-                tracing::warn!(lead, grace, "danger_allow_short: key rotation below the safe minimum");
+                tracing::warn!(
+                    lead,
+                    grace,
+                    "danger_allow_short: key rotation below the safe minimum"
+                );
             }
             for a in algs {
                 let kid = broker::oidc::keys::rotate(store.as_ref(), a, now, lead, grace).await?;

@@ -10,6 +10,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_broker");
 
 #[path = "../../broker/tests/common/db.rs"]
 mod db;
+mod multiprocess;
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")

@@ -324,26 +324,15 @@ pub async fn token(
     }
 }
 
-async fn code_grant(
-    b: &Broker,
+/// Does this redeemed code belong to `client`, and match the request's redirect URI and PKCE
+/// verifier, in time? Its data if so.
+fn check_code(
+    rec: &crate::store::CodeRecord,
     client: &Client,
-    code: &str,
     redirect_uri: &str,
     verifier: &str,
-) -> Result<TokenResponse, OAuthError> {
-    let now = b.now();
-    let rec = match b.store.redeem_code(&token_hash(code), now).await? {
-        Redeem::Fresh(r) => r,
-        Redeem::Replayed(r) => {
-            // RFC 6749 §4.1.2 / RFC 9700 §4.5: revoke what the code produced.
-            b.store.revoke_grant(&r.grant_id, now).await?;
-            tracing::warn!(client = %r.client_id, grant = %r.grant_id, "authorization code replayed; grant revoked");
-            return Err(OAuthError::invalid_grant(
-                "the code was already used; tokens issued for it are revoked",
-            ));
-        }
-        Redeem::NotFound => return Err(OAuthError::invalid_grant("the code is invalid")),
-    };
+    now: i64,
+) -> Result<CodeData, OAuthError> {
     if rec.client_id != client.client_id {
         return Err(OAuthError::invalid_grant(
             "the code was issued to another client",
@@ -364,6 +353,37 @@ async fn code_grant(
             "code_verifier does not match the code_challenge",
         ));
     }
+    Ok(data)
+}
+
+async fn code_grant(
+    b: &Broker,
+    client: &Client,
+    code: &str,
+    redirect_uri: &str,
+    verifier: &str,
+) -> Result<TokenResponse, OAuthError> {
+    let now = b.now();
+    let rec = match b.store.redeem_code(&token_hash(code), now).await? {
+        Redeem::Fresh(r) => r,
+        Redeem::Replayed(r) => {
+            // RFC 6749 §4.1.2 / RFC 9700 §4.5: revoke what the code produced.
+            b.store.revoke_grant(&r.grant_id, now).await?;
+            tracing::warn!(client = %r.client_id, grant = %r.grant_id, "authorization code replayed; grant revoked");
+            return Err(OAuthError::invalid_grant(
+                "the code was already used; tokens issued for it are revoked",
+            ));
+        }
+        Redeem::NotFound => return Err(OAuthError::invalid_grant("the code is invalid")),
+    };
+    let data = match check_code(&rec, client, redirect_uri, verifier, now) {
+        Ok(d) => d,
+        Err(e) => {
+            // The code is spent; the grant it opened stays empty and closed.
+            b.store.revoke_grant(&rec.grant_id, now).await?;
+            return Err(e);
+        }
+    };
     b.store
         .create_grant(&GrantRecord {
             id: rec.grant_id.clone(),

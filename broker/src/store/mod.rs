@@ -329,9 +329,12 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<()>;
 
     async fn insert_code(&self, c: &CodeRecord) -> Result<()>;
-    /// Mark the code used and return it; a second call returns `Replayed`.
+    /// Mark the code used and return it, opening its grant (empty scope) in the same step so
+    /// that a concurrent replay always finds the grant to revoke; a second call returns
+    /// `Replayed`.
     async fn redeem_code(&self, code_hash: &str, now: i64) -> Result<Redeem<CodeRecord>>;
 
+    /// Store a grant's scope and claims (creating it if missing). Never clears a revocation.
     async fn create_grant(&self, g: &GrantRecord) -> Result<()>;
     async fn get_grant(&self, id: &str) -> Result<Option<GrantRecord>>;
     /// Revoke a grant and every refresh token of it.

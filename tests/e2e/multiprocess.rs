@@ -1,0 +1,527 @@
+//! Several `broker serve` processes on one PostgreSQL database (test names start with `pg_`;
+//! `tests/run` runs them in its PostgreSQL pass). Each process has its own caches; everything
+//! else is in the database, so any process may serve any step of a login.
+
+use super::{BIN, auth_url, db, free_port, repo};
+use serde_json::Value;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+const REDIRECT: &str = "http://127.0.0.1:8765/callback";
+
+/// N broker processes sharing one data directory (demo PKI, admin token) and one database.
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+    cfg: PathBuf,
+    pub db: String,
+    /// The one issuer every process serves.
+    pub issuer: String,
+    ports: Vec<u16>,
+    children: Vec<Child>,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Cluster {
+    /// `n` processes on the suite's PostgreSQL server, each in a fresh database.
+    pub fn start(n: usize) -> Cluster {
+        Self::start_on(n, db::fresh_postgres_database(), "")
+    }
+
+    /// `n` processes on database `db`, with `extra` appended to broker.toml.
+    pub fn start_on(n: usize, db: String, extra: &str) -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        let issuer = format!("http://localhost:{}", ports[0]);
+        let cfg = dir.path().join("broker.toml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "issuer = \"{issuer}\"\ndata_dir = \"data\"\ndatabase_url = \"{db}\"\npolicies_dir = \"{}\"\nrelying_parties_dir = \"{}\"\ndemo = true\n\n[cluster]\nsync_interval = 1\n{extra}",
+                repo().join("policies").display(),
+                repo().join("relying-parties").display(),
+            ),
+        )
+        .unwrap();
+        let mut c = Cluster {
+            dir,
+            cfg,
+            db,
+            issuer,
+            ports,
+            children: Vec::new(),
+        };
+        // The first process creates the demo PKI and the first keys; the others find them.
+        for i in 0..n {
+            let child = c.spawn(i);
+            c.children.push(child);
+            c.wait_up(i);
+        }
+        c
+    }
+
+    fn spawn(&self, i: usize) -> Child {
+        Command::new(BIN)
+            .arg("--config")
+            .arg(&self.cfg)
+            .arg("serve")
+            .current_dir(self.dir.path())
+            .env("BROKER_LISTEN", format!("127.0.0.1:{}", self.ports[i]))
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    }
+
+    fn wait_up(&self, i: usize) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while std::net::TcpStream::connect(("127.0.0.1", self.ports[i])).is_err() {
+            assert!(Instant::now() < deadline, "broker {i} did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Base URL of process `i`.
+    pub fn base(&self, i: usize) -> String {
+        format!("http://localhost:{}", self.ports[i])
+    }
+
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(BIN)
+            .arg("--config")
+            .arg(&self.cfg)
+            .args(args)
+            .current_dir(self.dir.path())
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap()
+    }
+
+    pub fn issue_card(&self, name: &str) -> String {
+        let out = self.dir.path().join(name);
+        let o = self.cli(&["card", "issue", "--out", out.to_str().unwrap()]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        out.display().to_string()
+    }
+
+    /// A full card login (with consent) that starts at process `i`; the code.
+    pub fn code_via(&self, i: usize, card: &str) -> String {
+        let o = self.login_via(i, card);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        code_of(&String::from_utf8_lossy(&o.stdout))
+    }
+
+    pub fn login_via(&self, i: usize, card: &str) -> Output {
+        let url = auth_url(&self.base(i), CHALLENGE);
+        self.cli(&[
+            "card",
+            "login",
+            "--card",
+            card,
+            "--pin",
+            "1234",
+            "--sign-pin",
+            "ABC123",
+            "--consent",
+            &url,
+        ])
+    }
+}
+
+fn code_of(redirect: &str) -> String {
+    let u = url::Url::parse(redirect.trim()).unwrap();
+    assert!(redirect.starts_with(REDIRECT), "{redirect}");
+    u.query_pairs()
+        .find(|(k, _)| k == "code")
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_else(|| panic!("no code in {redirect}"))
+}
+
+async fn token(http: &reqwest::Client, base: &str, form: &[(&str, &str)]) -> (u16, Value) {
+    let r = http
+        .post(format!("{base}/token"))
+        .basic_auth("local-dev", Some("local-dev-secret"))
+        .form(form)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap())
+}
+
+async fn redeem(http: &reqwest::Client, base: &str, code: &str) -> (u16, Value) {
+    token(
+        http,
+        base,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", VERIFIER),
+        ],
+    )
+    .await
+}
+
+async fn refresh(http: &reqwest::Client, base: &str, rt: &str) -> (u16, Value) {
+    token(
+        http,
+        base,
+        &[("grant_type", "refresh_token"), ("refresh_token", rt)],
+    )
+    .await
+}
+
+async fn userinfo(http: &reqwest::Client, base: &str, at: &str) -> (u16, Value) {
+    let r = http
+        .get(format!("{base}/userinfo"))
+        .bearer_auth(at)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+async fn jwks_kids(http: &reqwest::Client, base: &str) -> Vec<String> {
+    let j: Value = http
+        .get(format!("{base}/jwks"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    j["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn kid_of(jwt: &str) -> String {
+    let h: Value = serde_json::from_slice(
+        &base64::Engine::decode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            jwt.split('.').next().unwrap(),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    h["kid"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn pg_authorize_on_one_token_on_the_other_refresh_on_the_first() {
+    let c = Cluster::start(2);
+    let card = c.issue_card("card");
+    let code = c.code_via(0, &card);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let http = reqwest::Client::new();
+        let (s, tok) = redeem(&http, &c.base(1), &code).await;
+        assert_eq!(s, 200, "{tok}");
+        // The access token minted by B is accepted by A, and the other way round.
+        let at = tok["access_token"].as_str().unwrap();
+        let (s, ui) = userinfo(&http, &c.base(0), at).await;
+        assert_eq!(s, 200, "{ui}");
+        assert_eq!(ui["sub"].as_str().unwrap().len(), 43);
+        let (s, tok2) = refresh(&http, &c.base(0), tok["refresh_token"].as_str().unwrap()).await;
+        assert_eq!(s, 200, "{tok2}");
+        let (s, ui2) = userinfo(&http, &c.base(1), tok2["access_token"].as_str().unwrap()).await;
+        assert_eq!(s, 200, "{ui2}");
+        assert_eq!(ui2["sub"], ui["sub"]);
+        // The used refresh token is spent everywhere.
+        let (s, e) = refresh(&http, &c.base(1), tok["refresh_token"].as_str().unwrap()).await;
+        assert_eq!((s, e["error"].as_str()), (400, Some("invalid_grant")));
+    });
+    // A login that starts at B (its helper link names the issuer, A) completes too.
+    let code = c.code_via(1, &card);
+    let ok = rt.block_on(async { redeem(&reqwest::Client::new(), &c.base(0), &code).await });
+    assert_eq!(ok.0, 200, "{}", ok.1);
+}
+
+#[test]
+fn pg_a_code_redeemed_concurrently_on_both_succeeds_exactly_once() {
+    let c = Cluster::start(2);
+    let card = c.issue_card("card");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    for round in 0..4 {
+        let code = c.code_via(round % 2, &card);
+        rt.block_on(async {
+            let (ha, hb) = (reqwest::Client::new(), reqwest::Client::new());
+            let (a_base, b_base) = (c.base(0), c.base(1));
+            let (a, b) = tokio::join!(redeem(&ha, &a_base, &code), redeem(&hb, &b_base, &code));
+            let mut statuses = [a.0, b.0];
+            statuses.sort();
+            assert_eq!(statuses, [200, 400], "round {round}: {a:?} {b:?}");
+            let loser = if a.0 == 400 { &a.1 } else { &b.1 };
+            assert_eq!(loser["error"], "invalid_grant", "{loser}");
+            // A replayed code revokes what it produced (RFC 6749 §4.1.2), whoever won.
+            let winner = if a.0 == 200 { &a.1 } else { &b.1 };
+            let (s, e) = refresh(&ha, &a_base, winner["refresh_token"].as_str().unwrap()).await;
+            assert_eq!((s, e["error"].as_str()), (400, Some("invalid_grant")));
+
+            // A refresh token used concurrently on both processes rotates exactly once.
+            let code = c.code_via(round % 2, &card);
+            let (s, tok) = redeem(&ha, &b_base, &code).await;
+            assert_eq!(s, 200, "{tok}");
+            let rtok = tok["refresh_token"].as_str().unwrap();
+            let (x, y) = tokio::join!(refresh(&ha, &a_base, rtok), refresh(&hb, &b_base, rtok));
+            let mut statuses = [x.0, y.0];
+            statuses.sort();
+            assert_eq!(statuses, [200, 400], "round {round}: {x:?} {y:?}");
+            let loser = if x.0 == 400 { &x.1 } else { &y.1 };
+            assert_eq!(loser["error"], "invalid_grant", "{loser}");
+        });
+    }
+    // One refresh token per redemption (4 + 4) and one per winning rotation (4): no double mint.
+    let n = psql(&c.db, "SELECT count(*) FROM refresh_tokens");
+    assert_eq!(n, "12");
+}
+
+#[test]
+fn pg_sessions_and_consents_are_seen_by_every_process() {
+    let c = Cluster::start(2);
+    let card = c.issue_card("card");
+    // Consent given through A.
+    c.code_via(0, &card);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let browser = reqwest::Client::builder()
+            .cookie_store(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        // A browser logs in at B: no consent page (A recorded it), straight back to the RP.
+        let r = browser
+            .get(auth_url(&c.base(1), CHALLENGE))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 303);
+        let login = r.headers()["location"].to_str().unwrap().to_string();
+        let st: Value = browser
+            .get(format!("{}{login}/status", c.base(1)))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let link = st["helper_url"].as_str().unwrap().to_string();
+        let o = c.cli(&[
+            "card",
+            "approve",
+            "--card",
+            &card,
+            "--pin",
+            "1234",
+            "--sign-pin",
+            "ABC123",
+            &link,
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let st: Value = browser
+            .get(format!("{}{login}/status", c.base(1)))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(st["status"], "authenticated", "{st}");
+        let cont = st["continue_url"]
+            .as_str()
+            .unwrap()
+            .replace(&c.issuer, &c.base(1));
+        let r = browser.get(cont).send().await.unwrap();
+        let to = r.headers()["location"].to_str().unwrap().to_string();
+        assert!(to.starts_with(REDIRECT), "consent asked again at B: {to}");
+        let (s, _) = redeem(&browser, &c.base(0), &code_of(&to)).await;
+        assert_eq!(s, 200);
+        // The SSO session made at B lets the same browser through A without the card.
+        let r = browser
+            .get(auth_url(&c.base(0), CHALLENGE))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 303);
+        let to = r.headers()["location"].to_str().unwrap().to_string();
+        assert!(to.starts_with(REDIRECT), "A did not see B's session: {to}");
+        let (s, tok) = redeem(&browser, &c.base(1), &code_of(&to)).await;
+        assert_eq!(s, 200, "{tok}");
+    });
+}
+
+#[test]
+fn pg_key_rotation_is_followed_by_every_process_without_restart() {
+    let c = Cluster::start(2);
+    let card = c.issue_card("card");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let http = reqwest::Client::new();
+    let before = rt.block_on(jwks_kids(&http, &c.base(0)));
+    assert_eq!(before.len(), 2);
+    assert_eq!(rt.block_on(jwks_kids(&http, &c.base(1))), before);
+    let old = rt
+        .block_on(redeem(&http, &c.base(1), &c.code_via(0, &card)))
+        .1;
+    let old_at = old["access_token"].as_str().unwrap().to_string();
+    let old_kid = kid_of(&old_at);
+    assert!(before.contains(&old_kid));
+
+    // A safe lead is refused without the danger flag.
+    let o = c.cli(&["keys", "rotate", "--lead", "5"]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("--lead 5 is shorter than 302 seconds"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let (lead, grace) = (6, 6);
+    let rotated_at = Instant::now();
+    let o = c.cli(&[
+        "keys",
+        "rotate",
+        "--lead",
+        &lead.to_string(),
+        "--grace",
+        &grace.to_string(),
+        "--danger-allow-short",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // A second rotation while this one is pending is refused with the reason.
+    let o = c.cli(&["keys", "rotate", "--alg", "ec", "--danger-allow-short"]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("already pending"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+
+    // Both processes publish the next keys within a sync, before any token uses them.
+    std::thread::sleep(Duration::from_millis(2500));
+    for i in 0..2 {
+        let kids = rt.block_on(jwks_kids(&http, &c.base(i)));
+        assert_eq!(kids.len(), 4, "process {i}: {kids:?}");
+        assert!(before.iter().all(|k| kids.contains(k)));
+    }
+    let tok = rt
+        .block_on(redeem(&http, &c.base(1), &c.code_via(1, &card)))
+        .1;
+    assert_eq!(
+        kid_of(tok["access_token"].as_str().unwrap()),
+        old_kid,
+        "signed with the next key before its lead time"
+    );
+    let next: Vec<String> = rt
+        .block_on(jwks_kids(&http, &c.base(0)))
+        .into_iter()
+        .filter(|k| !before.contains(k))
+        .collect();
+
+    // After the lead time both processes sign with the new key; the old key still verifies.
+    std::thread::sleep(
+        Duration::from_secs(lead) + Duration::from_millis(300)
+            - rotated_at.elapsed().min(Duration::from_secs(lead)),
+    );
+    for i in 0..2 {
+        let tok = rt
+            .block_on(redeem(&http, &c.base(i), &c.code_via(i, &card)))
+            .1;
+        let kid = kid_of(tok["access_token"].as_str().unwrap());
+        assert!(next.contains(&kid), "process {i} signs with {kid}");
+        assert!(next.contains(&kid_of(tok["id_token"].as_str().unwrap())));
+        let (s, _) = rt.block_on(userinfo(
+            &http,
+            &c.base(1 - i),
+            tok["access_token"].as_str().unwrap(),
+        ));
+        assert_eq!(s, 200);
+    }
+    let (s, _) = rt.block_on(userinfo(&http, &c.base(0), &old_at));
+    assert_eq!(
+        s, 200,
+        "a token of the replaced key fails during the grace period"
+    );
+
+    // After the grace period the old keys are gone from both JWKS and no longer verify.
+    std::thread::sleep(Duration::from_secs(lead + grace + 2).saturating_sub(rotated_at.elapsed()));
+    for i in 0..2 {
+        let mut kids = rt.block_on(jwks_kids(&http, &c.base(i)));
+        kids.sort();
+        let mut want = next.clone();
+        want.sort();
+        assert_eq!(kids, want, "process {i}");
+        let (s, _) = rt.block_on(userinfo(&http, &c.base(i), &old_at));
+        assert_eq!(s, 401, "process {i} still accepts a retired key");
+    }
+    let o = c.cli(&["keys", "list"]);
+    let list = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(list.matches("\tsigning\t").count(), 2, "{list}");
+    assert_eq!(list.matches("\tretired\t").count(), 2, "{list}");
+}
+
+#[test]
+fn pg_a_revocation_purge_reaches_every_process() {
+    let c = Cluster::start(2);
+    let card = c.issue_card("card");
+    // The card helper posts to the issuer (A), so A checks the card and caches "good".
+    c.code_via(0, &card);
+    let o = c.cli(&["certs", "revoke", "--card", &card]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // A still answers from its cache: the purge is what makes the revocation bite.
+    let o = c.login_via(0, &card);
+    assert!(
+        o.status.success(),
+        "A should still hold the cached status: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // The operator's purge reaches B only; A follows within a sync.
+    let token = std::fs::read_to_string(c.dir.path().join("data/admin.token")).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let r = rt.block_on(async {
+        reqwest::Client::new()
+            .post(format!("{}/admin/revocation/purge", c.base(1)))
+            .bearer_auth(token.trim())
+            .json(&serde_json::json!({"all": true}))
+            .send()
+            .await
+            .unwrap()
+            .status()
+    });
+    assert_eq!(r, 200);
+    std::thread::sleep(Duration::from_millis(2500));
+    let o = c.login_via(0, &card);
+    assert!(
+        !o.status.success(),
+        "A accepted a revoked card after the purge at B"
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("certificate_revoked"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// One value from `sql` on database `url`.
+pub fn psql(url: &str, sql: &str) -> String {
+    let o = Command::new("psql")
+        .args([url, "-tAc", sql])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
