@@ -525,3 +525,130 @@ pub fn psql(url: &str, sql: &str) -> String {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     String::from_utf8_lossy(&o.stdout).trim().to_string()
 }
+
+/// A PostgreSQL server of the test's own (durable settings), so that it can be stopped.
+struct OwnPostgres {
+    dir: tempfile::TempDir,
+}
+
+impl OwnPostgres {
+    fn start() -> (OwnPostgres, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let pg = OwnPostgres { dir };
+        let url = pg.run("start");
+        (pg, url)
+    }
+
+    fn run(&self, cmd: &str) -> String {
+        let o = Command::new(repo().join("tests/pg-server"))
+            .args([cmd, self.dir.path().to_str().unwrap()])
+            .env("PG_DURABLE", "1")
+            // Stopped as a crash would: only what was committed (and flushed) may survive.
+            .env("PG_STOP_MODE", "immediate")
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "pg-server {cmd}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    }
+}
+
+impl Drop for OwnPostgres {
+    fn drop(&mut self) {
+        let _ = Command::new(repo().join("tests/pg-server"))
+            .args(["stop", self.dir.path().to_str().unwrap()])
+            .env("PG_STOP_MODE", "immediate")
+            .output();
+    }
+}
+
+#[test]
+fn pg_a_database_restart_is_survived_without_manual_action() {
+    let (pg, admin) = OwnPostgres::start();
+    let db = db::create_database(&admin);
+    let mut c = Cluster::start_on(1, db.clone(), "\n[database]\nacquire_timeout = 1\n");
+    let card = c.issue_card("card");
+    let code = c.code_via(0, &card);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let (s, tok) = rt.block_on(redeem(&http, &c.base(0), &code));
+    assert_eq!(s, 200, "{tok}");
+
+    // Load: authorization requests, each of which commits a login transaction.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let (http, url, stop) = (http.clone(), auth_url(&c.base(0), CHALLENGE), stop.clone());
+        rt.spawn(async move {
+            let mut seen: Vec<(Instant, u16, String)> = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let (status, body) = match http.get(&url).send().await {
+                    Ok(r) => (r.status().as_u16(), r.text().await.unwrap_or_default()),
+                    Err(e) => (0, e.to_string()),
+                };
+                seen.push((Instant::now(), status, body));
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            seen
+        })
+    };
+    std::thread::sleep(Duration::from_secs(1));
+    let down_at = Instant::now();
+    pg.run("stop");
+    std::thread::sleep(Duration::from_secs(3));
+    let up_at = Instant::now();
+    pg.run("start");
+    // Recovery needs no action: within a few seconds requests succeed again.
+    std::thread::sleep(Duration::from_secs(4));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let seen = rt.block_on(load).unwrap();
+
+    let before: Vec<_> = seen.iter().filter(|(t, ..)| *t < down_at).collect();
+    let during: Vec<_> = seen
+        .iter()
+        .filter(|(t, ..)| *t > down_at + Duration::from_millis(500) && *t < up_at)
+        .collect();
+    let last: Vec<_> = seen.iter().rev().take(10).collect();
+    assert!(before.len() > 5 && before.iter().all(|(_, s, _)| *s == 303));
+    assert!(!during.is_empty());
+    for (_, s, body) in &during {
+        assert_eq!(*s, 503, "while the database is down: {body}");
+        assert!(body.contains("temporarily_unavailable"), "{body}");
+    }
+    assert!(
+        last.iter().all(|(_, s, _)| *s == 303),
+        "not recovered: {:?}",
+        last.iter().map(|(_, s, _)| s).collect::<Vec<_>>()
+    );
+    // Nothing but success and the clear 503: no 500s, no dropped connections.
+    assert!(
+        seen.iter().all(|(_, s, _)| *s == 303 || *s == 503),
+        "{:?}",
+        seen.iter().map(|(_, s, _)| s).collect::<Vec<_>>()
+    );
+    // Every committed login transaction is still there; so is the refresh token from before.
+    let ok = seen.iter().filter(|(_, s, _)| *s == 303).count();
+    let rows: usize = psql(&db, "SELECT count(*) FROM transactions")
+        .parse()
+        .unwrap();
+    assert!(
+        rows > ok,
+        "{rows} rows for {ok} committed requests (+1 login)"
+    );
+    let (s, t2) = rt.block_on(refresh(
+        &http,
+        &c.base(0),
+        tok["refresh_token"].as_str().unwrap(),
+    ));
+    assert_eq!(s, 200, "{t2}");
+    assert!(
+        c.children[0].try_wait().unwrap().is_none(),
+        "the broker process exited"
+    );
+}

@@ -77,6 +77,19 @@ async fn authorize(s: AppState, headers: HeaderMap, params: Vec<(String, String)
             tx_id,
             browser_secret,
         }) => with_tx_cookie(&s, &tx_id, &browser_secret, format!("/consent/{tx_id}")),
+        // The database is briefly away: say so (503, retry), never redirect.
+        Err(e) if e.status == 503 => {
+            let mut r = pages::error_page(
+                &s,
+                lang,
+                StatusCode::SERVICE_UNAVAILABLE,
+                e.code,
+                &e.description,
+            );
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("2"));
+            r
+        }
         Err(e) => pages::error_page(
             &s,
             lang,
