@@ -30,6 +30,21 @@ pub struct Broker {
     pub rate_limits: RateLimits,
     /// Server MAC key: pairwise subjects and helper-link derivation (separate labels).
     mac_key: aws_lc_rs::hmac::Key,
+    /// `registry::reload::content_digest` of the served snapshot's files.
+    snapshot_digest: std::sync::Mutex<String>,
+}
+
+/// Gauge `broker_policy_snapshot{digest}`: 1 for the digest served now, 0 for earlier ones.
+fn publish_snapshot_digest(slot: &std::sync::Mutex<String>, digest: String) {
+    let mut cur = slot.lock().unwrap_or_else(|e| e.into_inner());
+    if *cur != digest {
+        if !cur.is_empty() {
+            metrics::gauge!("broker_policy_snapshot", "digest" => cur.clone()).set(0.0);
+        }
+        tracing::info!(%digest, "serving policy snapshot");
+        *cur = digest;
+    }
+    metrics::gauge!("broker_policy_snapshot", "digest" => cur.clone()).set(1.0);
 }
 
 /// Seconds of broker events each sync reads back.
@@ -109,6 +124,10 @@ impl Broker {
         let policy = Policy::load_dir(&config.policies_dir)?;
         registry.check_against(&policy)?;
         registry.restrict_claims(&policy);
+        let digest = crate::registry::reload::content_digest(&[
+            &config.relying_parties_dir,
+            &config.policies_dir,
+        ]);
         let trust = Arc::new(load_trust(&config, clock.now())?);
         let store = open_store(&config).await?;
         let now = clock.now().unix_timestamp();
@@ -150,7 +169,9 @@ impl Broker {
             admin_token_sha256,
             rate_limits: RateLimits::default(),
             mac_key,
+            snapshot_digest: std::sync::Mutex::new(String::new()),
         }))
+        .inspect(|b| publish_snapshot_digest(&b.snapshot_digest, digest))
     }
 
     /// The current relying-party snapshot.
@@ -162,11 +183,21 @@ impl Broker {
             .clone()
     }
 
-    /// Swap in a new relying-party and policy snapshot, whole (see `registry::reload`).
-    /// Requests in flight keep the snapshot they started with.
-    pub fn swap_snapshots(&self, registry: Registry, policy: Policy) {
+    /// Swap in a new relying-party and policy snapshot, whole (see `registry::reload`), and
+    /// publish the `digest` of its files. Requests in flight keep the snapshot they started
+    /// with.
+    pub fn swap_snapshots(&self, registry: Registry, policy: Policy, digest: String) {
         *self.snapshot.write().unwrap_or_else(|e| e.into_inner()) =
             (Arc::new(registry), Arc::new(policy));
+        publish_snapshot_digest(&self.snapshot_digest, digest);
+    }
+
+    /// Digest of the policy and relying-party files being served.
+    pub fn snapshot_digest(&self) -> String {
+        self.snapshot_digest
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// The signing keys as last loaded.

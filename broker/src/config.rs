@@ -470,6 +470,44 @@ mod tests {
     }
 
     #[test]
+    fn database_and_cluster_settings_are_checked() {
+        let c = load_str(
+            "database_url = \"postgres://broker@db.internal/broker\"\n[database]\nmax_connections = 32\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.database_url, "postgres://broker@db.internal/broker");
+        assert_eq!(c.database.max_connections, 32);
+        assert_eq!(c.cluster.sync_interval, 2);
+        let e = load_str("database_url = \"mysql://u:secret@h/db\"\n", &[])
+            .unwrap_err()
+            .0;
+        assert!(e.starts_with("config key `database_url`: "), "{e}");
+        assert!(!e.contains("secret"), "the password is redacted: {e}");
+        let e = load_str("[database]\nmax_connections = 0\n", &[])
+            .unwrap_err()
+            .0;
+        assert_eq!(
+            e,
+            "config key `database.max_connections`: 0 is out of range 1..=1000"
+        );
+        let e = load_str("[cluster]\nkey_rotation_lead = 60\n", &[])
+            .unwrap_err()
+            .0;
+        assert_eq!(
+            e,
+            "config key `cluster.key_rotation_lead`: 60 is shorter than 304 seconds (2 × sync_interval + the 300 s JWKS cache lifetime)"
+        );
+        let e = load_str("[cluster]\nkey_retire_grace = 600\n", &[])
+            .unwrap_err()
+            .0;
+        assert_eq!(
+            e,
+            "config key `cluster.key_retire_grace`: 600 is shorter than 900 seconds (the longest token lifetime + 300 s)"
+        );
+    }
+
+    #[test]
     fn syntax_error_names_file_and_line() {
         let e = load_str("issuer = \"x\"\nlisten = \n", &[]).unwrap_err().0;
         assert!(e.contains("broker.toml:2:"), "{e}");

@@ -247,6 +247,24 @@ fn pg_authorize_on_one_token_on_the_other_refresh_on_the_first() {
         let (s, e) = refresh(&http, &c.base(1), tok["refresh_token"].as_str().unwrap()).await;
         assert_eq!((s, e["error"].as_str()), (400, Some("invalid_grant")));
     });
+    // Both processes serve the same policy snapshot, and say so.
+    let digests: Vec<String> = (0..2)
+        .map(|i| {
+            let m = rt.block_on(async {
+                reqwest::get(format!("{}/metrics", c.base(i)))
+                    .await
+                    .unwrap()
+                    .text()
+                    .await
+                    .unwrap()
+            });
+            m.lines()
+                .find(|l| l.starts_with("broker_policy_snapshot{") && l.ends_with(" 1"))
+                .unwrap_or_else(|| panic!("no snapshot digest in /metrics of {i}:\n{m}"))
+                .to_string()
+        })
+        .collect();
+    assert_eq!(digests[0], digests[1]);
     // A login that starts at B (its helper link names the issuer, A) completes too.
     let code = c.code_via(1, &card);
     let ok = rt.block_on(async { redeem(&reqwest::Client::new(), &c.base(0), &code).await });
@@ -651,4 +669,33 @@ fn pg_a_database_restart_is_survived_without_manual_action() {
         c.children[0].try_wait().unwrap().is_none(),
         "the broker process exited"
     );
+}
+
+#[test]
+fn pg_processes_starting_together_on_an_empty_database_share_one_key_set() {
+    let db = db::fresh_postgres_database();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let kids = rt.block_on(async {
+        let open = || async {
+            let store = broker::store::sql::SqlStore::connect(&db, Default::default())
+                .await
+                .unwrap();
+            broker::oidc::keys::KeySet::load_or_create(&store, 1_000)
+                .await
+                .unwrap()
+                .kids()
+                .into_iter()
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        };
+        // Four at once: migrations and first keys race; one of each must win.
+        let (a, b, c, d) = tokio::join!(open(), open(), open(), open());
+        assert!(
+            [&b, &c, &d].iter().all(|k| **k == a),
+            "{a:?} {b:?} {c:?} {d:?}"
+        );
+        a
+    });
+    assert_eq!(kids.len(), 2);
+    assert_eq!(psql(&db, "SELECT count(*) FROM signing_keys"), "2");
 }

@@ -50,7 +50,11 @@ pub fn reload(broker: &Broker) -> Result<ReloadOutcome, FileError> {
             "the [revocation] policy differs from the running one: revocation changes take effect after a restart"
         );
     }
-    broker.swap_snapshots(registry, policy);
+    let digest = content_digest(&[
+        &broker.config.relying_parties_dir,
+        &broker.config.policies_dir,
+    ]);
+    broker.swap_snapshots(registry, policy, digest);
     Ok(outcome)
 }
 
@@ -179,6 +183,39 @@ async fn fingerprint_of(broker: &Arc<Broker>) -> Option<Fingerprint> {
     .ok()
 }
 
+/// SHA-256 (hex, first 16 digits) over the names and contents of the `*.toml` files in
+/// `dirs`: the same files give the same digest on every machine, whatever their times. Each
+/// process publishes the digest of the snapshot it serves (`broker_policy_snapshot` in
+/// /metrics), so an operator can see that every process runs the same policy.
+pub fn content_digest(dirs: &[&Path]) -> String {
+    let mut h = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    for (i, dir) in dirs.iter().enumerate() {
+        let mut files: Vec<_> = std::fs::read_dir(dir)
+            .map(|e| {
+                e.filter_map(|e| e.ok())
+                    .map(|e| e.path())
+                    .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        files.sort();
+        h.update(&(i as u64).to_be_bytes());
+        for f in files {
+            let name = f
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
+            let body = std::fs::read(&f).unwrap_or_default();
+            for part in [name.as_bytes(), &body] {
+                h.update(&(part.len() as u64).to_be_bytes());
+                h.update(part);
+            }
+        }
+    }
+    hex::encode(&h.finish().as_ref()[..8])
+}
+
 pub(crate) fn fingerprint(dirs: &[&Path]) -> Fingerprint {
     Fingerprint(dirs.iter().map(|d| dir_state(d)).collect())
 }
@@ -220,6 +257,27 @@ fn identity(_: &std::fs::Metadata) -> (u64, u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn content_digest_follows_contents_not_places_or_times() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+        for d in [&a, &b] {
+            std::fs::create_dir(d).unwrap();
+            std::fs::write(d.join("x.toml"), "k = 1\n").unwrap();
+            std::fs::write(d.join("notes.txt"), "ignored").unwrap();
+        }
+        let da = content_digest(&[&a]);
+        assert_eq!(da.len(), 16);
+        assert_eq!(da, content_digest(&[&b]), "same files elsewhere");
+        std::fs::write(b.join("notes.txt"), "changed").unwrap();
+        assert_eq!(da, content_digest(&[&b]), "only *.toml counts");
+        std::fs::write(b.join("x.toml"), "k = 2\n").unwrap();
+        assert_ne!(da, content_digest(&[&b]), "content changed");
+        std::fs::write(b.join("x.toml"), "k = 1\n").unwrap();
+        std::fs::rename(b.join("x.toml"), b.join("y.toml")).unwrap();
+        assert_ne!(da, content_digest(&[&b]), "file renamed");
+    }
 
     #[test]
     fn fingerprint_sees_added_removed_changed_and_replaced_files() {
