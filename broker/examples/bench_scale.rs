@@ -217,8 +217,9 @@ async fn pg_stats(admin: &sqlx::AnyPool, pg: bool) -> Option<[i64; 5]> {
     if !pg {
         return None;
     }
-    // Statistics reach the shared counters within a second of a backend going idle.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // A backend flushes its statistics when it goes idle, but at most once a second; one
+    // that went idle sooner flushes 10 s later (PGSTAT_IDLE_INTERVAL). Wait that out.
+    tokio::time::sleep(Duration::from_secs(11)).await;
     let r = sqlx::query(
         "SELECT xact_commit::bigint AS c, tup_inserted::bigint AS i, tup_updated::bigint AS u,
                 tup_deleted::bigint AS d, (SELECT wal_bytes::bigint FROM pg_stat_wal) AS w
