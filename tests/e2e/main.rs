@@ -408,6 +408,11 @@ fn openssl_made_card_and_card_approve_with_a_separate_browser() {
         ),
     )
     .unwrap();
+    let db = db::test_database_url();
+    let db_env: Vec<(&str, &str)> = db
+        .iter()
+        .map(|u| ("BROKER_DATABASE_URL", u.as_str()))
+        .collect();
     let run = |args: &[&str]| {
         Command::new(BIN)
             .arg("--config")
@@ -415,6 +420,7 @@ fn openssl_made_card_and_card_approve_with_a_separate_browser() {
             .args(args)
             .current_dir(d)
             .env("RUST_LOG", "warn")
+            .envs(db_env.iter().copied())
             .output()
             .unwrap()
     };
@@ -435,6 +441,7 @@ fn openssl_made_card_and_card_approve_with_a_separate_browser() {
         .arg("serve")
         .current_dir(d)
         .env("RUST_LOG", "warn")
+        .envs(db_env.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
