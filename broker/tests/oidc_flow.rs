@@ -458,3 +458,102 @@ async fn expired_records_are_purged_and_live_ones_kept() {
         "the refresh token is invalid"
     );
 }
+
+/// A confidential client registered with danger_allow_code_without_pkce (the OpenID
+/// conformance suite's registrations) may get and redeem codes without PKCE; it cannot
+/// downgrade a code that had a challenge, nor add a verifier to one that had none. Without the
+/// flag PKCE stays mandatory, and a public client cannot have the flag at all.
+#[tokio::test]
+async fn code_without_pkce_only_for_flagged_confidential_clients() {
+    let flagged = r#"
+client_id = "nopkce"
+display_name = "Conformance"
+kind = "other"
+redirect_uris = ["http://127.0.0.1:8765/callback"]
+token_endpoint_auth_method = "client_secret_basic"
+client_secret_sha256 = "eb26d4a9a0ef04727f52fb5acc8936196ae90e23003fc5117ce8e3e28c49363f"
+scopes = ["openid", "profile"]
+claims = ["name"]
+danger_allow_code_without_pkce = true
+"#;
+    let t = TestBroker::with_rps(&[("nopkce.toml", flagged)]).await;
+    let mut card = t.card("card");
+    let no_pkce = auth_url(&[
+        ("client_id", "nopkce"),
+        ("code_challenge", ""),
+        ("code_challenge_method", ""),
+    ]);
+    let redeem_as = |code: String, verifier: Option<&'static str>| {
+        let mut form = vec![
+            ("grant_type", "authorization_code".to_string()),
+            ("code", code),
+            ("redirect_uri", REDIRECT.to_string()),
+        ];
+        if let Some(v) = verifier {
+            form.push(("code_verifier", v.to_string()));
+        }
+        form
+    };
+    // Without a challenge: redeemed without a verifier.
+    let mut br = t.browser();
+    let p = login_with_card(&mut br, &mut card, &no_pkce).await;
+    let form = redeem_as(p["code"].clone(), None);
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let r = br
+        .post_form("/token", &form, Some(("nopkce", SECRET)))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    // Without a challenge, a verifier is refused (and the code is spent).
+    let mut br = t.browser();
+    let p = login_with_card(&mut br, &mut card, &no_pkce).await;
+    let form = redeem_as(p["code"].clone(), Some(VERIFIER));
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let r = br
+        .post_form("/token", &form, Some(("nopkce", SECRET)))
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        r.json()["error_description"],
+        "code_verifier given but the authorization request had no code_challenge"
+    );
+    // With a challenge, the verifier cannot be left out.
+    let mut br = t.browser();
+    let p = login_with_card(&mut br, &mut card, &auth_url(&[("client_id", "nopkce")])).await;
+    let form = redeem_as(p["code"].clone(), None);
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let r = br
+        .post_form("/token", &form, Some(("nopkce", SECRET)))
+        .await;
+    assert_eq!(r.json()["error"], "invalid_grant");
+    assert_eq!(
+        r.json()["error_description"],
+        "code_verifier is missing: the authorization request had a code_challenge"
+    );
+    // An unflagged client still must use PKCE.
+    let r = br
+        .get(&auth_url(&[
+            ("code_challenge", ""),
+            ("code_challenge_method", ""),
+        ]))
+        .await;
+    let q = r.redirect_params();
+    assert_eq!(q["error"], "invalid_request");
+    assert_eq!(
+        q["error_description"],
+        "code_challenge is missing (PKCE with S256 is required)"
+    );
+    // A public client cannot carry the flag.
+    let public = flagged
+        .replace("client_secret_basic", "none")
+        .replace(
+            "client_secret_sha256 = \"eb26d4a9a0ef04727f52fb5acc8936196ae90e23003fc5117ce8e3e28c49363f\"\n",
+            "",
+        );
+    let e = broker::registry::parse_client(std::path::Path::new("pub.toml"), &public)
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        e,
+        "pub.toml:9: danger_allow_code_without_pkce is only for confidential clients: a public client must use PKCE"
+    );
+}

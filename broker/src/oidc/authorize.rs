@@ -163,14 +163,21 @@ pub fn validate(
         }
     }
 
-    // PKCE (RFC 7636), S256 only, required for every client (RFC 9700 §2.1.1).
+    // PKCE (RFC 7636), S256 only, required for every client (RFC 9700 §2.1.1) unless a
+    // confidential client's registration says danger_allow_code_without_pkce.
     let code_challenge = get("code_challenge").unwrap_or("");
-    if code_challenge.is_empty() {
+    let without_pkce = code_challenge.is_empty()
+        && get("code_challenge_method").is_none()
+        && client.danger_allow_code_without_pkce;
+    if without_pkce {
+        // No challenge: the code is redeemed without a verifier.
+    } else if code_challenge.is_empty() {
         return Err(redirect(OAuthError::invalid_request(
             "code_challenge is missing (PKCE with S256 is required)",
         )));
     }
     match get("code_challenge_method") {
+        _ if without_pkce => {}
         Some("S256") => {}
         None => {
             return Err(redirect(OAuthError::invalid_request(
@@ -183,10 +190,11 @@ pub fn validate(
             ))));
         }
     }
-    if code_challenge.len() != 43
-        || !code_challenge
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    if !without_pkce
+        && (code_challenge.len() != 43
+            || !code_challenge
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
     {
         return Err(redirect(OAuthError::invalid_request(
             "code_challenge must be the 43-character base64url SHA-256 of the code_verifier",

@@ -302,9 +302,12 @@ pub async fn token(
             let code = get("code").ok_or_else(|| OAuthError::invalid_request("code is missing"))?;
             let redirect_uri = get("redirect_uri")
                 .ok_or_else(|| OAuthError::invalid_request("redirect_uri is missing"))?;
-            let verifier = get("code_verifier").ok_or_else(|| {
-                OAuthError::invalid_request("code_verifier is missing (PKCE is required)")
-            })?;
+            let verifier = get("code_verifier");
+            if verifier.is_none() && !client.danger_allow_code_without_pkce {
+                return Err(OAuthError::invalid_request(
+                    "code_verifier is missing (PKCE is required)",
+                ));
+            }
             code_grant(b, &client, code, redirect_uri, verifier).await
         }
         "client_credentials" => client_credentials(b, &client, get("scope")),
@@ -330,7 +333,7 @@ fn check_code(
     rec: &crate::store::CodeRecord,
     client: &Client,
     redirect_uri: &str,
-    verifier: &str,
+    verifier: Option<&str>,
     now: i64,
 ) -> Result<CodeData, OAuthError> {
     if rec.client_id != client.client_id {
@@ -348,10 +351,25 @@ fn check_code(
             "redirect_uri differs from the authorization request",
         ));
     }
-    if !pkce_matches(verifier, &data.code_challenge) {
-        return Err(OAuthError::invalid_grant(
-            "code_verifier does not match the code_challenge",
-        ));
+    match (verifier, data.code_challenge.is_empty()) {
+        (Some(v), false) if pkce_matches(v, &data.code_challenge) => {}
+        (Some(_), false) => {
+            return Err(OAuthError::invalid_grant(
+                "code_verifier does not match the code_challenge",
+            ));
+        }
+        (None, false) => {
+            return Err(OAuthError::invalid_grant(
+                "code_verifier is missing: the authorization request had a code_challenge",
+            ));
+        }
+        // Only codes of clients registered with danger_allow_code_without_pkce lack a challenge.
+        (None, true) => {}
+        (Some(_), true) => {
+            return Err(OAuthError::invalid_grant(
+                "code_verifier given but the authorization request had no code_challenge",
+            ));
+        }
     }
     Ok(data)
 }
@@ -361,7 +379,7 @@ async fn code_grant(
     client: &Client,
     code: &str,
     redirect_uri: &str,
-    verifier: &str,
+    verifier: Option<&str>,
 ) -> Result<TokenResponse, OAuthError> {
     let now = b.now();
     let rec = match b.store.redeem_code(&token_hash(code), now).await? {

@@ -119,6 +119,11 @@ pub struct Client {
     pub permissions: Vec<String>,
     /// Requests per second to the broker's APIs (None: the policy's default).
     pub api_rate_per_second: Option<u32>,
+    /// A confidential client may redeem codes obtained without PKCE (OpenID conformance-suite
+    /// registrations, old RPs). Logged at load; never for public clients. A code obtained
+    /// without a challenge is then redeemed without a verifier — and one with a verifier is
+    /// refused (RFC 9700 §2.1.1: no PKCE downgrade).
+    pub danger_allow_code_without_pkce: bool,
     /// File it came from (for messages).
     pub source: PathBuf,
 }
@@ -158,6 +163,7 @@ struct RawClient {
     #[serde(default = "no_claims")]
     permissions: Spanned<Vec<String>>,
     api_rate_per_second: Option<u32>,
+    danger_allow_code_without_pkce: Option<Spanned<bool>>,
 }
 
 fn default_scopes() -> Spanned<Vec<String>> {
@@ -529,6 +535,19 @@ pub fn parse_client(file: &Path, text: &str) -> Result<Client, FileError> {
             ));
         }
     }
+    let no_pkce = match &raw.danger_allow_code_without_pkce {
+        Some(v) if *v.get_ref() && method == AuthMethod::None => {
+            return Err(err(
+                v.span(),
+                "danger_allow_code_without_pkce is only for confidential clients: a public client must use PKCE".into(),
+            ));
+        }
+        Some(v) => *v.get_ref(),
+        None => false,
+    };
+    if no_pkce {
+        tracing::warn!(client = %raw.client_id.get_ref(), "danger_allow_code_without_pkce: this client may obtain codes without PKCE");
+    }
     let display_name = raw.display_name.into_inner();
     Ok(Client {
         client_id: raw.client_id.into_inner(),
@@ -548,6 +567,7 @@ pub fn parse_client(file: &Path, text: &str) -> Result<Client, FileError> {
         min_acr: raw.min_acr,
         permissions: raw.permissions.into_inner(),
         api_rate_per_second: raw.api_rate_per_second,
+        danger_allow_code_without_pkce: no_pkce,
         source: file.to_path_buf(),
     })
 }
