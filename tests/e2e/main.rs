@@ -1037,3 +1037,39 @@ fn card_sign_cms_verifies_with_openssl() {
     ]);
     assert!(!o.status.success());
 }
+
+/// The OpenID conformance plans, mirrored by conformance/harness with two independent client
+/// libraries (Python Authlib, node openid-client), against the real binary: every module's
+/// result must be the one conformance/expectations.toml names.
+#[test]
+fn conformance_harness_matches_expectations() {
+    let python = std::env::var("BROKER_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let mut cmd = Command::new(&python);
+    cmd.arg(repo().join("conformance/harness/run.py"))
+        .args(["--bin", BIN])
+        .current_dir(repo());
+    if let Some(url) = db::test_database_url() {
+        cmd.env("BROKER_DATABASE_URL", url);
+    }
+    let o = cmd.output().expect("python3 runs");
+    let out = String::from_utf8_lossy(&o.stdout);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "harness failed:\n{out}\n{err}");
+    let plans = std::fs::read_to_string(repo().join("conformance/harness/plans.toml")).unwrap();
+    let modules: Vec<&str> = plans
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("{ name = \""))
+        .map(|l| l.split('"').next().unwrap())
+        .collect();
+    assert_eq!(modules.len(), 39, "{modules:?}");
+    for m in &modules {
+        assert!(
+            out.lines().any(|l| l.starts_with(&format!("{m} "))),
+            "module {m} missing from:\n{out}"
+        );
+    }
+    assert!(
+        out.contains("78 of 78 module runs as expected (39 modules × 2 client libraries)"),
+        "{out}"
+    );
+}

@@ -90,9 +90,11 @@ pub async fn authorize(
     let need = requirement(&policy, &client, &req);
     let session = current_session(b, session_cookie).await?;
     // A session is reused unless the request wants a fresh login (prompt=login, max_age) or
-    // more than the session's facts hold (a step-up).
+    // more than the session's facts hold (a step-up). auth_time has whole seconds, so the time
+    // really elapsed may be up to a second more than `now - auth_time`: a difference equal to
+    // max_age may already exceed it, and counts as too old (max_age=0 always re-authenticates).
     let fresh =
-        |f: &AuthFacts| !req.prompt_login && req.max_age.is_none_or(|m| now - f.auth_time <= m);
+        |f: &AuthFacts| !req.prompt_login && req.max_age.is_none_or(|m| now - f.auth_time < m);
     let usable = session
         .clone()
         .filter(|(_, f)| fresh(f) && !need.wants_step_up(&policy, f, now));
