@@ -1073,3 +1073,46 @@ fn conformance_harness_matches_expectations() {
         "{out}"
     );
 }
+
+/// The suite registrations load, and the plan configurations name those clients with the
+/// secrets the registrations hash (a mismatch would fail the suite's first token request).
+#[test]
+fn conformance_suite_registrations_match_the_plan_configurations() {
+    let rps = repo().join("conformance/relying-parties");
+    let o = Command::new(BIN)
+        .args(["policy", "check"])
+        .current_dir(repo())
+        .env("BROKER_RELYING_PARTIES_DIR", &rps)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        String::from_utf8_lossy(&o.stdout)
+            .contains("ok: 3 relying parties (suite-client, suite-client-post, suite-client2)")
+    );
+    let mut checked = 0;
+    for e in std::fs::read_dir(repo().join("conformance/plans")).unwrap() {
+        let plan: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(e.unwrap().path()).unwrap()).unwrap();
+        assert!(
+            plan["server"]["discoveryUrl"]
+                .as_str()
+                .unwrap()
+                .ends_with("/.well-known/openid-configuration")
+        );
+        for key in ["client", "client2", "client_secret_post"] {
+            let Some(c) = plan.get(key) else { continue };
+            let id = c["client_id"].as_str().unwrap();
+            let reg = std::fs::read_to_string(rps.join(format!("{id}.toml"))).unwrap();
+            let want = hex::encode(broker::clock::sha256(
+                c["client_secret"].as_str().unwrap().as_bytes(),
+            ));
+            assert!(
+                reg.contains(&want),
+                "{id}: secret does not match its registration"
+            );
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 5);
+}
