@@ -557,3 +557,71 @@ danger_allow_code_without_pkce = true
         "pub.toml:9: danger_allow_code_without_pkce is only for confidential clients: a public client must use PKCE"
     );
 }
+
+/// id_token_hint names the person expected: that person's session is used (prompt=none gives
+/// a code); someone else's session is not (prompt=none → login_required, otherwise the login
+/// page); a hint the broker did not issue to this client is refused. max_age counts whole
+/// seconds conservatively: a session exactly max_age old is too old.
+#[tokio::test]
+async fn id_token_hint_and_max_age_boundary() {
+    let t = TestBroker::new().await;
+    let (mut card_a, mut card_b) = (t.card("alice"), t.card("bob"));
+    let mut alice = t.browser();
+    let p = login_with_card(&mut alice, &mut card_a, &auth_url(&[])).await;
+    let tok = redeem(&mut alice, &p["code"]).await.json();
+    let hint_a = tok["id_token"].as_str().unwrap().to_string();
+    let mut bob = t.browser();
+    login_with_card(&mut bob, &mut card_b, &auth_url(&[])).await;
+
+    let r = alice
+        .get(&auth_url(&[("prompt", "none"), ("id_token_hint", &hint_a)]))
+        .await;
+    assert!(r.redirect_params().contains_key("code"), "{:?}", r.location);
+    let r = bob
+        .get(&auth_url(&[("prompt", "none"), ("id_token_hint", &hint_a)]))
+        .await;
+    let q = r.redirect_params();
+    assert_eq!(q["error"], "login_required");
+    assert_eq!(
+        q["error_description"],
+        "the person logged in is not the one id_token_hint names, and prompt=none forbids asking"
+    );
+    let r = bob.get(&auth_url(&[("id_token_hint", &hint_a)])).await;
+    assert!(
+        r.location.unwrap().starts_with("/login/"),
+        "Bob's session used for Alice"
+    );
+    // Not an ID token of this broker for this client: refused, whoever is logged in.
+    let mut forged = hint_a.clone();
+    forged.replace_range(forged.len() - 4.., "AAAA");
+    for bad in [
+        forged.as_str(),
+        "not-a-jwt",
+        tok["access_token"].as_str().unwrap(),
+    ] {
+        let r = alice
+            .get(&auth_url(&[("prompt", "none"), ("id_token_hint", bad)]))
+            .await;
+        let q = r.redirect_params();
+        assert_eq!(q["error"], "invalid_request", "{bad}");
+        assert_eq!(
+            q["error_description"],
+            "id_token_hint is not an ID token this broker issued to this client"
+        );
+    }
+
+    // max_age: 9 s old is fresh for max_age=10; exactly 10 s old is not.
+    let mut carol = t.browser();
+    let mut card_c = t.card("carol");
+    login_with_card(&mut carol, &mut card_c, &auth_url(&[])).await;
+    t.clock.advance(time::Duration::seconds(9));
+    let r = carol
+        .get(&auth_url(&[("max_age", "10"), ("prompt", "none")]))
+        .await;
+    assert!(r.redirect_params().contains_key("code"));
+    t.clock.advance(time::Duration::seconds(1));
+    let r = carol
+        .get(&auth_url(&[("max_age", "10"), ("prompt", "none")]))
+        .await;
+    assert_eq!(r.redirect_params()["error"], "login_required");
+}

@@ -86,6 +86,37 @@ pub async fn authorize(
         }
     };
     let now = b.now();
+    let fail = |e: OAuthError| {
+        Ok(AuthorizeOutcome::Redirect(authorize::error_redirect(
+            &req.redirect_uri,
+            req.state.as_deref(),
+            &e,
+            b.issuer(),
+        )))
+    };
+    // id_token_hint: an ID token this broker issued to this client names the person expected
+    // to be logged in; a session of someone else is not used (OIDC Core 3.1.2.1).
+    let hint_sub = match params.iter().find(|(k, _)| k == "id_token_hint") {
+        None => None,
+        Some((_, hint)) => {
+            match b
+                .keys()
+                .verify_own_id_token(hint, b.issuer(), &client.client_id)
+            {
+                Some(c) => c["sub"].as_str().map(str::to_string),
+                None => {
+                    return fail(OAuthError::invalid_request(
+                        "id_token_hint is not an ID token this broker issued to this client",
+                    ));
+                }
+            }
+        }
+    };
+    let hint_ok = |s: &SessionRecord| {
+        hint_sub
+            .as_deref()
+            .is_none_or(|h| h == super::token::subject(b, &client, &s.account_id))
+    };
     let policy = b.policy();
     let need = requirement(&policy, &client, &req);
     let session = current_session(b, session_cookie).await?;
@@ -97,10 +128,10 @@ pub async fn authorize(
         |f: &AuthFacts| !req.prompt_login && req.max_age.is_none_or(|m| now - f.auth_time < m);
     let usable = session
         .clone()
-        .filter(|(_, f)| fresh(f) && !need.wants_step_up(&policy, f, now));
+        .filter(|(s, f)| hint_ok(s) && fresh(f) && !need.wants_step_up(&policy, f, now));
     // A step-up where proofing is all that is missing asks only for the signature certificate.
     let proofing_only = match (&session, &usable) {
-        (Some((_, f)), None) if fresh(f) && !f.proofed => {
+        (Some((s, f)), None) if hint_ok(s) && fresh(f) && !f.proofed => {
             let proofed = AuthFacts {
                 proofed: true,
                 ..f.clone()
@@ -119,15 +150,12 @@ pub async fn authorize(
         }
         _ => None,
     };
-    let fail = |e: OAuthError| {
-        Ok(AuthorizeOutcome::Redirect(authorize::error_redirect(
-            &req.redirect_uri,
-            req.state.as_deref(),
-            &e,
-            b.issuer(),
-        )))
-    };
     let Some((session, facts)) = usable else {
+        if req.prompt_none && session.as_ref().is_some_and(|(s, _)| !hint_ok(s)) {
+            return fail(OAuthError::login_required(
+                "the person logged in is not the one id_token_hint names, and prompt=none forbids asking",
+            ));
+        }
         if req.prompt_none {
             return fail(OAuthError::login_required(
                 "the person is not logged in (or must log in again) and prompt=none forbids asking",

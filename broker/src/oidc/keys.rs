@@ -200,6 +200,53 @@ impl KeySet {
         format!("{signing_input}.{}", b64url(&sig))
     }
 
+    /// Verify an ID token this broker issued (any published key; ES256, RS256 or PS256) and
+    /// return its claims if `iss` is `issuer` and `aud` names `client_id`. Expiry is not checked:
+    /// an `id_token_hint` may be an expired ID token (OIDC Core 3.1.2.1).
+    pub fn verify_own_id_token(&self, token: &str, issuer: &str, client_id: &str) -> Option<Value> {
+        use aws_lc_rs::signature::UnparsedPublicKey;
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let mut parts = token.split('.');
+        let (h, c, s) = (parts.next()?, parts.next()?, parts.next()?);
+        if parts.next().is_some() {
+            return None;
+        }
+        let header: Value = serde_json::from_slice(&b64.decode(h).ok()?).ok()?;
+        let key = self.keys.iter().find(|k| header["kid"] == k.kid.as_str())?;
+        let sig = b64.decode(s).ok()?;
+        let input = &token.as_bytes()[..h.len() + 1 + c.len()];
+        let ok = match (&key.material, header["alg"].as_str()?) {
+            (Material::Ec(kp, _), "ES256") => UnparsedPublicKey::new(
+                &signature::ECDSA_P256_SHA256_FIXED,
+                kp.public_key().as_ref(),
+            )
+            .verify(input, &sig)
+            .is_ok(),
+            (Material::Rsa(kp), alg @ ("RS256" | "PS256")) => {
+                let scheme: &'static dyn signature::VerificationAlgorithm = if alg == "PS256" {
+                    &signature::RSA_PSS_2048_8192_SHA256
+                } else {
+                    &signature::RSA_PKCS1_2048_8192_SHA256
+                };
+                UnparsedPublicKey::new(scheme, kp.public_key().as_ref())
+                    .verify(input, &sig)
+                    .is_ok()
+            }
+            _ => false,
+        };
+        if !ok {
+            return None;
+        }
+        let claims: Value = serde_json::from_slice(&b64.decode(c).ok()?).ok()?;
+        let aud_ok = match &claims["aud"] {
+            Value::String(a) => a == client_id,
+            Value::Array(a) => a.iter().any(|x| x == client_id),
+            _ => false,
+        };
+        (claims["iss"] == issuer && aud_ok && claims["sub"].is_string()).then_some(claims)
+    }
+
     /// Verify one of our own ES256 access tokens (`typ` at+jwt) and return its claims.
     /// Checks the signature by any published EC key, `typ`, `iss`, `exp`; audience is checked
     /// by the caller.
