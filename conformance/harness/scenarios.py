@@ -298,3 +298,67 @@ def discovery(ctx, rp, p):
     for k, v in m.items():
         if k.endswith("_endpoint") or k == "jwks_uri":
             assert v.startswith("https://") or loopback, (k, v)
+
+
+# --- eKYC (OpenID Connect for Identity Assurance) ----------------------------------------------
+
+_SCHEMA = None
+
+
+def _verified_claims_schema():
+    global _SCHEMA
+    if _SCHEMA is None:
+        import pathlib
+
+        from jsonschema import Draft202012Validator, FormatChecker
+
+        path = pathlib.Path(__file__).resolve().parents[2] / "tests/schemas/verified_claims.schema.json"
+        _SCHEMA = Draft202012Validator(json.loads(path.read_text(encoding="utf-8")),
+                                       format_checker=FormatChecker())
+    return _SCHEMA
+
+
+def ekyc(ctx, rp, p):
+    m = rp.meta
+    # OIDC4IDA §8 metadata (the broker omits the draft-era boolean verified_claims_supported).
+    assert m.get("verified_claims_supported", True) is True, "verified_claims_supported"
+    assert "electronic_signature" in m["evidence_supported"], m
+    frameworks = m["trust_frameworks_supported"]
+    supported = m["claims_in_verified_claims_supported"]
+    assert frameworks and "name" in supported, m
+    mode = p["mode"]
+    claim = {
+        "happy": None,
+        "essential_false": {"essential": False},
+        "empty_object": {},
+        "random_value": {"value": secrets.token_hex(16)},
+        "long_purpose": {"purpose": "x" * 301},
+        "short_purpose": {"purpose": "xy"},
+    }.get(mode)
+    wanted = {"name": claim}
+    if mode == "unknown_specialchars":
+        wanted = {"n@me_ünknown!": None}
+    request = {"userinfo": {"verified_claims": {
+        "verification": {"trust_framework": None}, "claims": wanted}}}
+    extra = {"claims": json.dumps(request)}
+    if mode in ("long_purpose", "short_purpose"):
+        result, _, state, _, _ = authorize(ctx, rp, Browser(ctx), extra=extra)
+        assert isinstance(result, str), "an error page instead of an error response to the RP"
+        q = _query(result)
+        assert q.get("error") == "invalid_request" and q.get("state") == state, q
+        return
+    lg = login(ctx, rp, Browser(ctx), extra=extra)
+    assert "verified_claims" not in lg.id, "verified_claims in the ID token, asked for userinfo only"
+    got = rp.userinfo(lg.tokens["access_token"], lg.id["sub"])
+    vc = got.get("verified_claims")
+    if mode in ("random_value", "unknown_specialchars"):
+        # A claim the OP cannot give as asked is omitted (and verified_claims with it).
+        assert vc is None or "name" not in vc.get("claims", {}), got
+        assert vc is None or all(k not in vc.get("claims", {}) for k in wanted), got
+        return
+    assert vc is not None, f"no verified_claims in userinfo: {got}"
+    errors = sorted(_verified_claims_schema().iter_errors(vc), key=str)
+    assert not errors, [e.message for e in errors]
+    assert vc["verification"]["trust_framework"] in frameworks, vc
+    assert set(vc["claims"]) >= {"name"} and set(vc["claims"]) - {"name", "name_substituted"} == set(), (
+        "claims beyond those requested", vc["claims"])

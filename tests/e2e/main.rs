@@ -1061,7 +1061,7 @@ fn conformance_harness_matches_expectations() {
         .filter_map(|l| l.trim().strip_prefix("{ name = \""))
         .map(|l| l.split('"').next().unwrap())
         .collect();
-    assert_eq!(modules.len(), 39, "{modules:?}");
+    assert_eq!(modules.len(), 47, "{modules:?}");
     for m in &modules {
         assert!(
             out.lines().any(|l| l.starts_with(&format!("{m} "))),
@@ -1069,7 +1069,7 @@ fn conformance_harness_matches_expectations() {
         );
     }
     assert!(
-        out.contains("78 of 78 module runs as expected (39 modules × 2 client libraries)"),
+        out.contains("94 of 94 module runs as expected (47 modules × 2 client libraries)"),
         "{out}"
     );
 }

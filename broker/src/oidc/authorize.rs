@@ -244,6 +244,11 @@ pub fn validate(
                     "claims must be a JSON object",
                 )));
             }
+            if let Some(bad) = bad_purpose(&v) {
+                return Err(redirect(OAuthError::invalid_request(format!(
+                    "the purpose of claim `{bad}` must be 3 to 300 characters (OpenID Connect for Identity Assurance §6)"
+                ))));
+            }
             Some(v)
         }
     };
@@ -312,6 +317,42 @@ pub fn error_redirect(
     }
     p.push(("iss", issuer));
     redirect_with(redirect_uri, &p)
+}
+
+/// The first claim (in `userinfo`/`id_token` of a `claims` request, and inside their
+/// `verified_claims`) whose `purpose` is not a string of 3 to 300 characters.
+fn bad_purpose(claims: &serde_json::Value) -> Option<String> {
+    fn walk(members: &serde_json::Map<String, serde_json::Value>) -> Option<String> {
+        for (name, req) in members {
+            if let Some(p) = req.get("purpose") {
+                let n = p.as_str().map(|s| s.chars().count());
+                if !n.is_some_and(|n| (3..=300).contains(&n)) {
+                    return Some(name.clone());
+                }
+            }
+            if name == "verified_claims" {
+                // One request or an array of them, each with its own `claims`.
+                let reqs: Vec<&serde_json::Value> = match req {
+                    serde_json::Value::Array(a) => a.iter().collect(),
+                    other => vec![other],
+                };
+                for r in reqs {
+                    if let Some(serde_json::Value::Object(m)) = r.get("claims")
+                        && let Some(bad) = walk(m)
+                    {
+                        return Some(bad);
+                    }
+                }
+            }
+        }
+        None
+    }
+    ["userinfo", "id_token"]
+        .iter()
+        .find_map(|t| match claims.get(t) {
+            Some(serde_json::Value::Object(m)) => walk(m),
+            _ => None,
+        })
 }
 
 /// PKCE S256 check: BASE64URL(SHA256(verifier)) == challenge, verifier 43–128 unreserved chars.
@@ -455,6 +496,26 @@ mod tests {
             redirect_code(validate(&dup, &r)).1,
             "parameter `scope` is repeated"
         );
+    }
+
+    #[test]
+    fn claim_purposes_are_3_to_300_characters() {
+        let ok = |p: &str| {
+            bad_purpose(&serde_json::json!({
+                "userinfo": { "verified_claims": { "claims": { "name": { "purpose": p } } } }
+            }))
+        };
+        assert_eq!(ok("ab").as_deref(), Some("name"));
+        assert_eq!(ok("abc"), None);
+        assert_eq!(ok(&"あ".repeat(300)), None, "characters, not bytes");
+        assert_eq!(ok(&"a".repeat(301)).as_deref(), Some("name"));
+        let top = serde_json::json!({ "id_token": { "birthdate": { "purpose": 7 } } });
+        assert_eq!(bad_purpose(&top).as_deref(), Some("birthdate"));
+        let arr = serde_json::json!({ "userinfo": { "verified_claims": [
+            { "claims": { "gender": null } },
+            { "claims": { "address": { "purpose": "x" } } }
+        ] } });
+        assert_eq!(bad_purpose(&arr).as_deref(), Some("address"));
     }
 
     #[test]

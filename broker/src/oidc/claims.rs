@@ -142,6 +142,17 @@ fn framework_accepted(request: &Value, ours: &str) -> bool {
     true
 }
 
+/// Does a claim request's `value` / `values` constraint (OIDC Core §5.5.1) accept `actual`?
+fn value_accepted(request: &Value, actual: &Value) -> bool {
+    if let Some(v) = request.get("value") {
+        return v == actual;
+    }
+    if let Some(Value::Array(vs)) = request.get("values") {
+        return vs.contains(actual);
+    }
+    true
+}
+
 /// The claims to put into `target` for this grant.
 pub fn release(
     client: &Client,
@@ -165,17 +176,22 @@ pub fn release(
         && client.claims.contains("verified_claims")
         && framework_accepted(vreq, trust_framework)
     {
-        let wanted: Vec<String> = match vreq.get("claims") {
-            Some(Value::Object(m)) if !m.is_empty() => m.keys().cloned().collect(),
+        let wanted: Vec<(String, Value)> = match vreq.get("claims") {
+            Some(Value::Object(m)) if !m.is_empty() => {
+                m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+            }
             _ => ["name", "birthdate", "gender", "address"]
-                .map(String::from)
+                .map(|n| (n.to_string(), Value::Null))
                 .to_vec(),
         };
         let mut claims = Map::new();
-        for name in wanted {
-            // Only claims the registration allows leave, inside verified_claims too.
+        for (name, constraint) in wanted {
+            // Only claims the registration allows leave, inside verified_claims too; a claim
+            // whose `value`/`values` constraint the person's data does not meet is omitted
+            // (OpenID Connect for Identity Assurance §6: never a value that was not asked for).
             if client.claims.contains(name.as_str())
                 && let Some(pairs) = standard(id.claims, &name)
+                && value_accepted(&constraint, &pairs[0].1)
             {
                 claims.extend(pairs);
             }
