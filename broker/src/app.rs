@@ -63,10 +63,15 @@ pub enum PurgeTarget {
     All,
 }
 
-/// Which broker events this process has applied (id → created_at).
+/// Which broker events this process has applied.
 #[derive(Debug, Default)]
 pub struct SyncState {
+    /// id → created_at of the events applied within the window.
     seen: std::collections::HashMap<i64, i64>,
+    /// The newest event id seen.
+    max_id: i64,
+    /// When events were last read successfully.
+    last_ok: Option<i64>,
 }
 
 type Limiter = governor::DefaultDirectRateLimiter;
@@ -205,26 +210,39 @@ impl Broker {
         self.keys.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// Follow the other processes sharing the store: reload the signing keys (a rotation
-    /// published a next key, or retired an old one) and apply broker events not applied yet.
+    /// Follow the other processes sharing the store: apply broker events not applied yet,
+    /// and reload the signing keys (a rotation published a next key, or retired an old one).
     /// Run every `cluster.sync_interval` seconds.
     pub async fn sync(&self, applied: &mut SyncState) -> anyhow::Result<()> {
         let now = self.now();
-        let keys = KeySet::load(self.store.as_ref(), now).await?;
-        let changed = keys.kids() != self.keys().kids();
-        if changed {
-            tracing::info!(kids = ?keys.kids(), "signing keys changed");
-            *self.keys.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(keys);
-        }
-        // Events are read over a window longer than any commit delay, so one whose id was
-        // allocated before a later-committed one is not missed; each is applied once.
+        // Events are read by id (everything newer than the newest seen) and over a window of
+        // creation times (one whose id was allocated before a later-committed one); each is
+        // applied once. After a gap longer than the window, events may have been missed: the
+        // revocation cache is emptied rather than trusted.
         let window = now - EVENT_WINDOW;
-        for e in self.store.events_since(window).await? {
+        if applied.last_ok.is_some_and(|t| t < window) {
+            tracing::warn!(
+                "cluster sync was interrupted longer than the event window; revocation cache purged"
+            );
+            self.checker.purge_all();
+        }
+        let events = self.store.events_since(window, applied.max_id).await;
+        let keys = KeySet::load(self.store.as_ref(), now).await;
+        for e in events? {
+            applied.max_id = applied.max_id.max(e.id);
             if applied.seen.insert(e.id, e.created_at).is_none() {
                 self.apply_event(&e.kind, &e.payload).await;
             }
         }
-        applied.seen.retain(|_, created| *created >= window);
+        applied
+            .seen
+            .retain(|id, created| *created >= window || *id == applied.max_id);
+        applied.last_ok = Some(now);
+        let keys = keys?;
+        if keys.kids() != self.keys().kids() {
+            tracing::info!(kids = ?keys.kids(), "signing keys changed");
+            *self.keys.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(keys);
+        }
         Ok(())
     }
 

@@ -661,6 +661,11 @@ async fn keys(c: Config, cmd: KeysCmd) -> anyhow::Result<()> {
                     "danger_allow_short: key rotation below the safe minimum"
                 );
             }
+            // All or nothing: check every algorithm before rotating any.
+            let recs = store.signing_keys().await?;
+            for a in algs {
+                broker::oidc::keys::check_rotatable(&recs, a, now)?;
+            }
             for a in algs {
                 let kid = broker::oidc::keys::rotate(store.as_ref(), a, now, lead, grace).await?;
                 println!(

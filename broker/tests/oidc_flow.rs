@@ -625,3 +625,33 @@ async fn id_token_hint_and_max_age_boundary() {
         .await;
     assert_eq!(r.redirect_params()["error"], "login_required");
 }
+
+/// An id_token_hint issued to another client is refused; an expired one of this client is
+/// still a valid hint (OIDC Core 3.1.2.1).
+#[tokio::test]
+async fn id_token_hint_audience_and_expiry() {
+    let t = TestBroker::new().await;
+    let mut card = t.card("alice");
+    let mut br = t.browser();
+    let p = login_with_card(&mut br, &mut card, &auth_url(&[])).await;
+    let hint = redeem(&mut br, &p["code"]).await.json()["id_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // local-dev-spa is another registered client on the same loopback redirect.
+    let other = auth_url(&[
+        ("client_id", "local-dev-spa"),
+        ("redirect_uri", "http://localhost:8766/callback"),
+        ("prompt", "none"),
+        ("id_token_hint", &hint),
+    ]);
+    let r = br.get(&other).await;
+    let q = r.redirect_params();
+    assert_eq!(q["error"], "invalid_request", "{q:?}");
+    // Long after the ID token expired, within the session: still a hint for the same person.
+    t.clock.advance(time::Duration::seconds(3600));
+    let r = br
+        .get(&auth_url(&[("prompt", "none"), ("id_token_hint", &hint)]))
+        .await;
+    assert!(r.redirect_params().contains_key("code"), "{:?}", r.location);
+}

@@ -6,6 +6,8 @@
 ALTER TABLE signing_keys ADD COLUMN activate_at BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE signing_keys ADD COLUMN retire_at BIGINT;
 UPDATE signing_keys SET activate_at = created_at;
+-- Keys an operator had marked retired stay unpublished.
+UPDATE signing_keys SET retire_at = created_at WHERE status <> 'active';
 
 -- Something every broker process must apply to its own caches (a revocation-cache purge, a
 -- key change). Each process polls recent events and applies each one once.

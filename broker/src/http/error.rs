@@ -53,10 +53,6 @@ impl IntoResponse for ApiError {
                 res.headers_mut().insert(header::WWW_AUTHENTICATE, v);
             }
         }
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            res.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
-        }
         res
     }
 }

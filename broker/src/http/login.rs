@@ -116,6 +116,7 @@ pub async fn status(
             let status = match e {
                 TxError::Gone => StatusCode::GONE,
                 TxError::WrongBrowser => StatusCode::FORBIDDEN,
+                TxError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
                 _ => StatusCode::INTERNAL_SERVER_ERROR,
             };
             (

@@ -94,7 +94,13 @@ pub fn app(broker: Arc<Broker>) -> Router {
 }
 
 async fn security_headers(mut res: Response) -> Response {
+    let unavailable = res.status() == axum::http::StatusCode::SERVICE_UNAVAILABLE;
     let h = res.headers_mut();
+    if unavailable {
+        // Every 503 (database away, revocation source down) may be retried shortly.
+        h.entry(header::RETRY_AFTER)
+            .or_insert(HeaderValue::from_static("2"));
+    }
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),

@@ -22,7 +22,7 @@ pub async fn discovery(State(s): State<AppState>) -> Response {
 }
 
 pub async fn jwks(State(s): State<AppState>) -> Response {
-    let mut r = Json(s.keys().jwks().clone()).into_response();
+    let mut r = Json(s.keys().jwks(s.now())).into_response();
     r.headers_mut().insert(
         header::CACHE_CONTROL,
         header::HeaderValue::from_static("public, max-age=300"),
@@ -77,19 +77,15 @@ async fn authorize(s: AppState, headers: HeaderMap, params: Vec<(String, String)
             tx_id,
             browser_secret,
         }) => with_tx_cookie(&s, &tx_id, &browser_secret, format!("/consent/{tx_id}")),
-        // The database is briefly away: say so (503, retry), never redirect.
-        Err(e) if e.status == 503 => {
-            let mut r = pages::error_page(
-                &s,
-                lang,
-                StatusCode::SERVICE_UNAVAILABLE,
-                e.code,
-                &e.description,
-            );
-            r.headers_mut()
-                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("2"));
-            r
-        }
+        // The database is briefly away: say so (503, retried after Retry-After), never
+        // redirect.
+        Err(e) if e.status == 503 => pages::error_page(
+            &s,
+            lang,
+            StatusCode::SERVICE_UNAVAILABLE,
+            e.code,
+            &e.description,
+        ),
         Err(e) => pages::error_page(
             &s,
             lang,

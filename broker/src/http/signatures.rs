@@ -126,8 +126,8 @@ pub async fn verify(State(s): State<AppState>, headers: HeaderMap, body: Bytes) 
         .await
     {
         tracing::error!(error = %e, "cannot record the verification");
-        return ApiError::from(OAuthError::server_error("cannot record the verification"))
-            .into_response();
+        // Nothing is answered unrecorded: 503 when the database is away, else 500.
+        return ApiError::from(OAuthError::from(e)).into_response();
     }
     Json(answer).into_response()
 }
@@ -173,8 +173,8 @@ pub async fn verify_batch(State(s): State<AppState>, headers: HeaderMap, body: B
     }
     if let Err(e) = s.store.insert_verifications(&records).await {
         tracing::error!(error = %e, "cannot record the verifications");
-        return ApiError::from(OAuthError::server_error("cannot record the verifications"))
-            .into_response();
+        // Nothing is answered unrecorded: 503 when the database is away, else 500.
+        return ApiError::from(OAuthError::from(e)).into_response();
     }
     Json(json!({ "results": answers })).into_response()
 }

@@ -3,6 +3,7 @@
 
 use super::authorize::{self, AuthRequest, AuthorizeError};
 use super::error::OAuthError;
+use super::keys::HintError;
 use crate::app::Broker;
 use crate::assurance;
 use crate::authn::card::{self, CardLoginError, CardResponse, IssuedChallenge};
@@ -101,10 +102,13 @@ pub async fn authorize(
         Some((_, hint)) => {
             match b
                 .keys()
-                .verify_own_id_token(hint, b.issuer(), &client.client_id)
+                .verify_own_id_token(hint, b.issuer(), &client.client_id, now)
             {
-                Some(c) => c["sub"].as_str().map(str::to_string),
-                None => {
+                Ok(c) => c["sub"].as_str().map(str::to_string),
+                // Signed by a key retired since: it cannot be checked, and it only narrows
+                // who may be logged in, so it is ignored (the person logs in as usual).
+                Err(HintError::UnknownKey) => None,
+                Err(HintError::Invalid) => {
                     return fail(OAuthError::invalid_request(
                         "id_token_hint is not an ID token this broker issued to this client",
                     ));
@@ -169,7 +173,9 @@ pub async fn authorize(
         });
     };
     if !req.prompt_consent && has_consent(b, &session.account_id, &client, &req).await? {
-        let url = issue_code(b, &client, &req, &session.account_id, &facts).await?;
+        let url = issue_code(b, &client, &req, &session.account_id, &facts, None)
+            .await?
+            .ok_or_else(|| OAuthError::server_error("no login transaction to finish"))?;
         return Ok(AuthorizeOutcome::Redirect(url));
     }
     if req.prompt_none {
@@ -284,24 +290,32 @@ pub fn requirement(
 
 /// Issue a code for `req` and return the success redirect (RFC 9207 `iss` included) — or,
 /// when the authentication does not meet an essential acr or the RP's minimum, the
-/// `unmet_authentication_requirements` error redirect.
+/// `unmet_authentication_requirements` error redirect. With `finish_tx`, that login
+/// transaction is marked done in the same database transaction as the code is stored;
+/// `None` if it was done already (another request of the same browser won).
 pub async fn issue_code(
     b: &Broker,
     client: &Client,
     req: &AuthRequest,
     account_id: &str,
     facts: &AuthFacts,
-) -> Result<String, OAuthError> {
+    finish_tx: Option<&str>,
+) -> Result<Option<String>, OAuthError> {
     let policy = b.policy();
     let acr = match requirement(&policy, client, req).select(&policy, facts, b.now()) {
         Ok(l) => Some(l.acr.clone()),
         Err(why) => {
-            return Ok(authorize::error_redirect(
+            if let Some(tx) = finish_tx
+                && !b.store.finish_tx(tx).await?
+            {
+                return Ok(None);
+            }
+            return Ok(Some(authorize::error_redirect(
                 &req.redirect_uri,
                 req.state.as_deref(),
                 &OAuthError::unmet_authentication_requirements(why),
                 b.issuer(),
-            ));
+            )));
         }
     };
     let data = CodeData {
@@ -314,24 +328,31 @@ pub async fn issue_code(
         claims: req.claims.clone(),
     };
     let code = random_token();
-    b.store
-        .insert_code(&CodeRecord {
-            code_hash: token_hash(&code),
-            grant_id: uuid::Uuid::new_v4().to_string(),
-            client_id: client.client_id.clone(),
-            account_id: account_id.to_string(),
-            data_json: serde_json::to_string(&data)
-                .map_err(|e| OAuthError::server_error(e.to_string()))?,
-            expires_at: b.now() + b.config.lifetimes.code,
-            used_at: None,
-        })
+    let stored = b
+        .store
+        .insert_code(
+            &CodeRecord {
+                code_hash: token_hash(&code),
+                grant_id: uuid::Uuid::new_v4().to_string(),
+                client_id: client.client_id.clone(),
+                account_id: account_id.to_string(),
+                data_json: serde_json::to_string(&data)
+                    .map_err(|e| OAuthError::server_error(e.to_string()))?,
+                expires_at: b.now() + b.config.lifetimes.code,
+                used_at: None,
+            },
+            finish_tx,
+        )
         .await?;
+    if !stored {
+        return Ok(None);
+    }
     let mut p = vec![("code", code.as_str())];
     if let Some(s) = &req.state {
         p.push(("state", s));
     }
     p.push(("iss", b.issuer()));
-    Ok(authorize::redirect_with(&req.redirect_uri, &p))
+    Ok(Some(authorize::redirect_with(&req.redirect_uri, &p)))
 }
 
 /// Why a browser step on a transaction failed. Shown on the error page.
@@ -349,6 +370,17 @@ pub enum TxError {
     Internal,
     #[error("the service is briefly unavailable; wait a moment and reload this page")]
     Unavailable,
+}
+
+impl From<OAuthError> for TxError {
+    fn from(e: OAuthError) -> Self {
+        if e.status == 503 {
+            TxError::Unavailable
+        } else {
+            tracing::error!(error = %e, "login step failed");
+            TxError::Internal
+        }
+    }
 }
 
 impl From<crate::store::StoreError> for TxError {
@@ -431,18 +463,11 @@ pub async fn continue_login(
     };
     b.store.create_session(&session).await?;
     b.store.bind_tx_session(&tx.id, &session.id_hash).await?;
-    let next = if !req.prompt_consent
-        && has_consent(b, &account_id, &client, &req)
-            .await
-            .map_err(|_| TxError::Internal)?
-    {
-        if !b.store.finish_tx(&tx.id).await? {
-            return Err(TxError::Gone);
-        }
+    let next = if !req.prompt_consent && has_consent(b, &account_id, &client, &req).await? {
         Next::Redirect(
-            issue_code(b, &client, &req, &account_id, &facts)
-                .await
-                .map_err(|_| TxError::Internal)?,
+            issue_code(b, &client, &req, &account_id, &facts, Some(&tx.id))
+                .await?
+                .ok_or(TxError::Gone)?,
         )
     } else {
         Next::Consent(format!("{}/consent/{}", b.issuer(), tx.id))
@@ -472,10 +497,10 @@ pub async fn decide_consent(
     if tx.status != TxStatus::Authenticated || tx.session_hash.is_none() {
         return Err(TxError::NotAuthenticated);
     }
-    if !b.store.finish_tx(&tx.id).await? {
-        return Err(TxError::Gone);
-    }
     if !approve {
+        if !b.store.finish_tx(&tx.id).await? {
+            return Err(TxError::Gone);
+        }
         return Ok(authorize::error_redirect(
             &req.redirect_uri,
             req.state.as_deref(),
@@ -488,9 +513,9 @@ pub async fn decide_consent(
     b.store
         .put_consent(&account_id, &client.client_id, &items.join(" "), b.now())
         .await?;
-    issue_code(b, &client, &req, &account_id, &facts)
-        .await
-        .map_err(|_| TxError::Internal)
+    issue_code(b, &client, &req, &account_id, &facts, Some(&tx.id))
+        .await?
+        .ok_or(TxError::Gone)
 }
 
 /// What the card helper sees when it opens the link.

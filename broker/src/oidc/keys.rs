@@ -26,14 +26,37 @@ struct SigningKey {
     kid: String,
     alg: &'static str,
     activate_at: i64,
+    /// Unpublished and no longer verifying from this time (also between two loads).
+    retire_at: Option<i64>,
     material: Material,
+    jwk: Value,
+}
+
+impl SigningKey {
+    fn live(&self, now: i64) -> bool {
+        self.retire_at.is_none_or(|r| r > now)
+    }
+}
+
+/// Is `k` a key of `alg` that signs (or may sign) at `now`?
+fn active_record(k: &SigningKeyRecord, alg: &str, now: i64) -> bool {
+    k.alg == alg && k.activate_at <= now && k.retire_at.is_none_or(|r| r > now)
+}
+
+/// Why an `id_token_hint` was not accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HintError {
+    /// Not a JWS, not ours (bad signature, wrong iss/aud/typ), or not for this client.
+    Invalid,
+    /// Signed by a key this broker no longer publishes (retired after a rotation): it cannot
+    /// be checked, so it is ignored rather than refused.
+    UnknownKey,
 }
 
 /// The published keys, as loaded from the store at one moment.
 pub struct KeySet {
     /// EC keys first, then RSA; each by activation, oldest first.
     keys: Vec<SigningKey>,
-    jwks: Value,
     rng: SystemRandom,
 }
 
@@ -43,6 +66,8 @@ pub enum KeyError {
     Store(#[from] StoreError),
     #[error("key material: {0}")]
     Bad(String),
+    #[error("no {0} key is active: start the broker once before rotating its keys")]
+    NoActiveKey(String),
     #[error(
         "a rotation of {alg} keys is already pending: key {kid} starts signing at unix time {activate_at}"
     )]
@@ -77,6 +102,21 @@ fn new_record(alg: &str, now: i64, activate_at: i64) -> Result<SigningKeyRecord,
     })
 }
 
+/// May the keys of `alg` be rotated now? (An active key exists and no rotation is pending.)
+pub fn check_rotatable(recs: &[SigningKeyRecord], alg: &str, now: i64) -> Result<(), KeyError> {
+    if let Some(k) = recs.iter().find(|k| k.alg == alg && k.activate_at > now) {
+        return Err(KeyError::Pending {
+            alg: alg.into(),
+            kid: k.kid.clone(),
+            activate_at: k.activate_at,
+        });
+    }
+    if !recs.iter().any(|k| active_record(k, alg, now)) {
+        return Err(KeyError::NoActiveKey(alg.into()));
+    }
+    Ok(())
+}
+
 /// Rotate the keys of `alg`: a new key, published now, signs from `now + lead`; the current
 /// ones retire at `now + lead + grace`. Returns the new key's kid.
 pub async fn rotate(
@@ -86,6 +126,7 @@ pub async fn rotate(
     lead: i64,
     grace: i64,
 ) -> Result<String, KeyError> {
+    check_rotatable(&store.signing_keys().await?, alg, now)?;
     let rec = new_record(alg, now, now + lead)?;
     match store
         .rotate_signing_key(&rec, now + lead + grace, now)
@@ -101,14 +142,14 @@ pub async fn rotate(
 }
 
 impl KeySet {
-    /// Load the published keys, first generating and storing any algorithm that has none
-    /// (safe when several processes start at once on an empty database).
+    /// Load the published keys, first generating and storing a signing key for any algorithm
+    /// that has none active now (safe when several processes start at once).
     pub async fn load_or_create(store: &dyn Store, now: i64) -> Result<KeySet, KeyError> {
         let recs = store.signing_keys().await?;
         for (alg, _) in ALGS {
-            if !recs.iter().any(|k| k.alg == alg) {
+            if !recs.iter().any(|k| active_record(k, alg, now)) {
                 store
-                    .insert_first_signing_key(&new_record(alg, now, now)?)
+                    .insert_first_signing_key(&new_record(alg, now, now)?, now)
                     .await?;
             }
         }
@@ -131,17 +172,22 @@ impl KeySet {
                 return Err(KeyError::Bad(format!("no {alg} key is active")));
             }
         }
-        let jwks = json!({ "keys": keys.iter().map(jwk).collect::<Vec<_>>() });
         Ok(KeySet {
             keys,
-            jwks,
             rng: SystemRandom::new(),
         })
     }
 
-    /// The JWK Set to publish: every loaded key, including the next one before it signs.
-    pub fn jwks(&self) -> &Value {
-        &self.jwks
+    /// The JWK Set to publish at `now`: every loaded key not retired, including the next one
+    /// before it signs.
+    pub fn jwks(&self, now: i64) -> Value {
+        let keys: Vec<&Value> = self
+            .keys
+            .iter()
+            .filter(|k| k.live(now))
+            .map(|k| &k.jwk)
+            .collect();
+        json!({ "keys": keys })
     }
 
     /// kids of the loaded keys, oldest activation first.
@@ -154,7 +200,7 @@ impl KeySet {
         self.keys
             .iter()
             .rev()
-            .find(|k| k.alg == alg && k.activate_at <= now)
+            .find(|k| k.alg == alg && k.activate_at <= now && k.live(now))
             .or_else(|| self.keys.iter().find(|k| k.alg == alg))
             .expect("a KeySet holds an active key of every algorithm")
     }
@@ -203,20 +249,41 @@ impl KeySet {
     /// Verify an ID token this broker issued (any published key; ES256, RS256 or PS256) and
     /// return its claims if `iss` is `issuer` and `aud` names `client_id`. Expiry is not checked:
     /// an `id_token_hint` may be an expired ID token (OIDC Core 3.1.2.1).
-    pub fn verify_own_id_token(&self, token: &str, issuer: &str, client_id: &str) -> Option<Value> {
+    pub fn verify_own_id_token(
+        &self,
+        token: &str,
+        issuer: &str,
+        client_id: &str,
+        now: i64,
+    ) -> Result<Value, HintError> {
         use aws_lc_rs::signature::UnparsedPublicKey;
         use base64::Engine;
         let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let bad = HintError::Invalid;
         let mut parts = token.split('.');
-        let (h, c, s) = (parts.next()?, parts.next()?, parts.next()?);
-        if parts.next().is_some() {
-            return None;
+        let (h, c, s) = match (parts.next(), parts.next(), parts.next(), parts.next()) {
+            (Some(h), Some(c), Some(s), None) => (h, c, s),
+            _ => return Err(bad),
+        };
+        let header: Value = b64
+            .decode(h)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .ok_or(bad)?;
+        // Our access tokens are JWTs too (typ at+jwt): never an ID token.
+        if header["typ"] != "JWT" {
+            return Err(bad);
         }
-        let header: Value = serde_json::from_slice(&b64.decode(h).ok()?).ok()?;
-        let key = self.keys.iter().find(|k| header["kid"] == k.kid.as_str())?;
-        let sig = b64.decode(s).ok()?;
+        let Some(key) = self
+            .keys
+            .iter()
+            .find(|k| header["kid"] == k.kid.as_str() && k.live(now))
+        else {
+            return Err(HintError::UnknownKey);
+        };
+        let sig = b64.decode(s).map_err(|_| bad)?;
         let input = &token.as_bytes()[..h.len() + 1 + c.len()];
-        let ok = match (&key.material, header["alg"].as_str()?) {
+        let ok = match (&key.material, header["alg"].as_str().unwrap_or("")) {
             (Material::Ec(kp, _), "ES256") => UnparsedPublicKey::new(
                 &signature::ECDSA_P256_SHA256_FIXED,
                 kp.public_key().as_ref(),
@@ -236,28 +303,36 @@ impl KeySet {
             _ => false,
         };
         if !ok {
-            return None;
+            return Err(bad);
         }
-        let claims: Value = serde_json::from_slice(&b64.decode(c).ok()?).ok()?;
+        let claims: Value = b64
+            .decode(c)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .ok_or(bad)?;
         let aud_ok = match &claims["aud"] {
             Value::String(a) => a == client_id,
             Value::Array(a) => a.iter().any(|x| x == client_id),
             _ => false,
         };
-        (claims["iss"] == issuer && aud_ok && claims["sub"].is_string()).then_some(claims)
+        if claims["iss"] == issuer && aud_ok && claims["sub"].is_string() {
+            Ok(claims)
+        } else {
+            Err(bad)
+        }
     }
 
     /// Verify one of our own ES256 access tokens (`typ` at+jwt) and return its claims.
     /// Checks the signature by any published EC key, `typ`, `iss`, `exp`; audience is checked
     /// by the caller.
-    pub fn verify_access_token(&self, token: &str, issuer: &str) -> Option<Value> {
+    pub fn verify_access_token(&self, token: &str, issuer: &str, now: i64) -> Option<Value> {
         let header = jsonwebtoken::decode_header(token).ok()?;
         if header.alg != jsonwebtoken::Algorithm::ES256 || header.typ.as_deref() != Some("at+jwt") {
             return None;
         }
         let kid = header.kid?;
         let decoding = self.keys.iter().find_map(|k| match &k.material {
-            Material::Ec(_, d) if k.kid == kid => Some(d),
+            Material::Ec(_, d) if k.kid == kid && k.live(now) => Some(d),
             _ => None,
         })?;
         let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::ES256);
@@ -319,27 +394,30 @@ fn load_key(rec: &SigningKeyRecord) -> Result<SigningKey, KeyError> {
         }
         other => return Err(bad(&format!("unknown algorithm {other}"))),
     };
+    let jwk = jwk(&rec.kid, &material);
     Ok(SigningKey {
         kid: rec.kid.clone(),
         alg,
         activate_at: rec.activate_at,
+        retire_at: rec.retire_at,
         material,
+        jwk,
     })
 }
 
-fn jwk(k: &SigningKey) -> Value {
-    match &k.material {
+fn jwk(kid: &str, material: &Material) -> Value {
+    match material {
         Material::Ec(kp, _) => {
             let pt = kp.public_key().as_ref();
             json!({
-                "kty": "EC", "crv": "P-256", "use": "sig", "alg": "ES256", "kid": k.kid,
+                "kty": "EC", "crv": "P-256", "use": "sig", "alg": "ES256", "kid": kid,
                 "x": b64url(&pt[1..33]), "y": b64url(&pt[33..65]),
             })
         }
         Material::Rsa(kp) => {
             let pk = kp.public_key();
             json!({
-                "kty": "RSA", "use": "sig", "kid": k.kid,
+                "kty": "RSA", "use": "sig", "kid": kid,
                 "n": b64url(pk.modulus().big_endian_without_leading_zero()),
                 "e": b64url(pk.exponent().big_endian_without_leading_zero()),
             })

@@ -327,6 +327,20 @@ pub async fn token(
     }
 }
 
+/// A used code was presented again: RFC 6749 §4.1.2 / RFC 9700 §4.5 — revoke what it
+/// produced. The error to answer.
+async fn code_replayed(
+    b: &Broker,
+    r: &crate::store::CodeRecord,
+    now: i64,
+) -> Result<OAuthError, OAuthError> {
+    b.store.revoke_grant(&r.grant_id, now).await?;
+    tracing::warn!(client = %r.client_id, grant = %r.grant_id, "authorization code replayed; grant revoked");
+    Ok(OAuthError::invalid_grant(
+        "the code was already used; tokens issued for it are revoked",
+    ))
+}
+
 /// Does this redeemed code belong to `client`, and match the request's redirect URI and PKCE
 /// verifier, in time? Its data if so.
 fn check_code(
@@ -382,37 +396,25 @@ async fn code_grant(
     verifier: Option<&str>,
 ) -> Result<TokenResponse, OAuthError> {
     let now = b.now();
-    let rec = match b.store.redeem_code(&token_hash(code), now).await? {
-        Redeem::Fresh(r) => r,
-        Redeem::Replayed(r) => {
-            // RFC 6749 §4.1.2 / RFC 9700 §4.5: revoke what the code produced.
-            b.store.revoke_grant(&r.grant_id, now).await?;
-            tracing::warn!(client = %r.client_id, grant = %r.grant_id, "authorization code replayed; grant revoked");
-            return Err(OAuthError::invalid_grant(
-                "the code was already used; tokens issued for it are revoked",
-            ));
-        }
-        Redeem::NotFound => return Err(OAuthError::invalid_grant("the code is invalid")),
+    let hash = token_hash(code);
+    // Read, check, then spend the code and store what it produces in one database
+    // transaction: a failure before the commit leaves the code unspent (the request may be
+    // retried), and a replay — also one racing on another process — always finds the grant.
+    let rec = match b.store.get_code(&hash).await? {
+        None => return Err(OAuthError::invalid_grant("the code is invalid")),
+        Some(r) if r.used_at.is_some() => return Err(code_replayed(b, &r, now).await?),
+        Some(r) => r,
     };
     let data = match check_code(&rec, client, redirect_uri, verifier, now) {
         Ok(d) => d,
         Err(e) => {
-            // The code is spent; the grant it opened stays empty and closed.
-            b.store.revoke_grant(&rec.grant_id, now).await?;
+            // A code presented wrongly is spent; the grant it opens stays empty and closed.
+            if let Redeem::Fresh(r) = b.store.redeem_code(&hash, now).await? {
+                b.store.revoke_grant(&r.grant_id, now).await?;
+            }
             return Err(e);
         }
     };
-    b.store
-        .create_grant(&GrantRecord {
-            id: rec.grant_id.clone(),
-            client_id: client.client_id.clone(),
-            account_id: rec.account_id.clone(),
-            scope: data.scope.join(" "),
-            created_at: now,
-            revoked_at: None,
-            claims_json: data.claims.as_ref().map(|c| c.to_string()),
-        })
-        .await?;
     let rd = RefreshData {
         client_id: client.client_id.clone(),
         account_id: rec.account_id.clone(),
@@ -421,15 +423,31 @@ async fn code_grant(
         facts: data.facts.clone(),
         claims: data.claims.clone(),
     };
-    let refresh = if client.allows_grant(GrantType::RefreshToken) {
-        let t = random_token();
-        b.store
-            .insert_refresh(&refresh_record(b, &rec.grant_id, &t, &rd, now)?)
-            .await?;
-        Some(t)
-    } else {
-        None
+    let refresh = client
+        .allows_grant(GrantType::RefreshToken)
+        .then(random_token);
+    let refresh_rec = match &refresh {
+        Some(t) => Some(refresh_record(b, &rec.grant_id, t, &rd, now)?),
+        None => None,
     };
+    let grant = GrantRecord {
+        id: rec.grant_id.clone(),
+        client_id: client.client_id.clone(),
+        account_id: rec.account_id.clone(),
+        scope: data.scope.join(" "),
+        created_at: now,
+        revoked_at: None,
+        claims_json: data.claims.as_ref().map(|c| c.to_string()),
+    };
+    match b
+        .store
+        .redeem_code_with_grant(&hash, &grant, refresh_rec.as_ref(), now)
+        .await?
+    {
+        Redeem::Fresh(_) => {}
+        Redeem::Replayed(r) => return Err(code_replayed(b, &r, now).await?),
+        Redeem::NotFound => return Err(OAuthError::invalid_grant("the code is invalid")),
+    }
     let extra = released(
         b,
         client,
@@ -666,7 +684,7 @@ pub struct LiveAccessToken {
 pub async fn check_access_token(b: &Broker, token: &str) -> Result<LiveAccessToken, OAuthError> {
     let claims = b
         .keys()
-        .verify_access_token(token, b.issuer())
+        .verify_access_token(token, b.issuer(), b.now())
         .ok_or_else(|| OAuthError::invalid_token("the access token is invalid or expired"))?;
     // Tokens for people carry their grant; client_credentials tokens have none.
     if let Some(gid) = claims["gid"].as_str() {
@@ -798,7 +816,7 @@ pub async fn revoke(
         }
         return Ok(());
     }
-    if let Some(c) = b.keys().verify_access_token(token, b.issuer())
+    if let Some(c) = b.keys().verify_access_token(token, b.issuer(), b.now())
         && c["client_id"].as_str() == Some(client.client_id.as_str())
     {
         b.store

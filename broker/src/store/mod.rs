@@ -13,7 +13,8 @@ pub enum StoreError {
     #[error("database: {0}")]
     Db(String),
     /// The database cannot be reached (down, restarting, pool exhausted): retrying later may
-    /// succeed. Nothing was written.
+    /// succeed. The failed database transaction was not committed (if the connection broke
+    /// while a COMMIT was in flight, whether it committed cannot be known).
     #[error("database unavailable: {0}")]
     Unavailable(String),
     #[error("stored data is corrupt: {0}")]
@@ -28,11 +29,11 @@ impl From<sqlx::Error> for StoreError {
             | sqlx::Error::Io(_)
             | sqlx::Error::Tls(_)
             | sqlx::Error::WorkerCrashed => true,
-            // PostgreSQL shutting down or starting up (class 57: operator intervention;
-            // 08: connection exception).
-            sqlx::Error::Database(d) => d
-                .code()
-                .is_some_and(|c| c.starts_with("57P") || c.starts_with("08")),
+            // PostgreSQL shutting down or starting up (class 57: operator intervention),
+            // connection exceptions (08), too many connections / out of resources (53).
+            sqlx::Error::Database(d) => d.code().is_some_and(|c| {
+                c.starts_with("57P") || c.starts_with("08") || c.starts_with("53")
+            }),
             _ => false,
         };
         if unavailable {
@@ -328,7 +329,21 @@ pub trait Store: Send + Sync + 'static {
         now: i64,
     ) -> Result<()>;
 
-    async fn insert_code(&self, c: &CodeRecord) -> Result<()>;
+    /// Store a code; with `finish_tx`, in the same database transaction as marking that login
+    /// transaction done — false (nothing stored) if it was done already.
+    async fn insert_code(&self, c: &CodeRecord, finish_tx: Option<&str>) -> Result<bool>;
+    /// The code, used or not (nothing changes).
+    async fn get_code(&self, code_hash: &str) -> Result<Option<CodeRecord>>;
+    /// In one database transaction: mark the code used (only if unused), store its grant and,
+    /// if given, its first refresh token. `Replayed` (nothing stored) if it was used meanwhile.
+    /// A failure leaves the code unused, so the token request can be retried.
+    async fn redeem_code_with_grant(
+        &self,
+        code_hash: &str,
+        grant: &GrantRecord,
+        refresh: Option<&RefreshRecord>,
+        now: i64,
+    ) -> Result<Redeem<CodeRecord>>;
     /// Mark the code used and return it, opening its grant (empty scope) in the same step so
     /// that a concurrent replay always finds the grant to revoke; a second call returns
     /// `Replayed`.
@@ -354,9 +369,9 @@ pub trait Store: Send + Sync + 'static {
     async fn is_jti_revoked(&self, jti: &str) -> Result<bool>;
 
     async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>>;
-    /// Store `k` as the first key of its algorithm; false (nothing stored) if one exists,
-    /// also when another process stores one concurrently.
-    async fn insert_first_signing_key(&self, k: &SigningKeyRecord) -> Result<bool>;
+    /// Store `k` (active from `now`) unless a key of its algorithm is active at `now`; false
+    /// (nothing stored) if one is, also when another process stores one concurrently.
+    async fn insert_first_signing_key(&self, k: &SigningKeyRecord, now: i64) -> Result<bool>;
     /// Store `next` (published now, signing from `next.activate_at`) and schedule every
     /// unretired key of its algorithm to retire at `retire_at`; refused while an earlier
     /// rotation is still pending at `now`.
@@ -369,8 +384,8 @@ pub trait Store: Send + Sync + 'static {
 
     /// Record an event for every process.
     async fn post_event(&self, kind: &str, payload: &str, now: i64) -> Result<()>;
-    /// Events created at or after `since`, oldest first.
-    async fn events_since(&self, since: i64) -> Result<Vec<EventRecord>>;
+    /// Events created at or after `since`, or with an id above `after_id`, by id.
+    async fn events_since(&self, since: i64, after_id: i64) -> Result<Vec<EventRecord>>;
 
     /// The stored secret `name`, storing `candidate` first if there is none.
     async fn secret(&self, name: &str, candidate: &str) -> Result<String>;

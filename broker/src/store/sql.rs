@@ -125,20 +125,7 @@ impl SqlStore {
             .bind(now)
             .execute(&mut *db)
             .await?;
-        let inserted = sqlx::query(
-            "INSERT INTO cert_links (issuer, serial, kind, account_id, not_after, linked_at)
-             VALUES ($1,$2,$3,$4,$5,$6) ON CONFLICT (issuer, serial) DO NOTHING",
-        )
-        .bind(&cert.issuer)
-        .bind(&cert.serial)
-        .bind(&cert.kind)
-        .bind(&id)
-        .bind(cert.not_after)
-        .bind(now)
-        .execute(&mut *db)
-        .await?
-        .rows_affected();
-        if inserted == 1 {
+        if insert_link(db, cert, &id, now).await? {
             return Ok((id, true));
         }
         sqlx::query("DELETE FROM accounts WHERE id = $1")
@@ -150,6 +137,29 @@ impl SqlStore {
             .ok_or_else(|| StoreError::Corrupt("certificate link vanished".into()))?;
         Ok((a, false))
     }
+}
+
+/// Link `c` to `account_id` unless it is linked already; true if this call linked it.
+async fn insert_link(
+    db: &mut sqlx::AnyConnection,
+    c: &CertLink,
+    account_id: &str,
+    now: i64,
+) -> Result<bool> {
+    Ok(sqlx::query(
+        "INSERT INTO cert_links (issuer, serial, kind, account_id, not_after, linked_at)
+         VALUES ($1,$2,$3,$4,$5,$6) ON CONFLICT (issuer, serial) DO NOTHING",
+    )
+    .bind(&c.issuer)
+    .bind(&c.serial)
+    .bind(&c.kind)
+    .bind(account_id)
+    .bind(c.not_after)
+    .bind(now)
+    .execute(&mut *db)
+    .await?
+    .rows_affected()
+        == 1)
 }
 
 async fn linked_account(db: &mut sqlx::AnyConnection, c: &CertLink) -> Result<Option<String>> {
@@ -360,7 +370,7 @@ impl Store for SqlStore {
         }
         let by_auth = linked_account(&mut db, &p.auth).await?;
         let by_sign = linked_account(&mut db, &p.sign).await?;
-        let (account_id, new_account) = match by_auth.or(by_sign).or(p.renewal_of.clone()) {
+        let (mut account_id, mut new_account) = match by_auth.or(by_sign).or(p.renewal_of.clone()) {
             Some(a) => (a, false),
             None => {
                 let id = uuid::Uuid::new_v4().to_string();
@@ -372,21 +382,38 @@ impl Store for SqlStore {
                 (id, true)
             }
         };
-        for c in [&p.auth, &p.sign] {
-            sqlx::query(
-                "INSERT INTO cert_links (issuer, serial, kind, account_id, not_after, linked_at)
-                 VALUES ($1,$2,$3,$4,$5,$6)
-                 ON CONFLICT (issuer, serial) DO UPDATE SET account_id = excluded.account_id",
-            )
-            .bind(&c.issuer)
-            .bind(&c.serial)
-            .bind(&c.kind)
-            .bind(&account_id)
-            .bind(c.not_after)
-            .bind(now)
-            .execute(&mut *db)
-            .await?;
+        // The user-authentication certificate's link decides the account. Another process
+        // proofing the same card at the same moment may have linked it first (PostgreSQL
+        // makes this insert wait for that commit): then its account is the one, and ours,
+        // if new, goes.
+        insert_link(&mut db, &p.auth, &account_id, now).await?;
+        let linked = linked_account(&mut db, &p.auth)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("certificate link vanished".into()))?;
+        if linked != account_id {
+            if new_account {
+                sqlx::query("DELETE FROM accounts WHERE id = $1")
+                    .bind(&account_id)
+                    .execute(&mut *db)
+                    .await?;
+            }
+            account_id = linked;
+            new_account = false;
         }
+        // The signature certificate follows the account (a renewed card's link moves).
+        sqlx::query(
+            "INSERT INTO cert_links (issuer, serial, kind, account_id, not_after, linked_at)
+             VALUES ($1,$2,$3,$4,$5,$6)
+             ON CONFLICT (issuer, serial) DO UPDATE SET account_id = excluded.account_id",
+        )
+        .bind(&p.sign.issuer)
+        .bind(&p.sign.serial)
+        .bind(&p.sign.kind)
+        .bind(&account_id)
+        .bind(p.sign.not_after)
+        .bind(now)
+        .execute(&mut *db)
+        .await?;
         sqlx::query(
             "INSERT INTO verified_claims (account_id, claims_json, evidence_json, verified_at,
                sign_issuer, sign_serial, sign_anchor, stale_since, stale_reason)
@@ -553,7 +580,21 @@ impl Store for SqlStore {
         Ok(())
     }
 
-    async fn insert_code(&self, c: &CodeRecord) -> Result<()> {
+    async fn insert_code(&self, c: &CodeRecord, finish_tx: Option<&str>) -> Result<bool> {
+        let mut db = self.begin().await?;
+        if let Some(tx_id) = finish_tx {
+            let done = sqlx::query(
+                "UPDATE transactions SET status = 'done' WHERE id = $1 AND status != 'done'",
+            )
+            .bind(tx_id)
+            .execute(&mut *db)
+            .await?
+            .rows_affected();
+            if done != 1 {
+                db.rollback().await?;
+                return Ok(false);
+            }
+        }
         sqlx::query(
             "INSERT INTO codes (code_hash, grant_id, client_id, account_id, data_json, expires_at, used_at)
              VALUES ($1,$2,$3,$4,$5,$6,$7)",
@@ -565,9 +606,66 @@ impl Store for SqlStore {
         .bind(&c.data_json)
         .bind(c.expires_at)
         .bind(c.used_at)
-        .execute(&self.pool)
+        .execute(&mut *db)
         .await?;
-        Ok(())
+        db.commit().await?;
+        Ok(true)
+    }
+
+    async fn get_code(&self, code_hash: &str) -> Result<Option<CodeRecord>> {
+        sqlx::query("SELECT * FROM codes WHERE code_hash = $1")
+            .bind(code_hash)
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(code_from_row)
+            .transpose()
+    }
+
+    async fn redeem_code_with_grant(
+        &self,
+        code_hash: &str,
+        g: &GrantRecord,
+        refresh: Option<&RefreshRecord>,
+        now: i64,
+    ) -> Result<Redeem<CodeRecord>> {
+        let mut db = self.begin().await?;
+        let row = sqlx::query(
+            "UPDATE codes SET used_at = $1 WHERE code_hash = $2 AND used_at IS NULL RETURNING *",
+        )
+        .bind(now)
+        .bind(code_hash)
+        .fetch_optional(&mut *db)
+        .await?;
+        let Some(row) = row else {
+            let old = sqlx::query("SELECT * FROM codes WHERE code_hash = $1")
+                .bind(code_hash)
+                .fetch_optional(&mut *db)
+                .await?;
+            db.rollback().await?;
+            return Ok(match old {
+                Some(r) => Redeem::Replayed(code_from_row(&r)?),
+                None => Redeem::NotFound,
+            });
+        };
+        sqlx::query(
+            "INSERT INTO grants (id, client_id, account_id, scope, created_at, revoked_at, claims_json)
+             VALUES ($1,$2,$3,$4,$5,$6,$7)",
+        )
+        .bind(&g.id)
+        .bind(&g.client_id)
+        .bind(&g.account_id)
+        .bind(&g.scope)
+        .bind(g.created_at)
+        .bind(g.revoked_at)
+        .bind(&g.claims_json)
+        .execute(&mut *db)
+        .await?;
+        if let Some(r) = refresh {
+            insert_refresh_row(&mut db, r).await?;
+        }
+        db.commit().await?;
+        Ok(Redeem::Fresh(code_from_row(&row)?))
     }
 
     async fn redeem_code(&self, code_hash: &str, now: i64) -> Result<Redeem<CodeRecord>> {
@@ -664,19 +762,8 @@ impl Store for SqlStore {
     }
 
     async fn insert_refresh(&self, r: &RefreshRecord) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO refresh_tokens (token_hash, grant_id, data_json, created_at, expires_at, used_at)
-             VALUES ($1,$2,$3,$4,$5,$6)",
-        )
-        .bind(&r.token_hash)
-        .bind(&r.grant_id)
-        .bind(&r.data_json)
-        .bind(r.created_at)
-        .bind(r.expires_at)
-        .bind(r.used_at)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        let mut conn = self.pool.acquire().await?;
+        insert_refresh_row(&mut conn, r).await
     }
 
     async fn get_refresh(&self, token_hash: &str) -> Result<Option<RefreshRecord>> {
@@ -715,18 +802,7 @@ impl Store for SqlStore {
             });
         };
         let old = refresh_from_row(&row)?;
-        sqlx::query(
-            "INSERT INTO refresh_tokens (token_hash, grant_id, data_json, created_at, expires_at, used_at)
-             VALUES ($1,$2,$3,$4,$5,$6)",
-        )
-        .bind(&new.token_hash)
-        .bind(&new.grant_id)
-        .bind(&new.data_json)
-        .bind(new.created_at)
-        .bind(new.expires_at)
-        .bind(new.used_at)
-        .execute(&mut *db)
-        .await?;
+        insert_refresh_row(&mut db, new).await?;
         db.commit().await?;
         Ok(Redeem::Fresh(old))
     }
@@ -769,25 +845,29 @@ impl Store for SqlStore {
             .collect()
     }
 
-    async fn insert_first_signing_key(&self, k: &SigningKeyRecord) -> Result<bool> {
+    async fn insert_first_signing_key(&self, k: &SigningKeyRecord, now: i64) -> Result<bool> {
         let mut db = self.begin().await?;
-        let have: Option<i64> = sqlx::query_scalar("SELECT 1 FROM signing_keys WHERE alg = $1")
-            .bind(&k.alg)
-            .fetch_optional(&mut *db)
+        // A marker row per algorithm serialises processes starting together: each updates it
+        // (PostgreSQL row lock; SQLite holds its write lock already) before looking.
+        let marker = format!("signing_key_lock:{}", k.alg);
+        sqlx::query("INSERT INTO secrets (name, value) VALUES ($1, '') ON CONFLICT DO NOTHING")
+            .bind(&marker)
+            .execute(&mut *db)
             .await?;
-        // The marker row serialises concurrent first starts: a second process blocks on it
-        // until the first commits, then inserts nothing.
-        let won = have.is_none()
-            && sqlx::query(
-                "INSERT INTO secrets (name, value) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-            )
-            .bind(format!("first_signing_key:{}", k.alg))
+        sqlx::query("UPDATE secrets SET value = $2 WHERE name = $1")
+            .bind(&marker)
             .bind(&k.kid)
             .execute(&mut *db)
-            .await?
-            .rows_affected()
-                == 1;
-        if !won {
+            .await?;
+        let active: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM signing_keys WHERE alg = $1 AND activate_at <= $2
+               AND (retire_at IS NULL OR retire_at > $2)",
+        )
+        .bind(&k.alg)
+        .bind(now)
+        .fetch_optional(&mut *db)
+        .await?;
+        if active.is_some() {
             db.rollback().await?;
             return Ok(false);
         }
@@ -844,12 +924,13 @@ impl Store for SqlStore {
         Ok(())
     }
 
-    async fn events_since(&self, since: i64) -> Result<Vec<EventRecord>> {
+    async fn events_since(&self, since: i64, after_id: i64) -> Result<Vec<EventRecord>> {
         let rows = sqlx::query(
-            "SELECT id, kind, payload, created_at FROM broker_events WHERE created_at >= $1
-             ORDER BY id",
+            "SELECT id, kind, payload, created_at FROM broker_events
+             WHERE created_at >= $1 OR id > $2 ORDER BY id",
         )
         .bind(since)
+        .bind(after_id)
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
@@ -995,6 +1076,22 @@ async fn insert_key(db: &mut sqlx::AnyConnection, k: &SigningKeyRecord) -> Resul
     .bind(&k.status)
     .bind(k.activate_at)
     .bind(k.retire_at)
+    .execute(&mut *db)
+    .await?;
+    Ok(())
+}
+
+async fn insert_refresh_row(db: &mut sqlx::AnyConnection, r: &RefreshRecord) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO refresh_tokens (token_hash, grant_id, data_json, created_at, expires_at, used_at)
+         VALUES ($1,$2,$3,$4,$5,$6)",
+    )
+    .bind(&r.token_hash)
+    .bind(&r.grant_id)
+    .bind(&r.data_json)
+    .bind(r.created_at)
+    .bind(r.expires_at)
+    .bind(r.used_at)
     .execute(&mut *db)
     .await?;
     Ok(())
