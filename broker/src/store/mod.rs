@@ -399,7 +399,7 @@ pub trait Store: Send + Sync + 'static {
     async fn purge_verifications(&self, before: i64) -> Result<u64>;
 
     /// Delete what expired before `before`: transactions, codes, sessions, refresh tokens,
-    /// revoked-token markers, retired signing keys, events older than an hour. Returns the
+    /// revoked-token markers, retired signing keys, events an hour older than `before`. Returns the
     /// number of rows deleted.
     async fn purge_expired(&self, before: i64) -> Result<u64>;
 }
