@@ -586,11 +586,24 @@ async fn id_token_hint_and_max_age_boundary() {
         q["error_description"],
         "the person logged in is not the one id_token_hint names, and prompt=none forbids asking"
     );
-    let r = bob.get(&auth_url(&[("id_token_hint", &hint_a)])).await;
+    // Without prompt=none Bob is asked to log in; if Bob (not Alice) does, the RP gets
+    // login_required and no code, and no new session is set.
+    let url = auth_url(&[("id_token_hint", &hint_a)]);
+    let started = start_login(&mut bob, &url).await;
+    let r = helper_answer(&mut bob, &started.helper_path, &mut card_b, "1234").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let r = bob.get(&format!("/login/{}/continue", started.tx)).await;
     assert!(
-        r.location.unwrap().starts_with("/login/"),
-        "Bob's session used for Alice"
+        !r.headers.contains_key("set-cookie"),
+        "a session for the refused login"
     );
+    let q = r.redirect_params();
+    assert_eq!(q["error"], "login_required");
+    assert_eq!(
+        q["error_description"],
+        "the person who logged in is not the one id_token_hint names"
+    );
+    assert!(!q.contains_key("code"));
     // Not an ID token of this broker for this client: refused, whoever is logged in.
     let mut forged = hint_a.clone();
     forged.replace_range(forged.len() - 4.., "AAAA");

@@ -146,15 +146,12 @@ pub async fn continue_login(
                 Next::Redirect(u) | Next::Consent(u) => u,
             };
             let mut r = Redirect::to(&to).into_response();
-            r.headers_mut().append(
-                header::SET_COOKIE,
-                set_cookie(
-                    &s,
-                    SESSION_COOKIE,
-                    &session_secret,
-                    s.config.lifetimes.session,
-                ),
-            );
+            if let Some(secret) = session_secret {
+                r.headers_mut().append(
+                    header::SET_COOKIE,
+                    set_cookie(&s, SESSION_COOKIE, &secret, s.config.lifetimes.session),
+                );
+            }
             r
         }
         Err(e) => {

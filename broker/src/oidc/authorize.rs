@@ -27,6 +27,10 @@ pub struct AuthRequest {
     pub ui_locales: Vec<String>,
     pub claims: Option<serde_json::Value>,
     pub login_hint: Option<String>,
+    /// The `sub` of a verified `id_token_hint`: only that person may complete this login
+    /// (set by `flow::authorize`, which holds the keys to verify the hint).
+    #[serde(default)]
+    pub hint_sub: Option<String>,
 }
 
 impl AuthRequest {
@@ -280,6 +284,7 @@ pub fn validate(
         ui_locales: split("ui_locales"),
         claims,
         login_hint: get("login_hint").map(str::to_string),
+        hint_sub: None,
     };
     Ok((client, req))
 }

@@ -70,7 +70,7 @@ pub async fn authorize(
     session_cookie: Option<&str>,
 ) -> Result<AuthorizeOutcome, OAuthError> {
     let registry = b.registry();
-    let (client, req) = match authorize::validate(params, &registry) {
+    let (client, mut req) = match authorize::validate(params, &registry) {
         Ok(v) => v,
         Err(AuthorizeError::Page { error }) => return Ok(AuthorizeOutcome::ErrorPage(error)),
         Err(AuthorizeError::Redirect {
@@ -116,6 +116,7 @@ pub async fn authorize(
             }
         }
     };
+    req.hint_sub = hint_sub.clone();
     let hint_ok = |s: &SessionRecord| {
         hint_sub
             .as_deref()
@@ -426,7 +427,8 @@ pub async fn browser_tx(
 /// What the browser does after the card was used: set the new SSO session cookie, then go on.
 #[derive(Debug)]
 pub struct ContinueOutcome {
-    pub session_secret: String,
+    /// The new SSO session's cookie value (none when the login was refused).
+    pub session_secret: Option<String>,
     pub next: Next,
 }
 
@@ -452,6 +454,26 @@ pub async fn continue_login(
         return Err(TxError::NotAuthenticated);
     };
     let facts: AuthFacts = serde_json::from_str(&facts_json).map_err(|_| TxError::Internal)?;
+    // The request named someone (id_token_hint) and someone else logged in: no session, no
+    // code — login_required back to the relying party (OIDC Core 3.1.2.1).
+    if let Some(h) = &req.hint_sub
+        && *h != super::token::subject(b, &client, &account_id)
+    {
+        if !b.store.finish_tx(&tx.id).await? {
+            return Err(TxError::Gone);
+        }
+        return Ok(ContinueOutcome {
+            session_secret: None,
+            next: Next::Redirect(authorize::error_redirect(
+                &req.redirect_uri,
+                req.state.as_deref(),
+                &OAuthError::login_required(
+                    "the person who logged in is not the one id_token_hint names",
+                ),
+                b.issuer(),
+            )),
+        });
+    }
     let now = b.now();
     let session_secret = random_token();
     let session = SessionRecord {
@@ -473,7 +495,7 @@ pub async fn continue_login(
         Next::Consent(format!("{}/consent/{}", b.issuer(), tx.id))
     };
     Ok(ContinueOutcome {
-        session_secret,
+        session_secret: Some(session_secret),
         next,
     })
 }
