@@ -408,10 +408,20 @@ async fn code_grant(
     let data = match check_code(&rec, client, redirect_uri, verifier, now) {
         Ok(d) => d,
         Err(e) => {
-            // A code presented wrongly is spent; the grant it opens stays empty and closed.
-            if let Redeem::Fresh(r) = b.store.redeem_code(&hash, now).await? {
-                b.store.revoke_grant(&r.grant_id, now).await?;
-            }
+            // A code presented wrongly is spent; the grant it opens is empty and closed, so a
+            // later presentation meets a revoked grant.
+            let closed = GrantRecord {
+                id: rec.grant_id.clone(),
+                client_id: rec.client_id.clone(),
+                account_id: rec.account_id.clone(),
+                scope: String::new(),
+                created_at: now,
+                revoked_at: Some(now),
+                claims_json: None,
+            };
+            b.store
+                .redeem_code_with_grant(&hash, &closed, None, now)
+                .await?;
             return Err(e);
         }
     };

@@ -344,18 +344,11 @@ pub trait Store: Send + Sync + 'static {
         refresh: Option<&RefreshRecord>,
         now: i64,
     ) -> Result<Redeem<CodeRecord>>;
-    /// Mark the code used and return it, opening its grant (empty scope) in the same step so
-    /// that a concurrent replay always finds the grant to revoke; a second call returns
-    /// `Replayed`.
-    async fn redeem_code(&self, code_hash: &str, now: i64) -> Result<Redeem<CodeRecord>>;
 
-    /// Store a grant's scope and claims (creating it if missing). Never clears a revocation.
-    async fn create_grant(&self, g: &GrantRecord) -> Result<()>;
     async fn get_grant(&self, id: &str) -> Result<Option<GrantRecord>>;
     /// Revoke a grant and every refresh token of it.
     async fn revoke_grant(&self, id: &str, now: i64) -> Result<()>;
 
-    async fn insert_refresh(&self, r: &RefreshRecord) -> Result<()>;
     async fn get_refresh(&self, token_hash: &str) -> Result<Option<RefreshRecord>>;
     /// Mark `old_hash` used and insert `new` in one step; a used token gives `Replayed`.
     async fn rotate_refresh(

@@ -668,62 +668,6 @@ impl Store for SqlStore {
         Ok(Redeem::Fresh(code_from_row(&row)?))
     }
 
-    async fn redeem_code(&self, code_hash: &str, now: i64) -> Result<Redeem<CodeRecord>> {
-        let mut db = self.begin().await?;
-        let row = sqlx::query(
-            "UPDATE codes SET used_at = $1 WHERE code_hash = $2 AND used_at IS NULL RETURNING *",
-        )
-        .bind(now)
-        .bind(code_hash)
-        .fetch_optional(&mut *db)
-        .await?;
-        if let Some(r) = row {
-            let code = code_from_row(&r)?;
-            // The grant exists from the moment the code is spent, so a concurrent replay
-            // (which can only see the code used after this commits) always finds it to revoke.
-            sqlx::query(
-                "INSERT INTO grants (id, client_id, account_id, scope, created_at)
-                 VALUES ($1, $2, $3, '', $4) ON CONFLICT (id) DO NOTHING",
-            )
-            .bind(&code.grant_id)
-            .bind(&code.client_id)
-            .bind(&code.account_id)
-            .bind(now)
-            .execute(&mut *db)
-            .await?;
-            db.commit().await?;
-            return Ok(Redeem::Fresh(code));
-        }
-        db.rollback().await?;
-        let row = sqlx::query("SELECT * FROM codes WHERE code_hash = $1")
-            .bind(code_hash)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(match row {
-            Some(r) => Redeem::Replayed(code_from_row(&r)?),
-            None => Redeem::NotFound,
-        })
-    }
-
-    async fn create_grant(&self, g: &GrantRecord) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO grants (id, client_id, account_id, scope, created_at, revoked_at, claims_json)
-             VALUES ($1,$2,$3,$4,$5,$6,$7)
-             ON CONFLICT (id) DO UPDATE SET scope = excluded.scope,
-               claims_json = excluded.claims_json",
-        )
-        .bind(&g.id)
-        .bind(&g.client_id)
-        .bind(&g.account_id)
-        .bind(&g.scope)
-        .bind(g.created_at)
-        .bind(g.revoked_at)
-        .bind(&g.claims_json)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
     async fn get_grant(&self, id: &str) -> Result<Option<GrantRecord>> {
         let row = sqlx::query("SELECT * FROM grants WHERE id = $1")
             .bind(id)
@@ -759,11 +703,6 @@ impl Store for SqlStore {
         .await?;
         db.commit().await?;
         Ok(())
-    }
-
-    async fn insert_refresh(&self, r: &RefreshRecord) -> Result<()> {
-        let mut conn = self.pool.acquire().await?;
-        insert_refresh_row(&mut conn, r).await
     }
 
     async fn get_refresh(&self, token_hash: &str) -> Result<Option<RefreshRecord>> {
