@@ -12,14 +12,10 @@
 //!
 //! The seeding SQL lives here, not in `store/`: it is benchmark scaffolding, not broker logic.
 
-use broker::app::Broker;
-use broker::clock::SystemClock;
-use broker::config::Config;
 use sqlx::Row;
-use std::collections::HashMap;
-use std::future::IntoFuture;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+mod common;
 
 const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
 const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
@@ -51,51 +47,15 @@ async fn run() {
         )
     });
     let pg = db_url.starts_with("postgres");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let pol = dir.path().join("policies");
-    std::fs::create_dir(&pol).unwrap();
-    for e in std::fs::read_dir(repo.join("policies")).unwrap() {
-        let p = e.unwrap().path();
-        let text = std::fs::read_to_string(&p)
-            .unwrap()
-            .replace("{issuer}", &format!("http://127.0.0.1:{port}"));
-        std::fs::write(pol.join(p.file_name().unwrap()), text).unwrap();
-    }
-    let env: HashMap<&str, String> = HashMap::from([
-        (
-            "BROKER_DATA_DIR",
-            dir.path().join("data").display().to_string(),
-        ),
-        (
-            "BROKER_RELYING_PARTIES_DIR",
-            repo.join("relying-parties").display().to_string(),
-        ),
-        ("BROKER_POLICIES_DIR", pol.display().to_string()),
-        ("BROKER_ISSUER", format!("http://localhost:{port}")),
-        ("BROKER_DATABASE_URL", db_url.clone()),
-    ]);
-    let config = Config::load(None, |k| env.get(k).cloned()).unwrap();
-    let broker = Broker::start(config, Arc::new(SystemClock)).await.unwrap();
-    tokio::spawn(axum::serve(listener, broker::http::app(broker.clone())).into_future());
-    let base = format!("http://localhost:{port}");
-
-    let pki = broker::pki::demo::DemoPki::load(&dir.path().join("data/demo-pki")).unwrap();
-    let now = time::OffsetDateTime::now_utc();
-    let issued = pki
-        .issue_card(&broker::pki::demo::CardRequest {
-            name: "試験\u{3000}太郎".into(),
-            name_substituted: None,
-            birthdate: time::macros::date!(1980 - 01 - 01),
-            gender: 1,
-            address: "東京都千代田区".into(),
-            address_substituted: None,
-            not_before: now - time::Duration::days(1),
-            not_after: now + time::Duration::days(30),
-        })
-        .unwrap();
+    let bench = common::start(
+        dir.path(),
+        &repo.join("relying-parties"),
+        &[("BROKER_DATABASE_URL", db_url.clone())],
+    )
+    .await;
+    let (broker, base) = (bench.broker.clone(), bench.base.clone());
+    common::card(dir.path());
     let card = dir.path().join("card");
-    broker::card::VirtualCard::create(&card, &issued, "1234", "ABC123").unwrap();
     let auth_url = format!(
         "{base}/authorize?client_id=local-dev&redirect_uri=http%3A%2F%2F127.0.0.1%3A8765%2Fcallback&response_type=code&scope=openid%20profile&state=s&nonce=n&code_challenge={CHALLENGE}&code_challenge_method=S256"
     );

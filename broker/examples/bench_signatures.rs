@@ -4,13 +4,9 @@
 //!
 //! Run: `cargo run --release --example bench_signatures`
 
-use broker::app::Broker;
-use broker::clock::SystemClock;
-use broker::config::Config;
-use std::collections::HashMap;
-use std::future::IntoFuture;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+mod common;
 
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -21,7 +17,6 @@ fn main() {
 }
 
 async fn run() {
-    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let dir = tempfile::tempdir().unwrap();
     let rps = dir.path().join("rps");
     std::fs::create_dir(&rps).unwrap();
@@ -44,49 +39,12 @@ async fn run() {
         ),
     )
     .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let pol = dir.path().join("policies");
-    std::fs::create_dir(&pol).unwrap();
-    for e in std::fs::read_dir(repo.join("policies")).unwrap() {
-        let p = e.unwrap().path();
-        let text = std::fs::read_to_string(&p)
-            .unwrap()
-            .replace("{issuer}", &format!("http://127.0.0.1:{port}"));
-        std::fs::write(pol.join(p.file_name().unwrap()), text).unwrap();
-    }
-    let env: HashMap<&str, String> = HashMap::from([
-        (
-            "BROKER_DATA_DIR",
-            dir.path().join("data").display().to_string(),
-        ),
-        ("BROKER_RELYING_PARTIES_DIR", rps.display().to_string()),
-        ("BROKER_POLICIES_DIR", pol.display().to_string()),
-        ("BROKER_ISSUER", format!("http://localhost:{port}")),
-    ]);
-    let config = Config::load(None, |k| env.get(k).cloned()).unwrap();
-    let broker = Broker::start(config, Arc::new(SystemClock)).await.unwrap();
-    tokio::spawn(axum::serve(listener, broker::http::app(broker.clone())).into_future());
-    let base = format!("http://127.0.0.1:{port}");
+    let bench = common::start(dir.path(), &rps, &[]).await;
+    let base = bench.base.clone();
 
     // A virtual card and a signed document.
-    let pki = broker::pki::demo::DemoPki::load(&dir.path().join("data/demo-pki")).unwrap();
     let now = time::OffsetDateTime::now_utc();
-    let issued = pki
-        .issue_card(&broker::pki::demo::CardRequest {
-            name: "試験\u{3000}太郎".into(),
-            name_substituted: None,
-            birthdate: time::macros::date!(1980 - 01 - 01),
-            gender: 1,
-            address: "東京都".into(),
-            address_substituted: None,
-            not_before: now - time::Duration::days(1),
-            not_after: now + time::Duration::days(30),
-        })
-        .unwrap();
-    let mut card =
-        broker::card::VirtualCard::create(&dir.path().join("card"), &issued, "1234", "ABC123")
-            .unwrap();
+    let mut card = common::card(dir.path());
     let cms = broker::signatures::sign(&mut card, "ABC123", b"bench document", false, now).unwrap();
     use base64::Engine;
     let cms_b64 = base64::engine::general_purpose::STANDARD.encode(&cms);
@@ -98,7 +56,7 @@ async fn run() {
     h.kid = Some("k1".into());
     let assertion = jsonwebtoken::encode(
         &h,
-        &serde_json::json!({"iss": "bench", "sub": "bench", "aud": format!("http://localhost:{port}/token"), "exp": now_s + 60, "iat": now_s}),
+        &serde_json::json!({"iss": "bench", "sub": "bench", "aud": format!("{base}/token"), "exp": now_s + 60, "iat": now_s}),
         &jsonwebtoken::EncodingKey::from_ec_der(pkcs8.as_ref()),
     )
     .unwrap();
