@@ -116,7 +116,7 @@ pub struct Proofing {
 }
 
 /// An account's verified claims.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct VerifiedClaimsRecord {
     pub account_id: String,
     pub claims_json: String,
@@ -131,7 +131,7 @@ pub struct VerifiedClaimsRecord {
 }
 
 /// One signature verification, as kept for the retention period.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct VerificationRecord {
     pub id: String,
     pub client_id: String,
@@ -165,7 +165,7 @@ pub enum CardLoginOutcome {
     ChallengeUsed,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct SessionRecord {
     pub id_hash: String,
     pub account_id: String,
@@ -174,7 +174,7 @@ pub struct SessionRecord {
     pub facts_json: String,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct CodeRecord {
     pub code_hash: String,
     pub grant_id: String,
@@ -194,7 +194,7 @@ pub enum Redeem<T> {
     NotFound,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct GrantRecord {
     pub id: String,
     pub client_id: String,
@@ -206,7 +206,7 @@ pub struct GrantRecord {
     pub claims_json: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct RefreshRecord {
     pub token_hash: String,
     pub grant_id: String,
@@ -216,7 +216,7 @@ pub struct RefreshRecord {
     pub used_at: Option<i64>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct SigningKeyRecord {
     pub kid: String,
     pub alg: String,
@@ -241,7 +241,7 @@ pub enum RotateOutcome {
 }
 
 /// An event every broker process applies to its own caches.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct EventRecord {
     pub id: i64,
     pub kind: String,

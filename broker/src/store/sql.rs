@@ -9,7 +9,7 @@
 
 use super::*;
 use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::{AnyPool, Executor, Row};
+use sqlx::{AnyPool, Executor, FromRow, Row};
 use std::time::Duration;
 
 /// Which engine a database URL names.
@@ -217,26 +217,11 @@ fn tx_from_row(r: &AnyRow) -> Result<TxRecord> {
 }
 
 fn code_from_row(r: &AnyRow) -> Result<CodeRecord> {
-    Ok(CodeRecord {
-        code_hash: r.try_get("code_hash")?,
-        grant_id: r.try_get("grant_id")?,
-        client_id: r.try_get("client_id")?,
-        account_id: r.try_get("account_id")?,
-        data_json: r.try_get("data_json")?,
-        expires_at: r.try_get("expires_at")?,
-        used_at: r.try_get("used_at")?,
-    })
+    Ok(CodeRecord::from_row(r)?)
 }
 
 fn refresh_from_row(r: &AnyRow) -> Result<RefreshRecord> {
-    Ok(RefreshRecord {
-        token_hash: r.try_get("token_hash")?,
-        grant_id: r.try_get("grant_id")?,
-        data_json: r.try_get("data_json")?,
-        created_at: r.try_get("created_at")?,
-        expires_at: r.try_get("expires_at")?,
-        used_at: r.try_get("used_at")?,
-    })
+    Ok(RefreshRecord::from_row(r)?)
 }
 
 #[async_trait]
@@ -450,24 +435,12 @@ impl Store for SqlStore {
     }
 
     async fn verified_claims(&self, account_id: &str) -> Result<Option<VerifiedClaimsRecord>> {
-        let row = sqlx::query("SELECT * FROM verified_claims WHERE account_id = $1")
-            .bind(account_id)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(|r| {
-            Ok(VerifiedClaimsRecord {
-                account_id: r.try_get("account_id")?,
-                claims_json: r.try_get("claims_json")?,
-                evidence_json: r.try_get("evidence_json")?,
-                verified_at: r.try_get("verified_at")?,
-                sign_issuer: r.try_get("sign_issuer")?,
-                sign_serial: r.try_get("sign_serial")?,
-                sign_anchor: r.try_get("sign_anchor")?,
-                stale_since: r.try_get("stale_since")?,
-                stale_reason: r.try_get("stale_reason")?,
-            })
-        })
-        .transpose()
+        Ok(
+            sqlx::query_as("SELECT * FROM verified_claims WHERE account_id = $1")
+                .bind(account_id)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
     }
 
     async fn mark_claims_stale(
@@ -525,20 +498,10 @@ impl Store for SqlStore {
     }
 
     async fn get_session(&self, id_hash: &str) -> Result<Option<SessionRecord>> {
-        let row = sqlx::query("SELECT * FROM sessions WHERE id_hash = $1")
+        Ok(sqlx::query_as("SELECT * FROM sessions WHERE id_hash = $1")
             .bind(id_hash)
             .fetch_optional(&self.pool)
-            .await?;
-        row.map(|r| {
-            Ok(SessionRecord {
-                id_hash: r.try_get("id_hash")?,
-                account_id: r.try_get("account_id")?,
-                created_at: r.try_get("created_at")?,
-                expires_at: r.try_get("expires_at")?,
-                facts_json: r.try_get("facts_json")?,
-            })
-        })
-        .transpose()
+            .await?)
     }
 
     async fn delete_session(&self, id_hash: &str) -> Result<()> {
@@ -669,22 +632,10 @@ impl Store for SqlStore {
     }
 
     async fn get_grant(&self, id: &str) -> Result<Option<GrantRecord>> {
-        let row = sqlx::query("SELECT * FROM grants WHERE id = $1")
+        Ok(sqlx::query_as("SELECT * FROM grants WHERE id = $1")
             .bind(id)
             .fetch_optional(&self.pool)
-            .await?;
-        row.map(|r| {
-            Ok(GrantRecord {
-                id: r.try_get("id")?,
-                client_id: r.try_get("client_id")?,
-                account_id: r.try_get("account_id")?,
-                scope: r.try_get("scope")?,
-                created_at: r.try_get("created_at")?,
-                revoked_at: r.try_get("revoked_at")?,
-                claims_json: r.try_get("claims_json")?,
-            })
-        })
-        .transpose()
+            .await?)
     }
 
     async fn revoke_grant(&self, id: &str, now: i64) -> Result<()> {
@@ -766,22 +717,11 @@ impl Store for SqlStore {
     }
 
     async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>> {
-        let rows = sqlx::query("SELECT * FROM signing_keys ORDER BY activate_at, created_at, kid")
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(SigningKeyRecord {
-                    kid: r.try_get("kid")?,
-                    alg: r.try_get("alg")?,
-                    private_pem: r.try_get("private_pem")?,
-                    created_at: r.try_get("created_at")?,
-                    status: r.try_get("status")?,
-                    activate_at: r.try_get("activate_at")?,
-                    retire_at: r.try_get("retire_at")?,
-                })
-            })
-            .collect()
+        Ok(
+            sqlx::query_as("SELECT * FROM signing_keys ORDER BY activate_at, created_at, kid")
+                .fetch_all(&self.pool)
+                .await?,
+        )
     }
 
     async fn insert_first_signing_key(&self, k: &SigningKeyRecord, now: i64) -> Result<bool> {
@@ -864,24 +804,14 @@ impl Store for SqlStore {
     }
 
     async fn events_since(&self, since: i64, after_id: i64) -> Result<Vec<EventRecord>> {
-        let rows = sqlx::query(
+        Ok(sqlx::query_as(
             "SELECT id, kind, payload, created_at FROM broker_events
              WHERE created_at >= $1 OR id > $2 ORDER BY id",
         )
         .bind(since)
         .bind(after_id)
         .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(EventRecord {
-                    id: r.try_get("id")?,
-                    kind: r.try_get("kind")?,
-                    payload: r.try_get("payload")?,
-                    created_at: r.try_get("created_at")?,
-                })
-            })
-            .collect()
+        .await?)
     }
 
     async fn secret(&self, name: &str, candidate: &str) -> Result<String> {
@@ -971,25 +901,12 @@ impl Store for SqlStore {
     }
 
     async fn get_verification(&self, id: &str) -> Result<Option<VerificationRecord>> {
-        let row = sqlx::query("SELECT * FROM signature_verifications WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(|r| {
-            Ok(VerificationRecord {
-                id: r.try_get("id")?,
-                client_id: r.try_get("client_id")?,
-                document_sha256: r.try_get("document_sha256")?,
-                verdict: r.try_get("verdict")?,
-                reasons_json: r.try_get("reasons_json")?,
-                cert_issuer: r.try_get("cert_issuer")?,
-                cert_serial: r.try_get("cert_serial")?,
-                revocation_json: r.try_get("revocation_json")?,
-                created_at: r.try_get("created_at")?,
-                retain_until: r.try_get("retain_until")?,
-            })
-        })
-        .transpose()
+        Ok(
+            sqlx::query_as("SELECT * FROM signature_verifications WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
     }
 
     async fn purge_verifications(&self, before: i64) -> Result<u64> {
