@@ -668,3 +668,28 @@ async fn id_token_hint_audience_and_expiry() {
         .await;
     assert!(r.redirect_params().contains_key("code"), "{:?}", r.location);
 }
+
+/// A claim `purpose` outside 3–300 characters is refused before anything is stored.
+#[tokio::test]
+async fn claim_purpose_length_is_checked() {
+    let t = TestBroker::new().await;
+    let mut br = t.browser();
+    let before = t.counts().await;
+    let claims = serde_json::json!({"userinfo": {"verified_claims": {
+        "verification": {"trust_framework": null},
+        "claims": {"name": {"purpose": "xy"}}
+    }}})
+    .to_string();
+    let r = br.get(&auth_url(&[("claims", &claims)])).await;
+    let q = r.redirect_params();
+    assert_eq!(q["error"], "invalid_request");
+    assert_eq!(
+        q["error_description"],
+        "the purpose of claim `name` must be 3 to 300 characters (OpenID Connect for Identity Assurance §6)"
+    );
+    assert!(
+        r.headers.get("set-cookie").is_none(),
+        "no login transaction was started"
+    );
+    assert_eq!(t.counts().await, before);
+}
