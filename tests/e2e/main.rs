@@ -32,6 +32,15 @@ impl Drop for Server {
     }
 }
 
+/// Wait (up to a minute) until something listens on loopback `port`.
+fn wait_for_port(port: u16, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "{what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -60,11 +69,7 @@ impl Server {
             dir,
             db,
         };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "broker did not start");
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        wait_for_port(port, "broker did not start");
         s
     }
 
@@ -446,11 +451,7 @@ fn openssl_made_card_and_card_approve_with_a_separate_browser() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "broker did not start");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for_port(port, "broker did not start");
     assert!(
         !d.join("data/demo-pki").exists(),
         "no demo PKI outside demo mode"
@@ -668,11 +669,7 @@ fn standalone_demo_responder_answers_openssl_ocsp() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "responder did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_port(port, "responder did not start");
     let ca = s.dir.path().join("data/demo-pki/auth-ca.crt.pem");
     let ask = || {
         let o = Command::new("openssl")
@@ -792,11 +789,7 @@ fn policy_reload_under_load_on_file_change_and_sighup_keeps_serving() {
             std::thread::sleep(Duration::from_millis(20));
         }
     };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "broker did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_port(port, "broker did not start");
     // The SIGHUP handler is in place once the watcher says it is watching.
     wait_log(
         "watching policies and relying parties",

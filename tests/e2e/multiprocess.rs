@@ -2,7 +2,7 @@
 //! `tests/run` runs them in its PostgreSQL pass). Each process has its own caches; everything
 //! else is in the database, so any process may serve any step of a login.
 
-use super::{BIN, auth_url, db, free_port, repo};
+use super::{BIN, auth_url, db, free_port, repo, wait_for_port};
 use serde_json::Value;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
@@ -85,11 +85,7 @@ impl Cluster {
     }
 
     fn wait_up(&self, i: usize) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while std::net::TcpStream::connect(("127.0.0.1", self.ports[i])).is_err() {
-            assert!(Instant::now() < deadline, "broker {i} did not start");
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        wait_for_port(self.ports[i], &format!("broker {i} did not start"));
     }
 
     /// Base URL of process `i`.

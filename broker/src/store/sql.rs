@@ -216,13 +216,41 @@ fn tx_from_row(r: &AnyRow) -> Result<TxRecord> {
     })
 }
 
-fn code_from_row(r: &AnyRow) -> Result<CodeRecord> {
-    Ok(CodeRecord::from_row(r)?)
+/// Mark a single-use row (a code, a refresh token) used — only if it is unused — inside `db`:
+/// `Fresh` with the row as it was, else the row as it is (`Replayed`) or `NotFound`. `spend`
+/// and `find` are the table's conditional UPDATE … RETURNING * and its SELECT by key. The
+/// caller commits or rolls back.
+async fn spend<T>(
+    db: &mut sqlx::AnyConnection,
+    spend: &'static str,
+    find: &'static str,
+    key: &str,
+    now: i64,
+) -> Result<Redeem<T>>
+where
+    T: for<'r> FromRow<'r, AnyRow> + Send + Unpin,
+{
+    let fresh: Option<T> = sqlx::query_as(spend)
+        .bind(now)
+        .bind(key)
+        .fetch_optional(&mut *db)
+        .await?;
+    if let Some(row) = fresh {
+        return Ok(Redeem::Fresh(row));
+    }
+    let old: Option<T> = sqlx::query_as(find)
+        .bind(key)
+        .fetch_optional(&mut *db)
+        .await?;
+    Ok(old.map_or(Redeem::NotFound, Redeem::Replayed))
 }
 
-fn refresh_from_row(r: &AnyRow) -> Result<RefreshRecord> {
-    Ok(RefreshRecord::from_row(r)?)
-}
+const SPEND_CODE: &str =
+    "UPDATE codes SET used_at = $1 WHERE code_hash = $2 AND used_at IS NULL RETURNING *";
+const FIND_CODE: &str = "SELECT * FROM codes WHERE code_hash = $1";
+const SPEND_REFRESH: &str =
+    "UPDATE refresh_tokens SET used_at = $1 WHERE token_hash = $2 AND used_at IS NULL RETURNING *";
+const FIND_REFRESH: &str = "SELECT * FROM refresh_tokens WHERE token_hash = $1";
 
 #[async_trait]
 impl Store for SqlStore {
@@ -576,13 +604,10 @@ impl Store for SqlStore {
     }
 
     async fn get_code(&self, code_hash: &str) -> Result<Option<CodeRecord>> {
-        sqlx::query("SELECT * FROM codes WHERE code_hash = $1")
+        Ok(sqlx::query_as(FIND_CODE)
             .bind(code_hash)
             .fetch_optional(&self.pool)
-            .await?
-            .as_ref()
-            .map(code_from_row)
-            .transpose()
+            .await?)
     }
 
     async fn redeem_code_with_grant(
@@ -593,23 +618,12 @@ impl Store for SqlStore {
         now: i64,
     ) -> Result<Redeem<CodeRecord>> {
         let mut db = self.begin().await?;
-        let row = sqlx::query(
-            "UPDATE codes SET used_at = $1 WHERE code_hash = $2 AND used_at IS NULL RETURNING *",
-        )
-        .bind(now)
-        .bind(code_hash)
-        .fetch_optional(&mut *db)
-        .await?;
-        let Some(row) = row else {
-            let old = sqlx::query("SELECT * FROM codes WHERE code_hash = $1")
-                .bind(code_hash)
-                .fetch_optional(&mut *db)
-                .await?;
-            db.rollback().await?;
-            return Ok(match old {
-                Some(r) => Redeem::Replayed(code_from_row(&r)?),
-                None => Redeem::NotFound,
-            });
+        let code = match spend(&mut db, SPEND_CODE, FIND_CODE, code_hash, now).await? {
+            Redeem::Fresh(c) => c,
+            other => {
+                db.rollback().await?;
+                return Ok(other);
+            }
         };
         sqlx::query(
             "INSERT INTO grants (id, client_id, account_id, scope, created_at, revoked_at, claims_json)
@@ -628,7 +642,7 @@ impl Store for SqlStore {
             insert_refresh_row(&mut db, r).await?;
         }
         db.commit().await?;
-        Ok(Redeem::Fresh(code_from_row(&row)?))
+        Ok(Redeem::Fresh(code))
     }
 
     async fn get_grant(&self, id: &str) -> Result<Option<GrantRecord>> {
@@ -657,13 +671,10 @@ impl Store for SqlStore {
     }
 
     async fn get_refresh(&self, token_hash: &str) -> Result<Option<RefreshRecord>> {
-        sqlx::query("SELECT * FROM refresh_tokens WHERE token_hash = $1")
+        Ok(sqlx::query_as(FIND_REFRESH)
             .bind(token_hash)
             .fetch_optional(&self.pool)
-            .await?
-            .as_ref()
-            .map(refresh_from_row)
-            .transpose()
+            .await?)
     }
 
     async fn rotate_refresh(
@@ -673,25 +684,13 @@ impl Store for SqlStore {
         now: i64,
     ) -> Result<Redeem<RefreshRecord>> {
         let mut db = self.begin().await?;
-        let row = sqlx::query(
-            "UPDATE refresh_tokens SET used_at = $1 WHERE token_hash = $2 AND used_at IS NULL RETURNING *",
-        )
-        .bind(now)
-        .bind(old_hash)
-        .fetch_optional(&mut *db)
-        .await?;
-        let Some(row) = row else {
-            let old = sqlx::query("SELECT * FROM refresh_tokens WHERE token_hash = $1")
-                .bind(old_hash)
-                .fetch_optional(&mut *db)
-                .await?;
-            db.rollback().await?;
-            return Ok(match old {
-                Some(r) => Redeem::Replayed(refresh_from_row(&r)?),
-                None => Redeem::NotFound,
-            });
+        let old = match spend(&mut db, SPEND_REFRESH, FIND_REFRESH, old_hash, now).await? {
+            Redeem::Fresh(r) => r,
+            other => {
+                db.rollback().await?;
+                return Ok(other);
+            }
         };
-        let old = refresh_from_row(&row)?;
         insert_refresh_row(&mut db, new).await?;
         db.commit().await?;
         Ok(Redeem::Fresh(old))
