@@ -164,6 +164,9 @@ struct RawClient {
     permissions: Spanned<Vec<String>>,
     api_rate_per_second: Option<u32>,
     danger_allow_code_without_pkce: Option<Spanned<bool>>,
+    /// Let a client-secret client hold API permissions (benchmarks against providers whose
+    /// clients use secrets); refused for public clients, logged at load.
+    danger_allow_api_with_client_secret: Option<bool>,
 }
 
 fn default_scopes() -> Spanned<Vec<String>> {
@@ -524,8 +527,14 @@ pub fn parse_client(file: &Path, text: &str) -> Result<Client, FileError> {
                 ),
             ));
         }
-        // The broker's APIs serve banks: key-based client authentication only.
-        if method != AuthMethod::PrivateKeyJwt {
+        // The broker's APIs serve banks: key-based client authentication only, unless the
+        // registration says otherwise in a danger_ setting (still never a public client).
+        let secret_allowed = raw.danger_allow_api_with_client_secret == Some(true)
+            && matches!(
+                method,
+                AuthMethod::ClientSecretBasic | AuthMethod::ClientSecretPost
+            );
+        if method != AuthMethod::PrivateKeyJwt && !secret_allowed {
             return Err(err(
                 raw.permissions.span(),
                 format!(
@@ -545,6 +554,9 @@ pub fn parse_client(file: &Path, text: &str) -> Result<Client, FileError> {
         Some(v) => *v.get_ref(),
         None => false,
     };
+    if !raw.permissions.get_ref().is_empty() && method != AuthMethod::PrivateKeyJwt {
+        tracing::warn!(client = %raw.client_id.get_ref(), "danger_allow_api_with_client_secret: this client uses the broker's APIs with a client secret");
+    }
     if no_pkce {
         tracing::warn!(client = %raw.client_id.get_ref(), "danger_allow_code_without_pkce: this client may obtain codes without PKCE");
     }
@@ -625,6 +637,38 @@ scopes = ["openid", "profile"]
         let bad = format!("{GOOD}colour = \"red\"\n");
         let e = parse(&bad).unwrap_err();
         assert!(e.reason.contains("unknown field `colour`"), "{e}");
+    }
+
+    #[test]
+    fn api_permissions_need_private_key_jwt_unless_danger_setting() {
+        let with_perm = format!("{GOOD}permissions = [\"signatures:verify\"]\n");
+        assert_eq!(
+            parse(&with_perm).unwrap_err().to_string(),
+            "rp.toml:9: permission `signatures:verify` needs token_endpoint_auth_method = \"private_key_jwt\" (not `client_secret_basic`)"
+        );
+        let relaxed = format!("{with_perm}danger_allow_api_with_client_secret = true\n");
+        assert_eq!(parse(&relaxed).unwrap().permissions, ["signatures:verify"]);
+        // Never for a public client.
+        let public = relaxed
+            .replace("client_secret_basic", "none")
+            .replace("client_secret_sha256 = ", "# ");
+        assert!(
+            parse(&public)
+                .unwrap_err()
+                .reason
+                .starts_with("permission `signatures:verify` needs")
+        );
+    }
+
+    #[test]
+    fn benchmark_relying_parties_load() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../bench/relying-parties");
+        let reg = Registry::load_dir(&dir).unwrap();
+        assert!(reg.get("bench-public").unwrap().is_public());
+        assert_eq!(
+            reg.get("bench-confidential").unwrap().permissions,
+            ["signatures:verify"]
+        );
     }
 
     #[test]

@@ -1,0 +1,290 @@
+#!/usr/bin/env python3
+"""Side-by-side load figures: the broker and the peer provider (panva oidc-provider), back to
+back on this machine, pinned as in ../shared/reference/peers.md: the server on core 0, the load
+generator on core 1. Called by `bench/run` after it has built and installed what this needs.
+
+Simple endpoints are loaded with wrk (1 thread, 32 keep-alive connections, 2 s warm-up, then
+the measured seconds); logins with the Rust driver `bench_load` (examples/bench_load.rs). For
+every row the table shows the load generator's CPU share, and the server's, over the measured
+window: a load generator near 100% means the row measures the generator, not the server.
+"""
+
+import argparse
+import base64
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+import urllib.request
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BROKER = os.path.join(REPO, "target/release/broker")
+DRIVER = os.path.join(REPO, "target/release/examples/bench_load")
+SERVER_CORE, LOAD_CORE = "0", "1"
+SECRET = "bench-confidential-secret"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def proc_cpu(pid):
+    """utime + stime of a process in seconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        rest = f.read().rsplit(")", 1)[1].split()
+    return (int(rest[11]) + int(rest[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def proc_mem(pid):
+    """(VmRSS, VmHWM) in MiB."""
+    out = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            if k in ("VmRSS", "VmHWM"):
+                out[k] = int(v.split()[0]) / 1024
+    return out.get("VmRSS", 0.0), out.get("VmHWM", 0.0)
+
+
+def wait_ready(url, proc, timeout=60):
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        if proc.poll() is not None:
+            sys.exit(f"server exited with {proc.returncode} before it was ready")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as r:
+                if r.status == 200:
+                    return time.monotonic() - t0
+        except OSError:
+            time.sleep(0.005)
+    sys.exit(f"server not ready at {url} after {timeout} s")
+
+
+class Server:
+    """A provider under test: started pinned to the server core."""
+
+    def __init__(self, name, argv, env, base, issuer, ready_path, cwd=None):
+        self.name, self.base, self.issuer = name, base, issuer
+        t0 = time.monotonic()
+        self.proc = subprocess.Popen(
+            ["taskset", "-c", SERVER_CORE] + argv,
+            env=env,
+            cwd=cwd,
+            stdout=subprocess.DEVNULL,
+            stderr=open(os.path.join(env.get("BENCH_LOG_DIR", "/tmp"), f"{name}.log"), "w"),
+        )
+        wait_ready(base + ready_path, self.proc)
+        self.startup_ms = (time.monotonic() - t0) * 1000
+        time.sleep(1)
+        self.idle_rss = proc_mem(self.proc.pid)[0]
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def wrk(server, path, seconds, script=None, label=""):
+    args = ["taskset", "-c", LOAD_CORE, "wrk", "-t1", "-c32", "--latency"]
+    if script:
+        args += ["-s", script]
+    url = server.base + path
+    # Warm-up, then the measured run.
+    subprocess.run(args + ["-d2s", url], check=True, capture_output=True)
+    s0 = proc_cpu(server.proc.pid)
+    t0 = time.monotonic()
+    p = subprocess.Popen(args + [f"-d{seconds}s", url], stdout=subprocess.PIPE, text=True)
+    _, status, ru = os.wait4(p.pid, 0)
+    wall = time.monotonic() - t0
+    out = p.stdout.read()
+    s1 = proc_cpu(server.proc.pid)
+    if status != 0:
+        sys.exit(f"wrk failed on {label}: {out}")
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    errs = re.search(r"Socket errors:.*", out)
+    if bad or errs:
+        sys.exit(f"{server.name} {label}: errors under load:\n{out}")
+
+    def pct(p):
+        m = re.search(rf"^\s+{p}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+        v, unit = float(m.group(1)), m.group(2)
+        return v / 1000 if unit == "us" else v * 1000 if unit == "s" else v
+
+    return {
+        "rate": rate,
+        "p50_ms": pct(50),
+        "p99_ms": pct(99),
+        "driver_cpu": (ru.ru_utime + ru.ru_stime) / wall,
+        "server_cpu": (s1 - s0) / wall,
+    }
+
+
+def login_load(server, target, concurrency, seconds, card=None):
+    args = ["taskset", "-c", LOAD_CORE, DRIVER, "login", "--target", target,
+            "--base", server.base, "--issuer", server.issuer,
+            "--concurrency", str(concurrency), "--seconds", str(seconds), "--warmup", "2",
+            "--server-pid", str(server.proc.pid)]
+    if card:
+        args += ["--card", card]
+    r = subprocess.run(args, check=True, capture_output=True, text=True)
+    v = json.loads(r.stdout.strip().splitlines()[-1])
+    if v["errors"]:
+        sys.exit(f"{server.name} logins: {v['errors']} failed, first: {v['first_error']}")
+    return v
+
+
+def one_token(server, target, card=None):
+    args = [DRIVER, "token", "--target", target, "--base", server.base, "--issuer", server.issuer]
+    if card:
+        args += ["--card", card]
+    return subprocess.run(args, check=True, capture_output=True, text=True).stdout.strip()
+
+
+def lua(dir, name, method, body=None, headers=None):
+    path = os.path.join(dir, name + ".lua")
+    with open(path, "w") as f:
+        f.write(f'wrk.method = "{method}"\n')
+        if body:
+            f.write(f'wrk.body = "{body}"\n')
+        for k, v in (headers or {}).items():
+            f.write(f'wrk.headers["{k}"] = "{v}"\n')
+    return path
+
+
+def measure(server, target, tmp, seconds, card=None):
+    basic = base64.b64encode(f"bench-confidential:{SECRET}".encode()).decode()
+    form = "application/x-www-form-urlencoded"
+    if target == "peer":
+        cc_body = "grant_type=client_credentials&scope=api&resource=urn:bench:api"
+        disco = "/.well-known/openid-configuration"
+    else:
+        cc_body = "grant_type=client_credentials&scope=signatures:verify"
+        disco = "/.well-known/openid-configuration"
+    with urllib.request.urlopen(server.base + disco) as r:
+        meta = json.load(r)
+    path = lambda k: urllib.parse.urlsplit(meta[k]).path
+    rows = {}
+    rows["GET discovery"] = wrk(server, disco, seconds, label="discovery")
+    rows["GET jwks"] = wrk(server, path("jwks_uri"), seconds, label="jwks")
+    cc = lua(tmp, f"{target}-cc", "POST", cc_body,
+             {"Content-Type": form, "Authorization": "Basic " + basic})
+    rows["POST token (client_credentials, ES256)"] = wrk(server, path("token_endpoint"), seconds, cc,
+                                                          "cc token")
+    at = one_token(server, target, card)
+    ui = lua(tmp, f"{target}-ui", "GET", None, {"Authorization": "Bearer " + at})
+    rows["GET userinfo"] = wrk(server, path("userinfo_endpoint"), seconds, ui, "userinfo")
+    rows["login, sequential"] = login_load(server, target, 1, seconds, card)
+    rows["login, 16 concurrent"] = login_load(server, target, 16, seconds, card)
+    rss, hwm = proc_mem(server.proc.pid)
+    return rows, {"startup_ms": server.startup_ms, "idle_rss": server.idle_rss,
+                  "rss_after": rss, "peak_rss": hwm}
+
+
+def start_peer(tmp):
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = dict(os.environ, BENCH_LOG_DIR=tmp, NODE_ENV="production")
+    return Server("peer", ["node", "server.mjs", str(port)], env, base, base,
+                  "/.well-known/openid-configuration", cwd=os.path.join(REPO, "bench/peer"))
+
+
+def start_broker(tmp, database_url=None, name="broker"):
+    port = free_port()
+    data = os.path.join(tmp, name + "-data")
+    env = dict(
+        os.environ,
+        BENCH_LOG_DIR=tmp,
+        BROKER_DATA_DIR=data,
+        BROKER_LISTEN=f"127.0.0.1:{port}",
+        BROKER_ISSUER=f"http://localhost:{port}",
+        BROKER_RELYING_PARTIES_DIR=os.path.join(REPO, "bench/relying-parties"),
+        BROKER_POLICIES_DIR=os.path.join(REPO, "policies"),
+    )
+    if database_url:
+        env["BROKER_DATABASE_URL"] = database_url
+    s = Server(name, [BROKER, "serve"], env, f"http://127.0.0.1:{port}",
+               f"http://localhost:{port}", "/.well-known/openid-configuration")
+    card = os.path.join(tmp, name + "-card")
+    subprocess.run([BROKER, "card", "issue", "--out", card], env=env, check=True,
+                   capture_output=True)
+    return s, card
+
+
+def fmt_rate(v):
+    return f"{v:,.0f}"
+
+
+def print_table(results, meta, columns):
+    ref = "peer"
+    head = "| endpoint | " + " | ".join(
+        f"{c} req/s (p50 / p99 ms) [load CPU, server CPU]" for c in columns)
+    head += "".join(f" | {c} ÷ peer" for c in columns if c != ref) + " |"
+    print(head)
+    print("|" + "---|" * (1 + len(columns) + len(columns) - 1))
+    for row in results[ref]:
+        cells = []
+        for c in columns:
+            v = results[c][row]
+            cells.append(f"{fmt_rate(v['rate'])} ({v['p50_ms']:.2f} / {v['p99_ms']:.2f}) "
+                         f"[{v['driver_cpu']*100:.0f}%, {v['server_cpu']*100:.0f}%]")
+        ratios = [f"{results[c][row]['rate'] / results[ref][row]['rate']:.1f}×"
+                  for c in columns if c != ref]
+        print(f"| {row} | " + " | ".join(cells + ratios) + " |")
+    print()
+    print("| process | start-up ms | RSS idle MiB | RSS after load MiB | peak RSS MiB |")
+    print("|---|---|---|---|---|")
+    for c in columns:
+        m = meta[c]
+        print(f"| {c} | {m['startup_ms']:.0f} | {m['idle_rss']:.1f} | {m['rss_after']:.1f} "
+              f"| {m['peak_rss']:.1f} |")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=int, default=10)
+    ap.add_argument("--postgres", help="also measure the broker on this PostgreSQL URL")
+    ap.add_argument("--only", choices=["broker", "peer"], help="one provider only")
+    ap.add_argument("--json", help="write all figures to this file")
+    a = ap.parse_args()
+    if os.cpu_count() < 2:
+        sys.exit("needs two cores: server on core 0, load on core 1")
+    tmp = tempfile.mkdtemp(prefix="broker-bench-")
+    results, meta, columns = {}, {}, []
+    runs = []
+    if a.only != "broker":
+        runs.append(("peer", lambda: (start_peer(tmp), None), "peer"))
+    if a.only != "peer":
+        runs.append(("broker", lambda: start_broker(tmp), "broker"))
+        if a.postgres:
+            runs.append(("broker-pg", lambda: start_broker(tmp, a.postgres, "broker-pg"), "broker"))
+    for name, start, target in runs:
+        print(f"# {name} …", file=sys.stderr)
+        server, card = start()
+        try:
+            results[name], meta[name] = measure(server, target, tmp, a.seconds, card)
+        finally:
+            server.stop()
+        columns.append(name)
+    if "peer" not in results:
+        results["peer"] = results[columns[0]]
+    print_table(results, meta, columns)
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump({"results": results, "meta": meta}, f, indent=1)
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

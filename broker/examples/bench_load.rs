@@ -1,0 +1,480 @@
+//! The login load driver of `bench/run`: full authorization-code + PKCE logins against the
+//! broker (browser, card helper with a virtual card, token request) or against the peer
+//! provider (panva oidc-provider with its no-browser login route), sequentially or with N
+//! concurrent flows, on a current-thread runtime (pin it with `taskset`). Each flow has a fresh
+//! cookie jar; the driver checks state, the code's redirect URI, and the ID token (signature by
+//! the provider's JWKS, iss, aud, nonce). Prints one JSON line of figures, including the
+//! driver's own CPU share and, given `--server-pid`, the server's.
+//!
+//! ```text
+//! bench_load login --target broker|peer --base http://127.0.0.1:PORT [--issuer URL]
+//!            [--card DIR] [--concurrency N] [--seconds S] [--warmup S] [--server-pid PID]
+//! bench_load token --target broker|peer --base URL [--issuer URL] [--card DIR]
+//!            (one login; prints its access token, for the userinfo load)
+//! ```
+//!
+//! For the broker the client is `bench-public` (bench/relying-parties), the card's PIN 1234;
+//! a signature PIN ABC123 answers the one-time proofing of the first login.
+
+use aws_lc_rs::digest;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use broker::card::{Key, VirtualCard};
+use reqwest::StatusCode;
+use reqwest::header::{COOKIE, HeaderMap, LOCATION, SET_COOKIE};
+use serde_json::Value;
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+const CLIENT: &str = "bench-public";
+const REDIRECT: &str = "http://127.0.0.1:9/cb";
+
+#[derive(Clone, Copy, PartialEq)]
+enum Target {
+    Broker,
+    Peer,
+}
+
+struct Opts {
+    target: Target,
+    base: String,
+    issuer: String,
+    card: Option<std::path::PathBuf>,
+    concurrency: usize,
+    seconds: f64,
+    warmup: f64,
+    server_pid: Option<u32>,
+}
+
+fn parse_args() -> (String, Opts) {
+    let mut args = std::env::args().skip(1);
+    let cmd = args.next().unwrap_or_default();
+    let mut o = Opts {
+        target: Target::Broker,
+        base: String::new(),
+        issuer: String::new(),
+        card: None,
+        concurrency: 1,
+        seconds: 10.0,
+        warmup: 2.0,
+        server_pid: None,
+    };
+    while let Some(a) = args.next() {
+        let v = args.next().unwrap_or_else(|| panic!("{a} needs a value"));
+        match a.as_str() {
+            "--target" => {
+                o.target = match v.as_str() {
+                    "broker" => Target::Broker,
+                    "peer" => Target::Peer,
+                    _ => panic!("--target is broker or peer"),
+                }
+            }
+            "--base" => o.base = v,
+            "--issuer" => o.issuer = v,
+            "--card" => o.card = Some(v.into()),
+            "--concurrency" => o.concurrency = v.parse().expect("--concurrency N"),
+            "--seconds" => o.seconds = v.parse().expect("--seconds S"),
+            "--warmup" => o.warmup = v.parse().expect("--warmup S"),
+            "--server-pid" => o.server_pid = Some(v.parse().expect("--server-pid PID")),
+            _ => panic!("unknown option {a}"),
+        }
+    }
+    assert!(!o.base.is_empty(), "--base is required");
+    if o.issuer.is_empty() {
+        o.issuer = o.base.clone();
+    }
+    (cmd, o)
+}
+
+/// A browser's cookie jar, by name (paths and domains do not matter on one origin here).
+#[derive(Default)]
+struct Jar(Vec<(String, String)>);
+
+impl Jar {
+    fn update(&mut self, h: &HeaderMap) {
+        for v in h.get_all(SET_COOKIE) {
+            let Ok(s) = v.to_str() else { continue };
+            let Some((name, rest)) = s.split_once('=') else {
+                continue;
+            };
+            let value = rest.split(';').next().unwrap_or_default();
+            let lower = s.to_ascii_lowercase();
+            let dead = value.is_empty()
+                || lower.contains("max-age=0")
+                || lower.contains("expires=thu, 01 jan 1970");
+            self.0.retain(|(n, _)| n != name);
+            if !dead {
+                self.0.push((name.to_string(), value.to_string()));
+            }
+        }
+    }
+    fn header(&self) -> String {
+        self.0
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
+
+struct Driver {
+    http: reqwest::Client,
+    o: Opts,
+    jwks: jsonwebtoken::jwk::JwkSet,
+    card: Option<RefCell<VirtualCard>>,
+}
+
+type R<T> = Result<T, String>;
+
+fn rand_b64(n: usize) -> String {
+    let mut b = vec![0u8; n];
+    aws_lc_rs::rand::fill(&mut b).unwrap();
+    B64.encode(b)
+}
+
+impl Driver {
+    /// URLs the provider hands out name its issuer; the driver connects to `base`.
+    fn url(&self, u: &str) -> String {
+        if u.starts_with('/') {
+            format!("{}{u}", self.o.base)
+        } else {
+            u.replacen(&self.o.issuer, &self.o.base, 1)
+        }
+    }
+
+    async fn get(&self, url: &str, jar: &mut Jar) -> R<reqwest::Response> {
+        let r = self
+            .http
+            .get(self.url(url))
+            .header(COOKIE, jar.header())
+            .send()
+            .await
+            .map_err(|e| format!("GET {url}: {e}"))?;
+        jar.update(r.headers());
+        Ok(r)
+    }
+
+    fn location(r: &reqwest::Response) -> R<String> {
+        if !r.status().is_redirection() {
+            return Err(format!(
+                "{}: expected a redirect, got {}",
+                r.url(),
+                r.status()
+            ));
+        }
+        r.headers()
+            .get(LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+            .ok_or_else(|| "redirect without Location".to_string())
+    }
+
+    /// One whole login; returns the token response.
+    async fn login(&self) -> R<Value> {
+        let verifier = rand_b64(32);
+        let challenge = B64.encode(digest::digest(&digest::SHA256, verifier.as_bytes()));
+        let (state, nonce) = (rand_b64(16), rand_b64(16));
+        let path = if self.o.target == Target::Broker {
+            "/authorize"
+        } else {
+            "/auth"
+        };
+        let auth = format!(
+            "{}{path}?client_id={CLIENT}&redirect_uri={}&response_type=code&scope=openid&state={state}&nonce={nonce}&code_challenge={challenge}&code_challenge_method=S256",
+            self.o.base,
+            urlenc(REDIRECT)
+        );
+        let mut jar = Jar::default();
+        let r = self.get(&auth, &mut jar).await?;
+        let mut next = Self::location(&r)?;
+        if self.o.target == Target::Broker {
+            next = self.card_step(&next, &mut jar).await?;
+        }
+        // Follow the provider's own redirects (the peer's interaction and resume; the broker's
+        // consent page on a first login) to the one back to the client.
+        let mut hops = 0;
+        while !next.starts_with(REDIRECT) {
+            hops += 1;
+            if hops > 6 {
+                return Err(format!("too many redirects, at {next}"));
+            }
+            if next.contains("/consent/") {
+                next = self.consent(&next, &mut jar).await?;
+                continue;
+            }
+            let r = self.get(&next, &mut jar).await?;
+            next = Self::location(&r)?;
+        }
+        let back = url::Url::parse(&next).map_err(|e| e.to_string())?;
+        let q = |k: &str| {
+            back.query_pairs()
+                .find(|(n, _)| n == k)
+                .map(|(_, v)| v.into_owned())
+        };
+        if let Some(e) = q("error") {
+            return Err(format!("authorization error {e}"));
+        }
+        if q("state").as_deref() != Some(state.as_str()) {
+            return Err("state does not match".into());
+        }
+        let code = q("code").ok_or("no code")?;
+        let r = self
+            .http
+            .post(format!("{}/token", self.o.base))
+            .form(&[
+                ("grant_type", "authorization_code"),
+                ("code", code.as_str()),
+                ("redirect_uri", REDIRECT),
+                ("code_verifier", verifier.as_str()),
+                ("client_id", CLIENT),
+            ])
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        if r.status() != StatusCode::OK {
+            return Err(format!(
+                "token: {} {}",
+                r.status(),
+                r.text().await.unwrap_or_default()
+            ));
+        }
+        let t: Value = r.json().await.map_err(|e| e.to_string())?;
+        self.check_id_token(t["id_token"].as_str().ok_or("no id_token")?, &nonce)?;
+        Ok(t)
+    }
+
+    /// The broker's login page step, as a phone app on the same device does it: the
+    /// transaction's status gives the helper link; the card signs the challenge.
+    async fn card_step(&self, login: &str, jar: &mut Jar) -> R<String> {
+        let tx = login
+            .rsplit_once("/login/")
+            .map(|(_, t)| t.to_string())
+            .ok_or_else(|| format!("unexpected redirect to {login}"))?;
+        let st: Value = self
+            .get(&format!("/login/{tx}/status"), jar)
+            .await?
+            .json()
+            .await
+            .map_err(|e| e.to_string())?;
+        let helper = st["helper_url"].as_str().ok_or("no helper_url")?;
+        loop {
+            // The helper is another program (or device): no browser cookies.
+            let ch: Value = self
+                .get(helper, &mut Jar::default())
+                .await?
+                .json()
+                .await
+                .map_err(|e| e.to_string())?;
+            let msg = B64
+                .decode(ch["to_be_signed"].as_str().ok_or("no to_be_signed")?)
+                .map_err(|e| e.to_string())?;
+            let (cert, sig) = {
+                let mut card = self.card.as_ref().ok_or("--card is required")?.borrow_mut();
+                if ch["certificate"] == "signature" {
+                    let cert = card
+                        .sign_certificate_der("ABC123")
+                        .map_err(|e| e.to_string())?;
+                    (cert, card.sign(Key::Sign, "ABC123", &msg))
+                } else {
+                    let cert = card.auth_certificate_der().map_err(|e| e.to_string())?;
+                    (cert, card.sign(Key::Auth, "1234", &msg))
+                }
+            };
+            let sig = sig.map_err(|e| e.to_string())?;
+            let r = self
+                .http
+                .post(self.url(ch["response_uri"].as_str().ok_or("no response_uri")?))
+                .json(&serde_json::json!({"certificate": B64.encode(cert), "signature": B64.encode(sig)}))
+                .send()
+                .await
+                .map_err(|e| e.to_string())?;
+            let v: Value = r.json().await.map_err(|e| e.to_string())?;
+            match v["status"].as_str() {
+                Some("authenticated") => break,
+                Some("proofing_required") => continue,
+                _ => return Err(format!("card refused: {v}")),
+            }
+        }
+        let r = self.get(&format!("/login/{tx}/continue"), jar).await?;
+        Self::location(&r)
+    }
+
+    async fn consent(&self, page: &str, jar: &mut Jar) -> R<String> {
+        let html = self
+            .get(page, jar)
+            .await?
+            .text()
+            .await
+            .map_err(|e| e.to_string())?;
+        let csrf = html
+            .split("name=\"csrf\" value=\"")
+            .nth(1)
+            .and_then(|s| s.split('"').next())
+            .ok_or("consent page without csrf")?;
+        let r = self
+            .http
+            .post(self.url(page))
+            .header(COOKIE, jar.header())
+            .form(&[("csrf", csrf), ("decision", "approve")])
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        jar.update(r.headers());
+        Self::location(&r)
+    }
+
+    fn check_id_token(&self, t: &str, nonce: &str) -> R<()> {
+        let h = jsonwebtoken::decode_header(t).map_err(|e| e.to_string())?;
+        let jwk = self
+            .jwks
+            .keys
+            .iter()
+            .find(|k| k.common.key_id == h.kid)
+            .ok_or("ID token key not in the JWKS")?;
+        let key = jsonwebtoken::DecodingKey::from_jwk(jwk).map_err(|e| e.to_string())?;
+        let mut v = jsonwebtoken::Validation::new(h.alg);
+        v.set_audience(&[CLIENT]);
+        v.set_issuer(&[&self.o.issuer]);
+        let c = jsonwebtoken::decode::<Value>(t, &key, &v).map_err(|e| format!("ID token: {e}"))?;
+        if c.claims["nonce"] != nonce {
+            return Err("nonce does not match".into());
+        }
+        Ok(())
+    }
+}
+
+fn urlenc(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// utime + stime of a process, in seconds (Linux /proc; USER_HZ is 100).
+fn cpu_seconds(pid: Option<u32>) -> f64 {
+    let path = pid.map_or("/proc/self/stat".to_string(), |p| format!("/proc/{p}/stat"));
+    let s = std::fs::read_to_string(path).unwrap_or_default();
+    let f: Vec<&str> = s
+        .rsplit_once(')')
+        .map(|(_, r)| r.split_whitespace().collect())
+        .unwrap_or_default();
+    let tick = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // Fields 14 and 15 of stat; index 11 and 12 after the ')'.
+    (tick(11) + tick(12)) / 100.0
+}
+
+fn main() {
+    let (cmd, o) = parse_args();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&rt, run(cmd, o));
+}
+
+async fn run(cmd: String, o: Opts) {
+    let issuer = url::Url::parse(&o.issuer).unwrap();
+    let base = url::Url::parse(&o.base).unwrap();
+    let mut b = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .pool_max_idle_per_host(64)
+        .timeout(Duration::from_secs(30));
+    if let (Some(h), Some(addr)) = (issuer.host_str(), base.socket_addrs(|| None).ok()) {
+        b = b.resolve(h, addr[0]);
+    }
+    let http = b.build().unwrap();
+    let jwks_uri = format!("{}/jwks", o.base);
+    let jwks = http
+        .get(&jwks_uri)
+        .send()
+        .await
+        .expect("JWKS")
+        .json()
+        .await
+        .expect("JWKS JSON");
+    let card = o
+        .card
+        .as_ref()
+        .map(|d| RefCell::new(VirtualCard::open(d).expect("the virtual card")));
+    let d = Rc::new(Driver {
+        http,
+        o,
+        jwks,
+        card,
+    });
+    match cmd.as_str() {
+        "token" => {
+            let t = d
+                .login()
+                .await
+                .unwrap_or_else(|e| panic!("login failed: {e}"));
+            println!("{}", t["access_token"].as_str().unwrap());
+        }
+        "login" => load(d).await,
+        _ => panic!("usage: bench_load login|token --target broker|peer --base URL …"),
+    }
+}
+
+async fn load(d: Rc<Driver>) {
+    let warm_end = Instant::now() + Duration::from_secs_f64(d.o.warmup);
+    let end = warm_end + Duration::from_secs_f64(d.o.seconds);
+    let lat = Rc::new(RefCell::new(Vec::<Duration>::new()));
+    let errors = Rc::new(RefCell::new((0u64, String::new())));
+    // CPU time of driver and server at the start and the end of the measured window.
+    let pid = d.o.server_pid;
+    let marks = tokio::task::spawn_local(async move {
+        tokio::time::sleep_until(warm_end.into()).await;
+        let start = (cpu_seconds(None), cpu_seconds(pid));
+        tokio::time::sleep_until(end.into()).await;
+        (start, (cpu_seconds(None), cpu_seconds(pid)))
+    });
+    let mut tasks = Vec::new();
+    for _ in 0..d.o.concurrency {
+        let (d, lat, errors) = (d.clone(), lat.clone(), errors.clone());
+        tasks.push(tokio::task::spawn_local(async move {
+            loop {
+                let t0 = Instant::now();
+                if t0 >= end {
+                    break;
+                }
+                let r = d.login().await;
+                let measured = t0 >= warm_end && Instant::now() <= end;
+                match r {
+                    Ok(_) if measured => lat.borrow_mut().push(t0.elapsed()),
+                    Ok(_) => {}
+                    Err(e) => {
+                        let mut er = errors.borrow_mut();
+                        er.0 += 1;
+                        if er.1.is_empty() {
+                            er.1 = e;
+                        }
+                    }
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let ((c0, s0), (c1, s1)) = marks.await.unwrap();
+    let wall = d.o.seconds;
+    let mut lat = lat.borrow().clone();
+    lat.sort();
+    let pct = |p: f64| {
+        lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
+            .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+    };
+    let errors = errors.borrow();
+    println!(
+        "{}",
+        serde_json::json!({
+            "flows": lat.len(),
+            "rate": lat.len() as f64 / wall,
+            "p50_ms": pct(0.50),
+            "p99_ms": pct(0.99),
+            "errors": errors.0,
+            "first_error": errors.1,
+            "driver_cpu": (c1 - c0) / wall,
+            "server_cpu": if d.o.server_pid.is_some() { Some((s1 - s0) / wall) } else { None },
+        })
+    );
+}
