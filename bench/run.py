@@ -163,7 +163,7 @@ def lua(dir, name, method, body=None, headers=None):
     return path
 
 
-def measure(server, target, tmp, seconds, card=None):
+def measure(server, target, tmp, seconds, card=None, only=None):
     basic = base64.b64encode(f"bench-confidential:{SECRET}".encode()).decode()
     form = "application/x-www-form-urlencoded"
     if target == "peer":
@@ -176,17 +176,27 @@ def measure(server, target, tmp, seconds, card=None):
         meta = json.load(r)
     path = lambda k: urllib.parse.urlsplit(meta[k]).path
     rows = {}
-    rows["GET discovery"] = wrk(server, disco, seconds, label="discovery")
-    rows["GET jwks"] = wrk(server, path("jwks_uri"), seconds, label="jwks")
-    cc = lua(tmp, f"{target}-cc", "POST", cc_body,
-             {"Content-Type": form, "Authorization": "Basic " + basic})
-    rows["POST token (client_credentials, ES256)"] = wrk(server, path("token_endpoint"), seconds, cc,
-                                                          "cc token")
-    at = one_token(server, target, card)
-    ui = lua(tmp, f"{target}-ui", "GET", None, {"Authorization": "Bearer " + at})
-    rows["GET userinfo"] = wrk(server, path("userinfo_endpoint"), seconds, ui, "userinfo")
-    rows["login, sequential"] = login_load(server, target, 1, seconds, card)
-    rows["login, 16 concurrent"] = login_load(server, target, 16, seconds, card)
+
+    def want(row):
+        return not only or any(o in row for o in only)
+
+    if want("GET discovery"):
+        rows["GET discovery"] = wrk(server, disco, seconds, label="discovery")
+    if want("GET jwks"):
+        rows["GET jwks"] = wrk(server, path("jwks_uri"), seconds, label="jwks")
+    cc_row = "POST token (client_credentials, ES256)"
+    if want(cc_row):
+        cc = lua(tmp, f"{target}-cc", "POST", cc_body,
+                 {"Content-Type": form, "Authorization": "Basic " + basic})
+        rows[cc_row] = wrk(server, path("token_endpoint"), seconds, cc, "cc token")
+    if want("GET userinfo"):
+        at = one_token(server, target, card)
+        ui = lua(tmp, f"{target}-ui", "GET", None, {"Authorization": "Bearer " + at})
+        rows["GET userinfo"] = wrk(server, path("userinfo_endpoint"), seconds, ui, "userinfo")
+    if want("login, sequential"):
+        rows["login, sequential"] = login_load(server, target, 1, seconds, card)
+    if want("login, 16 concurrent"):
+        rows["login, 16 concurrent"] = login_load(server, target, 16, seconds, card)
     rss, hwm = proc_mem(server.proc.pid)
     return rows, {"startup_ms": server.startup_ms, "idle_rss": server.idle_rss,
                   "rss_after": rss, "peak_rss": hwm}
@@ -257,6 +267,7 @@ def main():
     ap.add_argument("--postgres", help="also measure the broker on this PostgreSQL URL")
     ap.add_argument("--only", choices=["broker", "peer"], help="one provider only")
     ap.add_argument("--json", help="write all figures to this file")
+    ap.add_argument("--rows", nargs="*", help="only the rows whose names contain one of these")
     a = ap.parse_args()
     if os.cpu_count() < 2:
         sys.exit("needs two cores: server on core 0, load on core 1")
@@ -273,7 +284,7 @@ def main():
         print(f"# {name} …", file=sys.stderr)
         server, card = start()
         try:
-            results[name], meta[name] = measure(server, target, tmp, a.seconds, card)
+            results[name], meta[name] = measure(server, target, tmp, a.seconds, card, a.rows)
         finally:
             server.stop()
         columns.append(name)

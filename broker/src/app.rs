@@ -18,6 +18,8 @@ pub struct Broker {
     pub store: Arc<dyn Store>,
     /// The published signing keys, reloaded from the store by [`Broker::sync`].
     keys: RwLock<Arc<KeySet>>,
+    /// The serialized discovery document and the policy snapshot it was made from.
+    discovery_doc: RwLock<Option<(Arc<Policy>, axum::body::Bytes)>>,
     pub trust: Arc<TrustStore>,
     pub clock: Arc<dyn Clock>,
     /// Revocation checker (OCSP/CRL behind the cache).
@@ -32,7 +34,15 @@ pub struct Broker {
     mac_key: aws_lc_rs::hmac::Key,
     /// `registry::reload::content_digest` of the served snapshot's files.
     snapshot_digest: std::sync::Mutex<String>,
+    /// Access tokens whose signature was verified, by SHA-256 of the token: a token presented
+    /// again (userinfo, the signature API) skips the ECDSA verification (~40 µs). Pure: the
+    /// entry holds what the signature proved; expiry and key retirement are checked on use,
+    /// revocation is checked in the store on every use.
+    verified_tokens: moka::sync::Cache<[u8; 32], (Arc<str>, Arc<serde_json::Value>)>,
 }
+
+/// Verified access tokens remembered (a few hundred bytes each).
+const VERIFIED_TOKENS_CAPACITY: u64 = 20_000;
 
 /// Gauge `broker_policy_snapshot{digest}`: 1 for the digest served now, 0 for earlier ones.
 fn publish_snapshot_digest(slot: &std::sync::Mutex<String>, digest: String) {
@@ -162,11 +172,13 @@ impl Broker {
                 tracing::warn!(anchor = %s.anchor, "revocation sources name an anchor that is not configured; ignored");
             }
         }
+        let token_ttl = std::time::Duration::from_secs(config.lifetimes.access_token.max(1) as u64);
         Ok(Arc::new(Broker {
             config,
             snapshot: RwLock::new((Arc::new(registry), Arc::new(policy))),
             store,
             keys: RwLock::new(Arc::new(keys)),
+            discovery_doc: RwLock::new(None),
             trust,
             clock,
             checker,
@@ -175,6 +187,10 @@ impl Broker {
             rate_limits: RateLimits::default(),
             mac_key,
             snapshot_digest: std::sync::Mutex::new(String::new()),
+            verified_tokens: moka::sync::Cache::builder()
+                .max_capacity(VERIFIED_TOKENS_CAPACITY)
+                .time_to_live(token_ttl)
+                .build(),
         }))
         .inspect(|b| publish_snapshot_digest(&b.snapshot_digest, digest))
     }
@@ -206,6 +222,45 @@ impl Broker {
     }
 
     /// The signing keys as last loaded.
+    /// The discovery document, serialized once per policy snapshot (it depends only on the
+    /// configuration and the policy).
+    pub fn discovery_json(&self) -> axum::body::Bytes {
+        let policy = self.policy();
+        if let Some((p, doc)) = &*self.discovery_doc.read().unwrap_or_else(|e| e.into_inner())
+            && Arc::ptr_eq(p, &policy)
+        {
+            return doc.clone();
+        }
+        let doc = axum::body::Bytes::from(
+            serde_json::to_vec(&crate::oidc::discovery::metadata(self)).unwrap_or_default(),
+        );
+        *self
+            .discovery_doc
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = Some((policy, doc.clone()));
+        doc
+    }
+
+    /// An access token of this broker, verified (signature by a published key, issuer,
+    /// unexpired) — or recognised as one verified before. Revocation is the caller's check.
+    pub fn verify_access_token(&self, token: &str) -> Option<Arc<serde_json::Value>> {
+        let now = self.now();
+        let keys = self.keys();
+        let h = crate::clock::sha256(token.as_bytes());
+        if let Some((kid, claims)) = self.verified_tokens.get(&h) {
+            if claims["exp"].as_i64().is_some_and(|e| e > now) && keys.ec_kid_live(&kid, now) {
+                return Some(claims);
+            }
+            self.verified_tokens.invalidate(&h);
+            return None;
+        }
+        let (kid, claims) = keys.verify_access_token_kid(token, self.issuer(), now)?;
+        let claims = Arc::new(claims);
+        self.verified_tokens
+            .insert(h, (Arc::from(kid), claims.clone()));
+        Some(claims)
+    }
+
     pub fn keys(&self) -> Arc<KeySet> {
         self.keys.read().unwrap_or_else(|e| e.into_inner()).clone()
     }

@@ -2,9 +2,9 @@
 
 use super::pages::{self, Lang};
 use super::{ApiError, AppState, SESSION_COOKIE, cookie, form_pairs, set_cookie, tx_cookie_name};
+use crate::oidc::OAuthError;
 use crate::oidc::flow::{self, AuthorizeOutcome};
 use crate::oidc::token::{self, PresentedCredentials};
-use crate::oidc::{OAuthError, discovery};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
@@ -12,22 +12,24 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde_json::Value;
 
+/// A JSON document clients may cache for five minutes.
+fn cacheable_json(body: Bytes, content_type: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "public, max-age=300"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
 pub async fn discovery(State(s): State<AppState>) -> Response {
-    let mut r = Json(discovery::metadata(&s)).into_response();
-    r.headers_mut().insert(
-        header::CACHE_CONTROL,
-        header::HeaderValue::from_static("public, max-age=300"),
-    );
-    r
+    cacheable_json(s.discovery_json(), "application/json")
 }
 
 pub async fn jwks(State(s): State<AppState>) -> Response {
-    let mut r = Json(s.keys().jwks(s.now())).into_response();
-    r.headers_mut().insert(
-        header::CACHE_CONTROL,
-        header::HeaderValue::from_static("public, max-age=300"),
-    );
-    r
+    cacheable_json(s.keys().jwks_json(s.now()), "application/json")
 }
 
 pub async fn authorize_get(

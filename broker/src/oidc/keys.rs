@@ -15,7 +15,9 @@ use crate::store::{RotateOutcome, SigningKeyRecord, Store, StoreError};
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::rsa::KeySize;
 use aws_lc_rs::signature::{self, EcdsaKeyPair, KeyPair, RsaKeyPair};
+use axum::body::Bytes;
 use serde_json::{Value, json};
+use std::sync::RwLock;
 
 enum Material {
     Ec(EcdsaKeyPair, jsonwebtoken::DecodingKey),
@@ -58,6 +60,9 @@ pub struct KeySet {
     /// EC keys first, then RSA; each by activation, oldest first.
     keys: Vec<SigningKey>,
     rng: SystemRandom,
+    /// The serialized JWKS and the span of time [from, until) it is right for (it changes
+    /// only when a key retires): /jwks is served from here without serializing.
+    jwks_doc: RwLock<Option<(i64, i64, Bytes)>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -173,6 +178,7 @@ impl KeySet {
             }
         }
         Ok(KeySet {
+            jwks_doc: RwLock::new(None),
             keys,
             rng: SystemRandom::new(),
         })
@@ -188,6 +194,25 @@ impl KeySet {
             .map(|k| &k.jwk)
             .collect();
         json!({ "keys": keys })
+    }
+
+    /// [`KeySet::jwks`] serialized, computed again only when a key has retired since.
+    pub fn jwks_json(&self, now: i64) -> Bytes {
+        if let Some((from, until, doc)) = &*self.jwks_doc.read().unwrap_or_else(|e| e.into_inner())
+            && (*from..*until).contains(&now)
+        {
+            return doc.clone();
+        }
+        let doc = Bytes::from(serde_json::to_vec(&self.jwks(now)).unwrap_or_default());
+        let until = self
+            .keys
+            .iter()
+            .filter_map(|k| k.retire_at)
+            .filter(|r| *r > now)
+            .min()
+            .unwrap_or(i64::MAX);
+        *self.jwks_doc.write().unwrap_or_else(|e| e.into_inner()) = Some((now, until, doc.clone()));
+        doc
     }
 
     /// kids of the loaded keys, oldest activation first.
@@ -326,6 +351,17 @@ impl KeySet {
     /// Checks the signature by any published EC key, `typ`, `iss`, `exp`; audience is checked
     /// by the caller.
     pub fn verify_access_token(&self, token: &str, issuer: &str, now: i64) -> Option<Value> {
+        self.verify_access_token_kid(token, issuer, now)
+            .map(|(_, c)| c)
+    }
+
+    /// [`KeySet::verify_access_token`], also naming the key that verified it.
+    pub fn verify_access_token_kid(
+        &self,
+        token: &str,
+        issuer: &str,
+        now: i64,
+    ) -> Option<(String, Value)> {
         let header = jsonwebtoken::decode_header(token).ok()?;
         if header.alg != jsonwebtoken::Algorithm::ES256 || header.typ.as_deref() != Some("at+jwt") {
             return None;
@@ -342,7 +378,14 @@ impl KeySet {
         v.set_required_spec_claims(&["exp", "iss", "sub"]);
         jsonwebtoken::decode::<Value>(token, decoding, &v)
             .ok()
-            .map(|d| d.claims)
+            .map(|d| (kid, d.claims))
+    }
+
+    /// Is `kid` a published (not retired) EC key at `now`?
+    pub fn ec_kid_live(&self, kid: &str, now: i64) -> bool {
+        self.keys
+            .iter()
+            .any(|k| k.kid == kid && matches!(k.material, Material::Ec(..)) && k.live(now))
     }
 }
 

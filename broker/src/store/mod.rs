@@ -360,6 +360,9 @@ pub trait Store: Send + Sync + 'static {
 
     async fn revoke_jti(&self, jti: &str, expires_at: i64) -> Result<()>;
     async fn is_jti_revoked(&self, jti: &str) -> Result<bool>;
+    /// The grant `id` if neither it nor the access token `jti` was revoked: what an access
+    /// token presented to the broker needs, in one round trip.
+    async fn live_grant(&self, id: &str, jti: &str) -> Result<Option<GrantRecord>>;
 
     async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>>;
     /// Store `k` (active from `now`) unless a key of its algorithm is active at `now`; false

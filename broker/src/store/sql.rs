@@ -51,7 +51,13 @@ impl Default for PoolSettings {
 }
 
 pub struct SqlStore {
+    /// Reads.
     pool: AnyPool,
+    /// Writes. On SQLite one connection: SQLite admits one writer at a time, and writers
+    /// queueing here (in order, without blocking a thread) replace writers racing for the file
+    /// lock in SQLite's busy handler, which sleeps and made the slowest logins wait tens of
+    /// milliseconds. On PostgreSQL the same pool as reads.
+    writer: AnyPool,
     engine: Engine,
 }
 
@@ -64,33 +70,47 @@ impl SqlStore {
         sqlx::any::install_default_drivers();
         let engine = Engine::of(url)
             .ok_or_else(|| StoreError::Db("unsupported database URL scheme".into()))?;
-        let mut opts = AnyPoolOptions::new()
-            .max_connections(settings.max_connections)
-            .acquire_timeout(settings.acquire_timeout)
-            // A connection broken by a database restart is noticed here and replaced.
-            .test_before_acquire(true);
-        if engine == Engine::Sqlite {
-            opts = opts.after_connect(|conn, _| {
-                Box::pin(async move {
-                    conn.execute(
-                        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;
-                         PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;",
-                    )
-                    .await?;
-                    Ok(())
+        let options = |max: u32| {
+            let opts = AnyPoolOptions::new()
+                .max_connections(max)
+                .acquire_timeout(settings.acquire_timeout)
+                // A PostgreSQL connection broken by a server restart is noticed here and
+                // replaced. A SQLite connection is a file handle on a worker thread: it cannot
+                // break that way, and the ping would cost a thread round trip per query.
+                .test_before_acquire(engine == Engine::Postgres);
+            if engine == Engine::Sqlite {
+                opts.after_connect(|conn, _| {
+                    Box::pin(async move {
+                        conn.execute(
+                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;
+                             PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;",
+                        )
+                        .await?;
+                        Ok(())
+                    })
                 })
-            });
-        }
-        let pool = opts.connect(url).await?;
+            } else {
+                opts
+            }
+        };
+        let pool = options(settings.max_connections).connect(url).await?;
+        let writer = match engine {
+            Engine::Sqlite => options(1).connect(url).await?,
+            Engine::Postgres => pool.clone(),
+        };
         let migrator = match engine {
             Engine::Sqlite => &SQLITE_MIGRATIONS,
             Engine::Postgres => &POSTGRES_MIGRATIONS,
         };
         migrator
-            .run(&pool)
+            .run(&writer)
             .await
             .map_err(|e| StoreError::Db(format!("migration: {e}")))?;
-        Ok(SqlStore { pool, engine })
+        Ok(SqlStore {
+            pool,
+            writer,
+            engine,
+        })
     }
 
     pub fn engine(&self) -> Engine {
@@ -103,8 +123,8 @@ impl SqlStore {
         &self,
     ) -> std::result::Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
         match self.engine {
-            Engine::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
-            Engine::Postgres => self.pool.begin().await,
+            Engine::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await,
+            Engine::Postgres => self.writer.begin().await,
         }
     }
 
@@ -280,7 +300,7 @@ impl Store for SqlStore {
         .bind(&t.session_hash)
         .bind(&t.stage)
         .bind(&t.pending_json)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -364,7 +384,7 @@ impl Store for SqlStore {
         .bind(pending_json)
         .bind(helper_hash)
         .bind(nonce)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(r.rows_affected() == 1)
     }
@@ -486,7 +506,7 @@ impl Store for SqlStore {
         .bind(reason)
         .bind(sign_issuer)
         .bind(sign_serial)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(r.rows_affected() > 0)
     }
@@ -495,7 +515,7 @@ impl Store for SqlStore {
         sqlx::query("UPDATE transactions SET session_hash = $1 WHERE id = $2")
             .bind(session_hash)
             .bind(tx_id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }
@@ -505,7 +525,7 @@ impl Store for SqlStore {
             "UPDATE transactions SET status = 'done' WHERE id = $1 AND status != 'done'",
         )
         .bind(tx_id)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(r.rows_affected() == 1)
     }
@@ -520,7 +540,7 @@ impl Store for SqlStore {
         .bind(s.created_at)
         .bind(s.expires_at)
         .bind(&s.facts_json)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -535,7 +555,7 @@ impl Store for SqlStore {
     async fn delete_session(&self, id_hash: &str) -> Result<()> {
         sqlx::query("DELETE FROM sessions WHERE id_hash = $1")
             .bind(id_hash)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }
@@ -566,7 +586,7 @@ impl Store for SqlStore {
         .bind(client_id)
         .bind(scope)
         .bind(now)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -702,7 +722,7 @@ impl Store for SqlStore {
         )
         .bind(jti)
         .bind(expires_at)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -713,6 +733,17 @@ impl Store for SqlStore {
             .fetch_optional(&self.pool)
             .await?;
         Ok(r.is_some())
+    }
+
+    async fn live_grant(&self, id: &str, jti: &str) -> Result<Option<GrantRecord>> {
+        Ok(sqlx::query_as(
+            "SELECT * FROM grants WHERE id = $1 AND revoked_at IS NULL
+               AND NOT EXISTS (SELECT 1 FROM revoked_jti WHERE jti = $2)",
+        )
+        .bind(id)
+        .bind(jti)
+        .fetch_optional(&self.pool)
+        .await?)
     }
 
     async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>> {
@@ -797,7 +828,7 @@ impl Store for SqlStore {
             .bind(kind)
             .bind(payload)
             .bind(now)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }
@@ -817,7 +848,7 @@ impl Store for SqlStore {
         sqlx::query("INSERT INTO secrets (name, value) VALUES ($1, $2) ON CONFLICT DO NOTHING")
             .bind(name)
             .bind(candidate)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(
             sqlx::query_scalar("SELECT value FROM secrets WHERE name = $1")
@@ -867,7 +898,7 @@ impl Store for SqlStore {
         ] {
             n += sqlx::query(q)
                 .bind(before)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?
                 .rows_affected();
         }
@@ -912,7 +943,7 @@ impl Store for SqlStore {
         Ok(
             sqlx::query("DELETE FROM signature_verifications WHERE retain_until < $1")
                 .bind(before)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?
                 .rows_affected(),
         )
