@@ -693,3 +693,82 @@ async fn claim_purpose_length_is_checked() {
     );
     assert_eq!(t.counts().await, before);
 }
+
+/// The broker remembers access tokens it has verified (userinfo skips the ECDSA check for a
+/// token seen before), but a remembered token still expires, and only the exact bytes that
+/// were verified are recognised.
+#[tokio::test]
+async fn remembered_access_token_still_expires_and_must_match_exactly() {
+    let t = TestBroker::new().await;
+    let mut card = t.card("card");
+    let mut br = t.browser();
+    let p = login_with_card(&mut br, &mut card, &auth_url(&[])).await;
+    let tok = redeem(&mut br, &p["code"]).await.json();
+    let at = tok["access_token"].as_str().unwrap();
+    for _ in 0..2 {
+        assert_eq!(br.get_bearer("/userinfo", at).await.status, StatusCode::OK);
+    }
+    // Same header and claims, another signature: not the token that was verified.
+    let (signed, sig) = at.rsplit_once('.').unwrap();
+    let flipped = if sig.starts_with('A') { "B" } else { "A" };
+    let forged = format!("{signed}.{flipped}{}", &sig[1..]);
+    let r = br.get_bearer("/userinfo", &forged).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert!(
+        r.headers["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("the access token is invalid or expired")
+    );
+    // Past its expiry the remembered token is refused like any other.
+    t.clock.advance(time::Duration::seconds(
+        tok["expires_in"].as_i64().unwrap() + 1,
+    ));
+    let r = br.get_bearer("/userinfo", at).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert!(
+        r.headers["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("the access token is invalid or expired")
+    );
+}
+
+/// /jwks is served pre-serialized, but by time: a rotated-out key leaves the document when its
+/// retirement time passes, with no reload in between.
+#[tokio::test]
+async fn served_jwks_drops_a_retired_key_at_its_time() {
+    let t = TestBroker::new().await;
+    let mut br = t.browser();
+    let kids = |v: Value| -> Vec<String> {
+        v["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["kid"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let before = kids(br.get("/jwks").await.json());
+    let now = t.broker.now();
+    let new =
+        broker::oidc::keys::rotate(&*t.broker.store, broker::oidc::keys::EC_ALG, now, 60, 100)
+            .await
+            .unwrap();
+    t.broker
+        .sync(&mut broker::app::SyncState::default())
+        .await
+        .unwrap();
+    let during = kids(br.get("/jwks").await.json());
+    assert_eq!(during.len(), before.len() + 1, "{during:?}");
+    assert!(during.contains(&new));
+    t.clock.advance(time::Duration::seconds(161));
+    let after = kids(br.get("/jwks").await.json());
+    assert_eq!(after.len(), before.len(), "{after:?}");
+    assert!(after.contains(&new));
+    let old_ec: Vec<_> = during.iter().filter(|k| !after.contains(k)).collect();
+    assert_eq!(
+        old_ec.len(),
+        1,
+        "exactly the old ES256 key retired: {old_ec:?}"
+    );
+}

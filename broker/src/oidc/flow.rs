@@ -759,6 +759,7 @@ pub async fn card_submit(
             &tx.helper_hash,
             &tx.challenge_nonce,
             &link,
+            account.as_deref(),
             &facts_json,
             now,
         )

@@ -270,11 +270,14 @@ pub trait Store: Send + Sync + 'static {
     async fn get_tx_by_helper(&self, helper_hash: &str) -> Result<Option<TxRecord>>;
     /// In one database transaction: find or create the account of `cert`, link it, and mark
     /// the transaction authenticated — only if its challenge `nonce` is still unused.
+    /// `known_account`: the account `cert` was found linked to just before (links are never
+    /// removed), for which claiming the challenge and authenticating is one statement.
     async fn complete_card_login(
         &self,
         helper_hash: &str,
         nonce: &str,
         cert: &CertLink,
+        known_account: Option<&str>,
         facts_json: &str,
         now: i64,
     ) -> Result<CardLoginOutcome>;

@@ -330,9 +330,33 @@ impl Store for SqlStore {
         helper_hash: &str,
         nonce: &str,
         cert: &CertLink,
+        known_account: Option<&str>,
         facts_json: &str,
         now: i64,
     ) -> Result<CardLoginOutcome> {
+        if let Some(account_id) = known_account {
+            // A returning card: one conditional UPDATE claims the challenge and authenticates.
+            let r = sqlx::query(
+                "UPDATE transactions SET challenge_used = 1, status = 'authenticated',
+                   account_id = $1, facts_json = $2
+                 WHERE helper_hash = $3 AND challenge_nonce = $4 AND challenge_used = 0
+                   AND status = 'pending' AND stage = 'user_auth'",
+            )
+            .bind(account_id)
+            .bind(facts_json)
+            .bind(helper_hash)
+            .bind(nonce)
+            .execute(&self.writer)
+            .await?;
+            return Ok(if r.rows_affected() == 1 {
+                CardLoginOutcome::Authenticated {
+                    account_id: account_id.to_string(),
+                    new_account: false,
+                }
+            } else {
+                CardLoginOutcome::ChallengeUsed
+            });
+        }
         let mut db = self.begin().await?;
         if !claim_challenge(&mut db, helper_hash, nonce, "user_auth").await? {
             db.rollback().await?;
