@@ -11,7 +11,9 @@ use crate::authn::{AuthFacts, RevocationFact};
 use crate::clock::{ct_eq, random_bytes, random_token, token_hash};
 use crate::pki::CertKind;
 use crate::registry::Client;
-use crate::store::{CardLoginOutcome, CertLink, CodeRecord, SessionRecord, TxRecord, TxStatus};
+use crate::store::{
+    CardLoginOutcome, CertLink, CodeRecord, Finish, SessionRecord, TxRecord, TxStatus,
+};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
@@ -300,14 +302,14 @@ pub async fn issue_code(
     req: &AuthRequest,
     account_id: &str,
     facts: &AuthFacts,
-    finish_tx: Option<&str>,
+    finish: Option<Finish<'_>>,
 ) -> Result<Option<String>, OAuthError> {
     let policy = b.policy();
     let acr = match requirement(&policy, client, req).select(&policy, facts, b.now()) {
         Ok(l) => Some(l.acr.clone()),
         Err(why) => {
-            if let Some(tx) = finish_tx
-                && !b.store.finish_tx(tx).await?
+            if let Some(f) = finish
+                && !b.store.finish_tx(f).await?
             {
                 return Ok(None);
             }
@@ -342,7 +344,7 @@ pub async fn issue_code(
                 expires_at: b.now() + b.config.lifetimes.code,
                 used_at: None,
             },
-            finish_tx,
+            finish,
         )
         .await?;
     if !stored {
@@ -459,7 +461,7 @@ pub async fn continue_login(
     if let Some(h) = &req.hint_sub
         && *h != super::token::subject(b, &client, &account_id)
     {
-        if !b.store.finish_tx(&tx.id).await? {
+        if !b.store.finish_tx(Finish::tx(&tx.id)).await? {
             return Err(TxError::Gone);
         }
         return Ok(ContinueOutcome {
@@ -483,15 +485,21 @@ pub async fn continue_login(
         expires_at: now + b.config.lifetimes.session,
         facts_json,
     };
-    b.store.create_session(&session).await?;
-    b.store.bind_tx_session(&tx.id, &session.id_hash).await?;
     let next = if !req.prompt_consent && has_consent(b, &account_id, &client, &req).await? {
+        // Straight back to the relying party: session, transaction done and code in one
+        // database transaction.
+        let finish = Finish {
+            tx_id: &tx.id,
+            session: Some(&session),
+        };
         Next::Redirect(
-            issue_code(b, &client, &req, &account_id, &facts, Some(&tx.id))
+            issue_code(b, &client, &req, &account_id, &facts, Some(finish))
                 .await?
                 .ok_or(TxError::Gone)?,
         )
     } else {
+        b.store.create_session(&session).await?;
+        b.store.bind_tx_session(&tx.id, &session.id_hash).await?;
         Next::Consent(format!("{}/consent/{}", b.issuer(), tx.id))
     };
     Ok(ContinueOutcome {
@@ -520,7 +528,7 @@ pub async fn decide_consent(
         return Err(TxError::NotAuthenticated);
     }
     if !approve {
-        if !b.store.finish_tx(&tx.id).await? {
+        if !b.store.finish_tx(Finish::tx(&tx.id)).await? {
             return Err(TxError::Gone);
         }
         return Ok(authorize::error_redirect(
@@ -535,9 +543,16 @@ pub async fn decide_consent(
     b.store
         .put_consent(&account_id, &client.client_id, &items.join(" "), b.now())
         .await?;
-    issue_code(b, &client, &req, &account_id, &facts, Some(&tx.id))
-        .await?
-        .ok_or(TxError::Gone)
+    issue_code(
+        b,
+        &client,
+        &req,
+        &account_id,
+        &facts,
+        Some(Finish::tx(&tx.id)),
+    )
+    .await?
+    .ok_or(TxError::Gone)
 }
 
 /// What the card helper sees when it opens the link.

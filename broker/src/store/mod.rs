@@ -165,6 +165,24 @@ pub enum CardLoginOutcome {
     ChallengeUsed,
 }
 
+/// A login transaction ending: marked done, and — when the login opens an SSO session on
+/// the way back to the relying party — the session stored and bound to it, all at once.
+#[derive(Debug, Clone, Copy)]
+pub struct Finish<'a> {
+    pub tx_id: &'a str,
+    pub session: Option<&'a SessionRecord>,
+}
+
+impl<'a> Finish<'a> {
+    /// Only the transaction (its session, if any, exists already).
+    pub fn tx(tx_id: &'a str) -> Self {
+        Finish {
+            tx_id,
+            session: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct SessionRecord {
     pub id_hash: String,
@@ -316,8 +334,9 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<bool>;
     /// Record which SSO session the transaction's browser now holds.
     async fn bind_tx_session(&self, tx_id: &str, session_hash: &str) -> Result<()>;
-    /// Mark the transaction done; false if it was done already (a code exists).
-    async fn finish_tx(&self, tx_id: &str) -> Result<bool>;
+    /// Mark the transaction done (storing the session it opens, if any, in the same database
+    /// transaction); false, and nothing stored, if it was done already (a code exists).
+    async fn finish_tx(&self, f: Finish<'_>) -> Result<bool>;
 
     async fn create_session(&self, s: &SessionRecord) -> Result<()>;
     async fn get_session(&self, id_hash: &str) -> Result<Option<SessionRecord>>;
@@ -332,9 +351,10 @@ pub trait Store: Send + Sync + 'static {
         now: i64,
     ) -> Result<()>;
 
-    /// Store a code; with `finish_tx`, in the same database transaction as marking that login
-    /// transaction done — false (nothing stored) if it was done already.
-    async fn insert_code(&self, c: &CodeRecord, finish_tx: Option<&str>) -> Result<bool>;
+    /// Store a code; with `finish`, in the same database transaction as marking that login
+    /// transaction done (and storing the session it opens) — false (nothing stored) if it was
+    /// done already.
+    async fn insert_code(&self, c: &CodeRecord, finish: Option<Finish<'_>>) -> Result<bool>;
     /// The code, used or not (nothing changes).
     async fn get_code(&self, code_hash: &str) -> Result<Option<CodeRecord>>;
     /// In one database transaction: mark the code used (only if unused), store its grant and,

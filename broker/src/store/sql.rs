@@ -213,6 +213,39 @@ async fn claim_challenge(
         == 1)
 }
 
+async fn insert_session(db: &mut sqlx::AnyConnection, s: &SessionRecord) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO sessions (id_hash, account_id, created_at, expires_at, facts_json)
+         VALUES ($1,$2,$3,$4,$5)",
+    )
+    .bind(&s.id_hash)
+    .bind(&s.account_id)
+    .bind(s.created_at)
+    .bind(s.expires_at)
+    .bind(&s.facts_json)
+    .execute(&mut *db)
+    .await?;
+    Ok(())
+}
+
+/// Mark a login transaction done — with the session it opens stored and bound in the same
+/// statement sequence — unless it was done already.
+async fn finish_login(db: &mut sqlx::AnyConnection, f: Finish<'_>) -> Result<bool> {
+    if let Some(s) = f.session {
+        insert_session(db, s).await?;
+    }
+    Ok(sqlx::query(
+        "UPDATE transactions SET status = 'done', session_hash = COALESCE($2, session_hash)
+         WHERE id = $1 AND status != 'done'",
+    )
+    .bind(f.tx_id)
+    .bind(f.session.map(|s| s.id_hash.as_str()))
+    .execute(&mut *db)
+    .await?
+    .rows_affected()
+        == 1)
+}
+
 fn tx_from_row(r: &AnyRow) -> Result<TxRecord> {
     Ok(TxRecord {
         id: r.try_get("id")?,
@@ -544,29 +577,22 @@ impl Store for SqlStore {
         Ok(())
     }
 
-    async fn finish_tx(&self, tx_id: &str) -> Result<bool> {
-        let r = sqlx::query(
-            "UPDATE transactions SET status = 'done' WHERE id = $1 AND status != 'done'",
-        )
-        .bind(tx_id)
-        .execute(&self.writer)
-        .await?;
-        Ok(r.rows_affected() == 1)
+    async fn finish_tx(&self, f: Finish<'_>) -> Result<bool> {
+        if f.session.is_none() {
+            // One statement: no transaction needed.
+            return finish_login(&mut *self.writer.acquire().await?, f).await;
+        }
+        let mut db = self.begin().await?;
+        if !finish_login(&mut db, f).await? {
+            db.rollback().await?;
+            return Ok(false);
+        }
+        db.commit().await?;
+        Ok(true)
     }
 
     async fn create_session(&self, s: &SessionRecord) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO sessions (id_hash, account_id, created_at, expires_at, facts_json)
-             VALUES ($1,$2,$3,$4,$5)",
-        )
-        .bind(&s.id_hash)
-        .bind(&s.account_id)
-        .bind(s.created_at)
-        .bind(s.expires_at)
-        .bind(&s.facts_json)
-        .execute(&self.writer)
-        .await?;
-        Ok(())
+        insert_session(&mut *self.writer.acquire().await?, s).await
     }
 
     async fn get_session(&self, id_hash: &str) -> Result<Option<SessionRecord>> {
@@ -615,20 +641,13 @@ impl Store for SqlStore {
         Ok(())
     }
 
-    async fn insert_code(&self, c: &CodeRecord, finish_tx: Option<&str>) -> Result<bool> {
+    async fn insert_code(&self, c: &CodeRecord, finish: Option<Finish<'_>>) -> Result<bool> {
         let mut db = self.begin().await?;
-        if let Some(tx_id) = finish_tx {
-            let done = sqlx::query(
-                "UPDATE transactions SET status = 'done' WHERE id = $1 AND status != 'done'",
-            )
-            .bind(tx_id)
-            .execute(&mut *db)
-            .await?
-            .rows_affected();
-            if done != 1 {
-                db.rollback().await?;
-                return Ok(false);
-            }
+        if let Some(f) = finish
+            && !finish_login(&mut db, f).await?
+        {
+            db.rollback().await?;
+            return Ok(false);
         }
         sqlx::query(
             "INSERT INTO codes (code_hash, grant_id, client_id, account_id, data_json, expires_at, used_at)
