@@ -5,6 +5,7 @@
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+mod conn;
 pub mod sql;
 
 /// Store failures. The detail is for logs, never for clients.

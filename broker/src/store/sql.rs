@@ -7,9 +7,10 @@
 //! (challenges, codes, refresh tokens) are claimed by one conditional `UPDATE … RETURNING`, which
 //! PostgreSQL serialises on the row lock and SQLite on its write lock (`BEGIN IMMEDIATE`).
 
+use super::conn::{Backend, Lite, Tx};
 use super::*;
 use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::{AnyPool, Executor, FromRow, Row};
+use sqlx::{FromRow, Row};
 use std::time::Duration;
 
 /// Which engine a database URL names.
@@ -51,13 +52,7 @@ impl Default for PoolSettings {
 }
 
 pub struct SqlStore {
-    /// Reads.
-    pool: AnyPool,
-    /// Writes. On SQLite one connection: SQLite admits one writer at a time, and writers
-    /// queueing here (in order, without blocking a thread) replace writers racing for the file
-    /// lock in SQLite's busy handler, which sleeps and made the slowest logins wait tens of
-    /// milliseconds. On PostgreSQL the same pool as reads.
-    writer: AnyPool,
+    backend: Backend,
     engine: Engine,
 }
 
@@ -70,62 +65,35 @@ impl SqlStore {
         sqlx::any::install_default_drivers();
         let engine = Engine::of(url)
             .ok_or_else(|| StoreError::Db("unsupported database URL scheme".into()))?;
-        let options = |max: u32| {
-            let opts = AnyPoolOptions::new()
-                .max_connections(max)
-                .acquire_timeout(settings.acquire_timeout)
-                // A PostgreSQL connection broken by a server restart is noticed here and
-                // replaced. A SQLite connection is a file handle on a worker thread: it cannot
-                // break that way, and the ping would cost a thread round trip per query.
-                .test_before_acquire(engine == Engine::Postgres);
-            if engine == Engine::Sqlite {
-                opts.after_connect(|conn, _| {
-                    Box::pin(async move {
-                        conn.execute(
-                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;
-                             PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;",
-                        )
-                        .await?;
-                        Ok(())
-                    })
-                })
-            } else {
-                opts
-            }
-        };
-        let pool = options(settings.max_connections).connect(url).await?;
-        let writer = match engine {
-            Engine::Sqlite => options(1).connect(url).await?,
-            Engine::Postgres => pool.clone(),
+        let backend = match engine {
+            Engine::Postgres => Backend::Postgres(
+                AnyPoolOptions::new()
+                    .max_connections(settings.max_connections)
+                    .acquire_timeout(settings.acquire_timeout)
+                    // A connection broken by a server restart is noticed here and replaced.
+                    .test_before_acquire(true)
+                    .connect(url)
+                    .await?,
+            ),
+            Engine::Sqlite => Backend::Sqlite(Lite::open(url, settings.max_connections).await?),
         };
         let migrator = match engine {
             Engine::Sqlite => &SQLITE_MIGRATIONS,
             Engine::Postgres => &POSTGRES_MIGRATIONS,
         };
         migrator
-            .run(&writer)
+            .run(&mut *backend.write().await?)
             .await
             .map_err(|e| StoreError::Db(format!("migration: {e}")))?;
-        Ok(SqlStore {
-            pool,
-            writer,
-            engine,
-        })
+        Ok(SqlStore { backend, engine })
     }
 
     pub fn engine(&self) -> Engine {
         self.engine
     }
 
-    /// A write transaction. SQLite takes its write lock up front (a deferred transaction that
-    /// later writes can fail with SQLITE_BUSY); PostgreSQL locks rows as they are touched.
-    async fn begin(
-        &self,
-    ) -> std::result::Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
-        match self.engine {
-            Engine::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await,
-            Engine::Postgres => self.writer.begin().await,
-        }
+    async fn begin(&self) -> std::result::Result<Tx, sqlx::Error> {
+        self.backend.begin().await
     }
 
     /// Find the account `cert` is linked to, or create one and link it. Safe against a
@@ -333,7 +301,7 @@ impl Store for SqlStore {
         .bind(&t.session_hash)
         .bind(&t.stage)
         .bind(&t.pending_json)
-        .execute(&self.writer)
+        .execute(&mut *self.backend.write().await?)
         .await?;
         Ok(())
     }
@@ -341,7 +309,7 @@ impl Store for SqlStore {
     async fn get_tx(&self, id: &str) -> Result<Option<TxRecord>> {
         sqlx::query("SELECT * FROM transactions WHERE id = $1")
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.backend.read().await?)
             .await?
             .as_ref()
             .map(tx_from_row)
@@ -351,7 +319,7 @@ impl Store for SqlStore {
     async fn get_tx_by_helper(&self, helper_hash: &str) -> Result<Option<TxRecord>> {
         sqlx::query("SELECT * FROM transactions WHERE helper_hash = $1")
             .bind(helper_hash)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.backend.read().await?)
             .await?
             .as_ref()
             .map(tx_from_row)
@@ -379,7 +347,7 @@ impl Store for SqlStore {
             .bind(facts_json)
             .bind(helper_hash)
             .bind(nonce)
-            .execute(&self.writer)
+            .execute(&mut *self.backend.write().await?)
             .await?;
             return Ok(if r.rows_affected() == 1 {
                 CardLoginOutcome::Authenticated {
@@ -418,7 +386,7 @@ impl Store for SqlStore {
         )
         .bind(issuer)
         .bind(serial)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.backend.read().await?)
         .await?)
     }
 
@@ -441,7 +409,7 @@ impl Store for SqlStore {
         .bind(pending_json)
         .bind(helper_hash)
         .bind(nonce)
-        .execute(&self.writer)
+        .execute(&mut *self.backend.write().await?)
         .await?;
         Ok(r.rows_affected() == 1)
     }
@@ -543,7 +511,7 @@ impl Store for SqlStore {
         Ok(
             sqlx::query_as("SELECT * FROM verified_claims WHERE account_id = $1")
                 .bind(account_id)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&mut *self.backend.read().await?)
                 .await?,
         )
     }
@@ -563,7 +531,7 @@ impl Store for SqlStore {
         .bind(reason)
         .bind(sign_issuer)
         .bind(sign_serial)
-        .execute(&self.writer)
+        .execute(&mut *self.backend.write().await?)
         .await?;
         Ok(r.rows_affected() > 0)
     }
@@ -572,7 +540,7 @@ impl Store for SqlStore {
         sqlx::query("UPDATE transactions SET session_hash = $1 WHERE id = $2")
             .bind(session_hash)
             .bind(tx_id)
-            .execute(&self.writer)
+            .execute(&mut *self.backend.write().await?)
             .await?;
         Ok(())
     }
@@ -580,7 +548,7 @@ impl Store for SqlStore {
     async fn finish_tx(&self, f: Finish<'_>) -> Result<bool> {
         if f.session.is_none() {
             // One statement: no transaction needed.
-            return finish_login(&mut *self.writer.acquire().await?, f).await;
+            return finish_login(&mut *self.backend.write().await?, f).await;
         }
         let mut db = self.begin().await?;
         if !finish_login(&mut db, f).await? {
@@ -592,20 +560,20 @@ impl Store for SqlStore {
     }
 
     async fn create_session(&self, s: &SessionRecord) -> Result<()> {
-        insert_session(&mut *self.writer.acquire().await?, s).await
+        insert_session(&mut *self.backend.write().await?, s).await
     }
 
     async fn get_session(&self, id_hash: &str) -> Result<Option<SessionRecord>> {
         Ok(sqlx::query_as("SELECT * FROM sessions WHERE id_hash = $1")
             .bind(id_hash)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.backend.read().await?)
             .await?)
     }
 
     async fn delete_session(&self, id_hash: &str) -> Result<()> {
         sqlx::query("DELETE FROM sessions WHERE id_hash = $1")
             .bind(id_hash)
-            .execute(&self.writer)
+            .execute(&mut *self.backend.write().await?)
             .await?;
         Ok(())
     }
@@ -616,7 +584,7 @@ impl Store for SqlStore {
         )
         .bind(account_id)
         .bind(client_id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.backend.read().await?)
         .await?)
     }
 
@@ -636,7 +604,7 @@ impl Store for SqlStore {
         .bind(client_id)
         .bind(scope)
         .bind(now)
-        .execute(&self.writer)
+        .execute(&mut *self.backend.write().await?)
         .await?;
         Ok(())
     }
@@ -669,7 +637,7 @@ impl Store for SqlStore {
     async fn get_code(&self, code_hash: &str) -> Result<Option<CodeRecord>> {
         Ok(sqlx::query_as(FIND_CODE)
             .bind(code_hash)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.backend.read().await?)
             .await?)
     }
 
@@ -711,7 +679,7 @@ impl Store for SqlStore {
     async fn get_grant(&self, id: &str) -> Result<Option<GrantRecord>> {
         Ok(sqlx::query_as("SELECT * FROM grants WHERE id = $1")
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.backend.read().await?)
             .await?)
     }
 
@@ -736,7 +704,7 @@ impl Store for SqlStore {
     async fn get_refresh(&self, token_hash: &str) -> Result<Option<RefreshRecord>> {
         Ok(sqlx::query_as(FIND_REFRESH)
             .bind(token_hash)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.backend.read().await?)
             .await?)
     }
 
@@ -765,7 +733,7 @@ impl Store for SqlStore {
         )
         .bind(jti)
         .bind(expires_at)
-        .execute(&self.writer)
+        .execute(&mut *self.backend.write().await?)
         .await?;
         Ok(())
     }
@@ -773,7 +741,7 @@ impl Store for SqlStore {
     async fn is_jti_revoked(&self, jti: &str) -> Result<bool> {
         let r: Option<i64> = sqlx::query_scalar("SELECT 1 FROM revoked_jti WHERE jti = $1")
             .bind(jti)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.backend.read().await?)
             .await?;
         Ok(r.is_some())
     }
@@ -785,14 +753,14 @@ impl Store for SqlStore {
         )
         .bind(id)
         .bind(jti)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.backend.read().await?)
         .await?)
     }
 
     async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>> {
         Ok(
             sqlx::query_as("SELECT * FROM signing_keys ORDER BY activate_at, created_at, kid")
-                .fetch_all(&self.pool)
+                .fetch_all(&mut *self.backend.read().await?)
                 .await?,
         )
     }
@@ -871,7 +839,7 @@ impl Store for SqlStore {
             .bind(kind)
             .bind(payload)
             .bind(now)
-            .execute(&self.writer)
+            .execute(&mut *self.backend.write().await?)
             .await?;
         Ok(())
     }
@@ -883,7 +851,7 @@ impl Store for SqlStore {
         )
         .bind(since)
         .bind(after_id)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.backend.read().await?)
         .await?)
     }
 
@@ -891,12 +859,12 @@ impl Store for SqlStore {
         sqlx::query("INSERT INTO secrets (name, value) VALUES ($1, $2) ON CONFLICT DO NOTHING")
             .bind(name)
             .bind(candidate)
-            .execute(&self.writer)
+            .execute(&mut *self.backend.write().await?)
             .await?;
         Ok(
             sqlx::query_scalar("SELECT value FROM secrets WHERE name = $1")
                 .bind(name)
-                .fetch_one(&self.pool)
+                .fetch_one(&mut *self.backend.read().await?)
                 .await?,
         )
     }
@@ -913,7 +881,7 @@ impl Store for SqlStore {
                     (SELECT COUNT(*) FROM verified_claims) AS verified_claims,
                     (SELECT COUNT(*) FROM signature_verifications) AS signature_verifications",
         )
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *self.backend.read().await?)
         .await?;
         Ok(Counts {
             accounts: row.try_get("accounts")?,
@@ -941,7 +909,7 @@ impl Store for SqlStore {
         ] {
             n += sqlx::query(q)
                 .bind(before)
-                .execute(&self.writer)
+                .execute(&mut *self.backend.write().await?)
                 .await?
                 .rows_affected();
         }
@@ -977,7 +945,7 @@ impl Store for SqlStore {
         Ok(
             sqlx::query_as("SELECT * FROM signature_verifications WHERE id = $1")
                 .bind(id)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&mut *self.backend.read().await?)
                 .await?,
         )
     }
@@ -986,7 +954,7 @@ impl Store for SqlStore {
         Ok(
             sqlx::query("DELETE FROM signature_verifications WHERE retain_until < $1")
                 .bind(before)
-                .execute(&self.writer)
+                .execute(&mut *self.backend.write().await?)
                 .await?
                 .rows_affected(),
         )
