@@ -44,6 +44,32 @@ def proc_cpu(pid):
     return (int(rest[11]) + int(rest[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def postgres_pids():
+    """Processes of the PostgreSQL server (postmaster and backends)."""
+    out = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/comm") as f:
+                    if f.read().strip() == "postgres":
+                        out.append(int(d))
+            except OSError:
+                pass
+    return out
+
+
+def server_cpu(server):
+    """CPU seconds of the server so far, its database's processes included."""
+    total = proc_cpu(server.proc.pid)
+    if server.with_postgres:
+        for pid in postgres_pids():
+            try:
+                total += proc_cpu(pid)
+            except OSError:
+                pass
+    return total
+
+
 def proc_mem(pid):
     """(VmRSS, VmHWM) in MiB."""
     out = {}
@@ -74,6 +100,7 @@ class Server:
 
     def __init__(self, name, argv, env, base, issuer, ready_path, cwd=None):
         self.name, self.base, self.issuer = name, base, issuer
+        self.with_postgres = "BROKER_DATABASE_URL" in env
         t0 = time.monotonic()
         self.proc = subprocess.Popen(
             ["taskset", "-c", SERVER_CORE] + argv,
@@ -102,13 +129,13 @@ def wrk(server, path, seconds, script=None, label=""):
     url = server.base + path
     # Warm-up, then the measured run.
     subprocess.run(args + ["-d2s", url], check=True, capture_output=True)
-    s0 = proc_cpu(server.proc.pid)
+    s0 = server_cpu(server)
     t0 = time.monotonic()
     p = subprocess.Popen(args + [f"-d{seconds}s", url], stdout=subprocess.PIPE, text=True)
     _, status, ru = os.wait4(p.pid, 0)
     wall = time.monotonic() - t0
     out = p.stdout.read()
-    s1 = proc_cpu(server.proc.pid)
+    s1 = server_cpu(server)
     if status != 0:
         sys.exit(f"wrk failed on {label}: {out}")
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
@@ -138,8 +165,13 @@ def login_load(server, target, concurrency, seconds, card=None):
             "--server-pid", str(server.proc.pid)]
     if card:
         args += ["--card", card]
+    s0, t0 = server_cpu(server), time.monotonic()
     r = subprocess.run(args, check=True, capture_output=True, text=True)
     v = json.loads(r.stdout.strip().splitlines()[-1])
+    if server.with_postgres:
+        # The driver sees the broker process only: count the database server's share too
+        # (over the whole run, warm-up included).
+        v["server_cpu"] = (server_cpu(server) - s0) / (time.monotonic() - t0)
     if v["errors"]:
         sys.exit(f"{server.name} logins: {v['errors']} failed, first: {v['first_error']}")
     return v
@@ -291,6 +323,18 @@ def main():
     if "peer" not in results:
         results["peer"] = results[columns[0]]
     print_table(results, meta, columns)
+    es = json.loads(subprocess.run(["taskset", "-c", SERVER_CORE, DRIVER, "es256"], check=True,
+                                   capture_output=True, text=True).stdout)["es256_signs_per_s"]
+    print()
+    print(f"One core's ES256 signing limit (aws-lc-rs, core {SERVER_CORE}): {es:,.0f} signatures/s.")
+    cc = "POST token (client_credentials, ES256)"
+    for c in columns:
+        if c != "peer" and cc in results[c]:
+            print(f"{c}: client_credentials tokens use {results[c][cc]['rate'] / es * 100:.0f}% "
+                  "of it (one signature per token).")
+    if a.postgres:
+        print("broker-pg: server CPU counts the broker and the PostgreSQL server (both on core "
+              f"{SERVER_CORE}).")
     if a.json:
         with open(a.json, "w") as f:
             json.dump({"results": results, "meta": meta}, f, indent=1)

@@ -11,6 +11,7 @@
 //!            [--card DIR] [--concurrency N] [--seconds S] [--warmup S] [--server-pid PID]
 //! bench_load token --target broker|peer --base URL [--issuer URL] [--card DIR]
 //!            (one login; prints its access token, for the userinfo load)
+//! bench_load es256   (one core's ES256 signing rate with aws-lc-rs, the broker's crypto)
 //! ```
 //!
 //! For the broker the client is `bench-public` (bench/relying-parties), the card's PIN 1234;
@@ -361,7 +362,31 @@ fn cpu_seconds(pid: Option<u32>) -> f64 {
     (tick(11) + tick(12)) / 100.0
 }
 
+/// One core's ES256 signing limit with the broker's crypto (aws-lc-rs): signatures per second
+/// over a JWT-sized message, for 2 s.
+fn es256_limit() {
+    use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair};
+    let rng = aws_lc_rs::rand::SystemRandom::new();
+    let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+    let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref()).unwrap();
+    let msg = [b'x'; 300];
+    let (t, mut n) = (Instant::now(), 0u64);
+    while t.elapsed() < Duration::from_secs(2) {
+        for _ in 0..100 {
+            key.sign(&rng, &msg).unwrap();
+        }
+        n += 100;
+    }
+    println!(
+        "{}",
+        serde_json::json!({ "es256_signs_per_s": n as f64 / t.elapsed().as_secs_f64() })
+    );
+}
+
 fn main() {
+    if std::env::args().nth(1).as_deref() == Some("es256") {
+        return es256_limit();
+    }
     let (cmd, o) = parse_args();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
