@@ -70,8 +70,10 @@ impl SqlStore {
                 AnyPoolOptions::new()
                     .max_connections(settings.max_connections)
                     .acquire_timeout(settings.acquire_timeout)
-                    // A connection broken by a server restart is noticed here and replaced.
-                    .test_before_acquire(true)
+                    // No ping before use: sqlx pings every connection it takes back, which
+                    // finds one broken by a server restart (it is closed, not reused); a
+                    // query on one that broke while idle fails as `Unavailable` (503).
+                    .test_before_acquire(false)
                     .connect(url)
                     .await?,
             ),
