@@ -221,7 +221,6 @@ impl Broker {
             .clone()
     }
 
-    /// The signing keys as last loaded.
     /// The discovery document, serialized once per policy snapshot (it depends only on the
     /// configuration and the policy).
     pub fn discovery_json(&self) -> axum::body::Bytes {
@@ -261,6 +260,7 @@ impl Broker {
         Some(claims)
     }
 
+    /// The signing keys as last loaded.
     pub fn keys(&self) -> Arc<KeySet> {
         self.keys.read().unwrap_or_else(|e| e.into_inner()).clone()
     }

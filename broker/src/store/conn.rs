@@ -15,6 +15,7 @@ use sqlx::{Any, AnyPool, Connection, Executor};
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 type SqlResult<T> = std::result::Result<T, sqlx::Error>;
@@ -31,6 +32,8 @@ pub(super) struct Lite {
     readers: Vec<Arc<Mutex<LiteConn>>>,
     next: AtomicUsize,
     writer: Arc<Mutex<LiteConn>>,
+    /// How long a request waits for a connection before it fails (503), as with the pool.
+    acquire_timeout: Duration,
 }
 
 const PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;
@@ -44,7 +47,11 @@ async fn open(url: &str) -> SqlResult<Arc<Mutex<LiteConn>>> {
 
 impl Lite {
     /// Open the writer first (it creates the file and switches it to WAL), then `readers`.
-    pub(super) async fn open(url: &str, readers: u32) -> SqlResult<Lite> {
+    pub(super) async fn open(
+        url: &str,
+        readers: u32,
+        acquire_timeout: Duration,
+    ) -> SqlResult<Lite> {
         let writer = open(url).await?;
         let mut r = Vec::new();
         for _ in 0..readers.max(1) {
@@ -54,28 +61,35 @@ impl Lite {
             readers: r,
             next: AtomicUsize::new(0),
             writer,
+            acquire_timeout,
         })
     }
 
-    async fn reader(&self) -> OwnedMutexGuard<LiteConn> {
+    async fn wait(&self, m: &Arc<Mutex<LiteConn>>) -> SqlResult<OwnedMutexGuard<LiteConn>> {
+        tokio::time::timeout(self.acquire_timeout, m.clone().lock_owned())
+            .await
+            .map_err(|_| sqlx::Error::PoolTimedOut)
+    }
+
+    async fn reader(&self) -> SqlResult<OwnedMutexGuard<LiteConn>> {
         // A free reader if there is one, else wait for one in turn.
         for r in &self.readers {
             if let Ok(g) = r.clone().try_lock_owned() {
-                return g;
+                return Ok(g);
             }
         }
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.readers.len();
-        self.readers[i].clone().lock_owned().await
+        self.wait(&self.readers[i]).await
     }
 
-    async fn writer(&self) -> OwnedMutexGuard<LiteConn> {
-        let mut g = self.writer.clone().lock_owned().await;
+    async fn writer(&self) -> SqlResult<OwnedMutexGuard<LiteConn>> {
+        let mut g = self.wait(&self.writer).await?;
         if g.dirty {
             // Best effort: a failed ROLLBACK means no transaction was open after all.
             let _ = g.conn.execute("ROLLBACK").await;
             g.dirty = false;
         }
-        g
+        Ok(g)
     }
 }
 
@@ -180,7 +194,7 @@ impl Backend {
     pub(super) async fn read(&self) -> SqlResult<Conn> {
         match self {
             Backend::Postgres(p) => Ok(Conn::Pool(p.acquire().await?)),
-            Backend::Sqlite(l) => Ok(Conn::Lite(l.reader().await)),
+            Backend::Sqlite(l) => Ok(Conn::Lite(l.reader().await?)),
         }
     }
 
@@ -188,7 +202,7 @@ impl Backend {
     pub(super) async fn write(&self) -> SqlResult<Conn> {
         match self {
             Backend::Postgres(p) => Ok(Conn::Pool(p.acquire().await?)),
-            Backend::Sqlite(l) => Ok(Conn::Lite(l.writer().await)),
+            Backend::Sqlite(l) => Ok(Conn::Lite(l.writer().await?)),
         }
     }
 
@@ -199,7 +213,7 @@ impl Backend {
         match self {
             Backend::Postgres(p) => Ok(Tx::Pg(Some(p.begin().await?))),
             Backend::Sqlite(l) => {
-                let mut guard = l.writer().await;
+                let mut guard = l.writer().await?;
                 guard.conn.execute("BEGIN IMMEDIATE").await?;
                 Ok(Tx::Lite { guard, open: true })
             }

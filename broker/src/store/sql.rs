@@ -77,7 +77,9 @@ impl SqlStore {
                     .connect(url)
                     .await?,
             ),
-            Engine::Sqlite => Backend::Sqlite(Lite::open(url, settings.max_connections).await?),
+            Engine::Sqlite => Backend::Sqlite(
+                Lite::open(url, settings.max_connections, settings.acquire_timeout).await?,
+            ),
         };
         let migrator = match engine {
             Engine::Sqlite => &SQLITE_MIGRATIONS,
