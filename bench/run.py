@@ -323,10 +323,14 @@ def main():
     if "peer" not in results:
         results["peer"] = results[columns[0]]
     print_table(results, meta, columns)
-    es = json.loads(subprocess.run(["taskset", "-c", SERVER_CORE, DRIVER, "es256"], check=True,
-                                   capture_output=True, text=True).stdout)["es256_signs_per_s"]
+    limits = json.loads(subprocess.run(["taskset", "-c", SERVER_CORE, DRIVER, "es256"],
+                                       check=True, capture_output=True, text=True).stdout)
+    es = limits["es256_signs_per_s"]
     print()
     print(f"One core's ES256 signing limit (aws-lc-rs, core {SERVER_CORE}): {es:,.0f} signatures/s.")
+    print(f"The virtual card's RSA-2048 signature, made by the login driver per broker login: "
+          f"{limits['rsa2048_signs_per_s']:,.0f}/s on one core — a ceiling on the broker's "
+          "login rows that the peer's rows do not have.")
     cc = "POST token (client_credentials, ES256)"
     for c in columns:
         if c != "peer" and cc in results[c]:

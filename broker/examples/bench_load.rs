@@ -363,7 +363,7 @@ fn cpu_seconds(pid: Option<u32>) -> f64 {
 }
 
 /// One core's ES256 signing limit with the broker's crypto (aws-lc-rs): signatures per second
-/// over a JWT-sized message, for 2 s.
+/// over a JWT-sized message, for 2 s; then the card's RSA-2048 signing rate.
 fn es256_limit() {
     use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair};
     let rng = aws_lc_rs::rand::SystemRandom::new();
@@ -377,9 +377,29 @@ fn es256_limit() {
         }
         n += 100;
     }
+    let es256 = n as f64 / t.elapsed().as_secs_f64();
+    // And the virtual card's RSA-2048 PKCS#1 signature, which the driver computes per login.
+    let rsa = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
+    let mut sig = vec![0u8; rsa.public_modulus_len()];
+    let (t, mut n) = (Instant::now(), 0u64);
+    while t.elapsed() < Duration::from_secs(2) {
+        for _ in 0..10 {
+            rsa.sign(
+                &aws_lc_rs::signature::RSA_PKCS1_SHA256,
+                &rng,
+                &msg,
+                &mut sig,
+            )
+            .unwrap();
+        }
+        n += 10;
+    }
     println!(
         "{}",
-        serde_json::json!({ "es256_signs_per_s": n as f64 / t.elapsed().as_secs_f64() })
+        serde_json::json!({
+            "es256_signs_per_s": es256,
+            "rsa2048_signs_per_s": n as f64 / t.elapsed().as_secs_f64(),
+        })
     );
 }
 
