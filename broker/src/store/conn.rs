@@ -220,3 +220,71 @@ impl Backend {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn count(b: &Backend) -> i64 {
+        sqlx::query_scalar("SELECT COUNT(*) FROM t")
+            .fetch_one(&mut *b.read().await.unwrap())
+            .await
+            .unwrap()
+    }
+
+    /// A transaction dropped half-way (an error returned with `?` mid-way) leaves nothing
+    /// behind: the writer rolls it back before its next use, which then works normally.
+    #[tokio::test]
+    async fn dropped_sqlite_transaction_is_rolled_back_before_the_next_write() {
+        sqlx::any::install_default_drivers();
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+        let b = Backend::Sqlite(Lite::open(&url, 2, Duration::from_secs(1)).await.unwrap());
+        sqlx::query("CREATE TABLE t (v BIGINT)")
+            .execute(&mut *b.write().await.unwrap())
+            .await
+            .unwrap();
+        {
+            let mut tx = b.begin().await.unwrap();
+            sqlx::query("INSERT INTO t (v) VALUES (1)")
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+            // Dropped here without commit.
+        }
+        assert_eq!(count(&b).await, 0, "readers never see the uncommitted row");
+        sqlx::query("INSERT INTO t (v) VALUES (2)")
+            .execute(&mut *b.write().await.unwrap())
+            .await
+            .unwrap();
+        let mut tx = b.begin().await.unwrap();
+        sqlx::query("INSERT INTO t (v) VALUES (3)")
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        let v: Vec<i64> = sqlx::query_scalar("SELECT v FROM t ORDER BY v")
+            .fetch_all(&mut *b.read().await.unwrap())
+            .await
+            .unwrap();
+        assert_eq!(v, [2, 3]);
+    }
+
+    /// A writer held longer than `acquire_timeout` makes the next writer fail with the pool's
+    /// timeout (the store maps it to 503), not wait for ever.
+    #[tokio::test]
+    async fn a_busy_sqlite_writer_times_out_like_the_pool() {
+        sqlx::any::install_default_drivers();
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+        let b = Backend::Sqlite(
+            Lite::open(&url, 1, Duration::from_millis(100))
+                .await
+                .unwrap(),
+        );
+        let held = b.begin().await.unwrap();
+        assert!(matches!(b.write().await, Err(sqlx::Error::PoolTimedOut)));
+        drop(held);
+        assert!(b.write().await.is_ok());
+    }
+}
