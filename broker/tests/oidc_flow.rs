@@ -712,26 +712,20 @@ async fn remembered_access_token_still_expires_and_must_match_exactly() {
     let (signed, sig) = at.rsplit_once('.').unwrap();
     let flipped = if sig.starts_with('A') { "B" } else { "A" };
     let forged = format!("{signed}.{flipped}{}", &sig[1..]);
-    let r = br.get_bearer("/userinfo", &forged).await;
-    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
-    assert!(
-        r.headers["www-authenticate"]
-            .to_str()
-            .unwrap()
-            .contains("the access token is invalid or expired")
-    );
+    let refused = |r: Resp| {
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+        let challenge = r.headers["www-authenticate"].to_str().unwrap().to_string();
+        assert!(
+            challenge.contains("the access token is invalid or expired"),
+            "{challenge}"
+        );
+    };
+    refused(br.get_bearer("/userinfo", &forged).await);
     // Past its expiry the remembered token is refused like any other.
     t.clock.advance(time::Duration::seconds(
         tok["expires_in"].as_i64().unwrap() + 1,
     ));
-    let r = br.get_bearer("/userinfo", at).await;
-    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
-    assert!(
-        r.headers["www-authenticate"]
-            .to_str()
-            .unwrap()
-            .contains("the access token is invalid or expired")
-    );
+    refused(br.get_bearer("/userinfo", at).await);
 }
 
 /// /jwks is served pre-serialized, but by time: a rotated-out key leaves the document when its

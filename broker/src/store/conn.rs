@@ -225,6 +225,15 @@ impl Backend {
 mod tests {
     use super::*;
 
+    /// A SQLite backend on a new file (kept while the directory lives).
+    async fn lite(readers: u32, timeout: Duration) -> (tempfile::TempDir, Backend) {
+        sqlx::any::install_default_drivers();
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+        let b = Backend::Sqlite(Lite::open(&url, readers, timeout).await.unwrap());
+        (dir, b)
+    }
+
     async fn count(b: &Backend) -> i64 {
         sqlx::query_scalar("SELECT COUNT(*) FROM t")
             .fetch_one(&mut *b.read().await.unwrap())
@@ -236,10 +245,7 @@ mod tests {
     /// behind: the writer rolls it back before its next use, which then works normally.
     #[tokio::test]
     async fn dropped_sqlite_transaction_is_rolled_back_before_the_next_write() {
-        sqlx::any::install_default_drivers();
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
-        let b = Backend::Sqlite(Lite::open(&url, 2, Duration::from_secs(1)).await.unwrap());
+        let (_dir, b) = lite(2, Duration::from_secs(1)).await;
         sqlx::query("CREATE TABLE t (v BIGINT)")
             .execute(&mut *b.write().await.unwrap())
             .await
@@ -274,14 +280,7 @@ mod tests {
     /// timeout (the store maps it to 503), not wait for ever.
     #[tokio::test]
     async fn a_busy_sqlite_writer_times_out_like_the_pool() {
-        sqlx::any::install_default_drivers();
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
-        let b = Backend::Sqlite(
-            Lite::open(&url, 1, Duration::from_millis(100))
-                .await
-                .unwrap(),
-        );
+        let (_dir, b) = lite(1, Duration::from_millis(100)).await;
         let held = b.begin().await.unwrap();
         assert!(matches!(b.write().await, Err(sqlx::Error::PoolTimedOut)));
         drop(held);
