@@ -13,10 +13,10 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde_json::Value;
 
 /// A JSON document clients may cache for five minutes.
-fn cacheable_json(body: Bytes, content_type: &'static str) -> Response {
+fn cacheable_json(body: Bytes) -> Response {
     (
         [
-            (header::CONTENT_TYPE, content_type),
+            (header::CONTENT_TYPE, "application/json"),
             (header::CACHE_CONTROL, "public, max-age=300"),
         ],
         body,
@@ -25,11 +25,11 @@ fn cacheable_json(body: Bytes, content_type: &'static str) -> Response {
 }
 
 pub async fn discovery(State(s): State<AppState>) -> Response {
-    cacheable_json(s.discovery_json(), "application/json")
+    cacheable_json(s.discovery_json())
 }
 
 pub async fn jwks(State(s): State<AppState>) -> Response {
-    cacheable_json(s.keys().jwks_json(s.now()), "application/json")
+    cacheable_json(s.keys().jwks_json(s.now()))
 }
 
 pub async fn authorize_get(
