@@ -1,29 +1,31 @@
 //! Connections of [`super::sql::SqlStore`]: sqlx's pool for PostgreSQL; for SQLite, a fixed set
-//! of connections of our own — readers, and one writer.
+//! of rusqlite connections of our own — readers, and one writer — whose statements run on the
+//! calling thread (see [`super::query`]).
 //!
-//! Why not sqlx's pool for SQLite: it pings every connection it takes back (sqlx-core
-//! `Floating::return_to_pool`), and a SQLite connection lives on a worker thread, so every
-//! query cost a second thread round trip — on one core, two more context switches per query —
-//! and the one write connection stayed busy for that ping after each statement. A SQLite
-//! connection is a file handle: it cannot go stale, so there is nothing to check. One writer:
-//! SQLite admits one writer at a time, and writers queueing here (in order, without blocking a
-//! thread) replace writers racing for the file lock in SQLite's busy handler, which sleeps.
+//! Why not sqlx for SQLite: sqlx runs each SQLite connection on a worker thread, so every
+//! statement was a thread round trip (two context switches on one core, with futex and epoll
+//! calls — a quarter of the server's CPU per login), and its pool pinged each connection it
+//! took back, another round trip. A SQLite connection is a file handle: it cannot go stale, so
+//! there is nothing to check. One writer: SQLite admits one writer at a time, and writers
+//! queueing here (in order, without blocking a thread) replace writers racing for the file
+//! lock in SQLite's busy handler, which sleeps. Another process writing the same file (the
+//! `broker` CLI) can still make the writer wait in that handler, on the caller's thread, for
+//! as long as its write lasts (`busy_timeout` caps it at 5 s).
 
-use sqlx::AnyConnection;
+use super::query::{Exec, Target};
+use super::{Result, StoreError};
 use sqlx::pool::PoolConnection;
-use sqlx::{Any, AnyPool, Connection, Executor};
-use std::ops::{Deref, DerefMut};
+use sqlx::{Any, AnyPool};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc;
 use std::time::Duration;
 use tokio::sync::{Mutex, OwnedMutexGuard};
-
-type SqlResult<T> = std::result::Result<T, sqlx::Error>;
 
 /// A SQLite connection and whether a transaction was left open on it (a [`Tx`] dropped
 /// before commit or rollback, e.g. by an error): rolled back before the next use.
 pub(super) struct LiteConn {
-    conn: AnyConnection,
+    conn: rusqlite::Connection,
     dirty: bool,
 }
 
@@ -34,44 +36,104 @@ pub(super) struct Lite {
     writer: Arc<Mutex<LiteConn>>,
     /// How long a request waits for a connection before it fails (503), as with the pool.
     acquire_timeout: Duration,
+    /// Bumped on each use of the writer; the checkpointer works when it moved.
+    writes: Arc<AtomicU64>,
+    /// Dropped with the store: the checkpointer thread then ends.
+    _checkpointer: mpsc::Sender<()>,
 }
 
+/// Statements run on the calling thread, so nothing here may wait long: the writer never
+/// checkpoints (`wal_autocheckpoint = 0`; with `synchronous = NORMAL` a commit in WAL mode
+/// does not fsync), a thread of the store's own does it instead.
 const PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;
-                       PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;";
+                       PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;
+                       PRAGMA wal_autocheckpoint = 0;";
 
-async fn open(url: &str) -> SqlResult<Arc<Mutex<LiteConn>>> {
-    let mut conn = AnyConnection::connect(url).await?;
-    conn.execute(PRAGMAS).await?;
-    Ok(Arc::new(Mutex::new(LiteConn { conn, dirty: false })))
+/// How often the checkpointer copies the write-ahead log back into the database.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+
+/// The file of a `sqlite:` URL (`sqlite://PATH?mode=rwc`, `sqlite:PATH`).
+pub(super) fn sqlite_path(url: &str) -> Result<&str> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .ok_or_else(|| StoreError::Db("not a sqlite: URL".into()))?;
+    let path = rest.split('?').next().unwrap_or_default();
+    if path.is_empty() || path == ":memory:" {
+        return Err(StoreError::Db(
+            "an in-memory SQLite database is not supported: name a file".into(),
+        ));
+    }
+    Ok(path)
+}
+
+fn open(path: &str) -> Result<rusqlite::Connection> {
+    let conn = rusqlite::Connection::open(path)?;
+    conn.execute_batch(PRAGMAS)?;
+    conn.set_prepared_statement_cache_capacity(128);
+    Ok(conn)
+}
+
+fn shared(conn: rusqlite::Connection) -> Arc<Mutex<LiteConn>> {
+    Arc::new(Mutex::new(LiteConn { conn, dirty: false }))
+}
+
+/// Copy the log back into the database (a passive checkpoint: it never waits for readers or
+/// the writer) after writes, until the store is dropped.
+fn checkpointer(conn: rusqlite::Connection, writes: Arc<AtomicU64>) -> mpsc::Sender<()> {
+    let (tx, rx) = mpsc::channel::<()>();
+    std::thread::Builder::new()
+        .name("sqlite-checkpoint".into())
+        .spawn(move || {
+            let mut seen = writes.load(Ordering::Relaxed);
+            while let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(CHECKPOINT_EVERY) {
+                let now = writes.load(Ordering::Relaxed);
+                if now != seen {
+                    seen = now;
+                    if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE)") {
+                        tracing::warn!(error = %e, "SQLite checkpoint failed");
+                    }
+                }
+            }
+            // A last one, so that a closed store leaves a short log behind.
+            let _ = conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE)");
+        })
+        .expect("spawn the SQLite checkpoint thread");
+    tx
 }
 
 impl Lite {
-    /// Open the writer first (it creates the file and switches it to WAL), then `readers`.
-    pub(super) async fn open(
-        url: &str,
-        readers: u32,
-        acquire_timeout: Duration,
-    ) -> SqlResult<Lite> {
-        let writer = open(url).await?;
+    /// Open the writer first (it switches the file to WAL), then `readers`; the file exists
+    /// already (sqlx made it and ran the migrations).
+    pub(super) fn open(path: &str, readers: u32, acquire_timeout: Duration) -> Result<Lite> {
+        let writer = shared(open(path)?);
         let mut r = Vec::new();
         for _ in 0..readers.max(1) {
-            r.push(open(url).await?);
+            r.push(shared(open(path)?));
         }
+        let writes = Arc::new(AtomicU64::new(0));
         Ok(Lite {
             readers: r,
             next: AtomicUsize::new(0),
             writer,
             acquire_timeout,
+            _checkpointer: checkpointer(open(path)?, writes.clone()),
+            writes,
         })
     }
 
-    async fn wait(&self, m: &Arc<Mutex<LiteConn>>) -> SqlResult<OwnedMutexGuard<LiteConn>> {
+    async fn wait(&self, m: &Arc<Mutex<LiteConn>>) -> Result<OwnedMutexGuard<LiteConn>> {
         tokio::time::timeout(self.acquire_timeout, m.clone().lock_owned())
             .await
-            .map_err(|_| sqlx::Error::PoolTimedOut)
+            .map_err(|_| {
+                StoreError::Unavailable(format!(
+                    "no SQLite connection free within {:?} (acquire_timeout)",
+                    self.acquire_timeout
+                ))
+            })
     }
 
-    async fn reader(&self) -> SqlResult<OwnedMutexGuard<LiteConn>> {
+    async fn reader(&self) -> Result<OwnedMutexGuard<LiteConn>> {
         // A free reader if there is one, else wait for one in turn.
         for r in &self.readers {
             if let Ok(g) = r.clone().try_lock_owned() {
@@ -82,13 +144,14 @@ impl Lite {
         self.wait(&self.readers[i]).await
     }
 
-    async fn writer(&self) -> SqlResult<OwnedMutexGuard<LiteConn>> {
+    async fn writer(&self) -> Result<OwnedMutexGuard<LiteConn>> {
         let mut g = self.wait(&self.writer).await?;
         if g.dirty {
             // Best effort: a failed ROLLBACK means no transaction was open after all.
-            let _ = g.conn.execute("ROLLBACK").await;
+            let _ = g.conn.execute_batch("ROLLBACK");
             g.dirty = false;
         }
+        self.writes.fetch_add(1, Ordering::Relaxed);
         Ok(g)
     }
 }
@@ -105,21 +168,11 @@ pub(super) enum Conn {
     Lite(OwnedMutexGuard<LiteConn>),
 }
 
-impl Deref for Conn {
-    type Target = AnyConnection;
-    fn deref(&self) -> &AnyConnection {
+impl Exec for Conn {
+    fn target(&mut self) -> Target<'_> {
         match self {
-            Conn::Pool(c) => c,
-            Conn::Lite(g) => &g.conn,
-        }
-    }
-}
-
-impl DerefMut for Conn {
-    fn deref_mut(&mut self) -> &mut AnyConnection {
-        match self {
-            Conn::Pool(c) => &mut *c,
-            Conn::Lite(g) => &mut g.conn,
+            Conn::Pool(c) => Target::Pg(c),
+            Conn::Lite(g) => Target::Lite(&mut g.conn),
         }
     }
 }
@@ -134,46 +187,36 @@ pub(super) enum Tx {
     },
 }
 
-impl Deref for Tx {
-    type Target = AnyConnection;
-    fn deref(&self) -> &AnyConnection {
+impl Exec for Tx {
+    fn target(&mut self) -> Target<'_> {
         match self {
-            Tx::Pg(t) => t.as_ref().expect("transaction in use"),
-            Tx::Lite { guard, .. } => &guard.conn,
-        }
-    }
-}
-
-impl DerefMut for Tx {
-    fn deref_mut(&mut self) -> &mut AnyConnection {
-        match self {
-            Tx::Pg(t) => t.as_mut().expect("transaction in use"),
-            Tx::Lite { guard, .. } => &mut guard.conn,
+            Tx::Pg(t) => Target::Pg(t.as_mut().expect("transaction in use")),
+            Tx::Lite { guard, .. } => Target::Lite(&mut guard.conn),
         }
     }
 }
 
 impl Tx {
-    pub(super) async fn commit(mut self) -> SqlResult<()> {
+    pub(super) async fn commit(mut self) -> Result<()> {
         self.end("COMMIT").await
     }
 
-    pub(super) async fn rollback(mut self) -> SqlResult<()> {
+    pub(super) async fn rollback(mut self) -> Result<()> {
         self.end("ROLLBACK").await
     }
 
-    async fn end(&mut self, sql: &'static str) -> SqlResult<()> {
+    async fn end(&mut self, sql: &'static str) -> Result<()> {
         match self {
             Tx::Pg(t) => {
                 let t = t.take().expect("transaction in use");
                 if sql == "COMMIT" {
-                    t.commit().await
+                    Ok(t.commit().await?)
                 } else {
-                    t.rollback().await
+                    Ok(t.rollback().await?)
                 }
             }
             Tx::Lite { guard, open } => {
-                guard.conn.execute(sql).await?;
+                guard.conn.execute_batch(sql)?;
                 *open = false;
                 Ok(())
             }
@@ -191,7 +234,7 @@ impl Drop for Tx {
 
 impl Backend {
     /// A connection for reads.
-    pub(super) async fn read(&self) -> SqlResult<Conn> {
+    pub(super) async fn read(&self) -> Result<Conn> {
         match self {
             Backend::Postgres(p) => Ok(Conn::Pool(p.acquire().await?)),
             Backend::Sqlite(l) => Ok(Conn::Lite(l.reader().await?)),
@@ -199,7 +242,7 @@ impl Backend {
     }
 
     /// A connection for a write of one statement (no transaction needed).
-    pub(super) async fn write(&self) -> SqlResult<Conn> {
+    pub(super) async fn write(&self) -> Result<Conn> {
         match self {
             Backend::Postgres(p) => Ok(Conn::Pool(p.acquire().await?)),
             Backend::Sqlite(l) => Ok(Conn::Lite(l.writer().await?)),
@@ -209,12 +252,12 @@ impl Backend {
     /// A write transaction. SQLite takes its write lock up front (`BEGIN IMMEDIATE`: a
     /// deferred transaction that later writes could fail with SQLITE_BUSY); PostgreSQL locks
     /// rows as they are touched.
-    pub(super) async fn begin(&self) -> SqlResult<Tx> {
+    pub(super) async fn begin(&self) -> Result<Tx> {
         match self {
             Backend::Postgres(p) => Ok(Tx::Pg(Some(p.begin().await?))),
             Backend::Sqlite(l) => {
-                let mut guard = l.writer().await?;
-                guard.conn.execute("BEGIN IMMEDIATE").await?;
+                let guard = l.writer().await?;
+                guard.conn.execute_batch("BEGIN IMMEDIATE")?;
                 Ok(Tx::Lite { guard, open: true })
             }
         }
@@ -223,20 +266,20 @@ impl Backend {
 
 #[cfg(test)]
 mod tests {
+    use super::super::query::{query, query_scalar};
     use super::*;
 
     /// A SQLite backend on a new file (kept while the directory lives).
-    async fn lite(readers: u32, timeout: Duration) -> (tempfile::TempDir, Backend) {
-        sqlx::any::install_default_drivers();
+    fn lite(readers: u32, timeout: Duration) -> (tempfile::TempDir, Backend) {
         let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
-        let b = Backend::Sqlite(Lite::open(&url, readers, timeout).await.unwrap());
+        let path = dir.path().join("t.db");
+        let b = Backend::Sqlite(Lite::open(path.to_str().unwrap(), readers, timeout).unwrap());
         (dir, b)
     }
 
-    async fn count(b: &Backend) -> i64 {
-        sqlx::query_scalar("SELECT COUNT(*) FROM t")
-            .fetch_one(&mut *b.read().await.unwrap())
+    async fn values(b: &Backend) -> Vec<i64> {
+        query_scalar("SELECT v FROM t ORDER BY v")
+            .fetch_all(&mut b.read().await.unwrap())
             .await
             .unwrap()
     }
@@ -245,45 +288,137 @@ mod tests {
     /// behind: the writer rolls it back before its next use, which then works normally.
     #[tokio::test]
     async fn dropped_sqlite_transaction_is_rolled_back_before_the_next_write() {
-        let (_dir, b) = lite(2, Duration::from_secs(1)).await;
-        sqlx::query("CREATE TABLE t (v BIGINT)")
-            .execute(&mut *b.write().await.unwrap())
+        let (_dir, b) = lite(2, Duration::from_secs(1));
+        query("CREATE TABLE t (v BIGINT)")
+            .execute(&mut b.write().await.unwrap())
             .await
             .unwrap();
         {
             let mut tx = b.begin().await.unwrap();
-            sqlx::query("INSERT INTO t (v) VALUES (1)")
-                .execute(&mut *tx)
+            query("INSERT INTO t (v) VALUES (1)")
+                .execute(&mut tx)
                 .await
                 .unwrap();
             // Dropped here without commit.
         }
-        assert_eq!(count(&b).await, 0, "readers never see the uncommitted row");
-        sqlx::query("INSERT INTO t (v) VALUES (2)")
-            .execute(&mut *b.write().await.unwrap())
+        assert!(
+            values(&b).await.is_empty(),
+            "readers never see the uncommitted row"
+        );
+        query("INSERT INTO t (v) VALUES (2)")
+            .execute(&mut b.write().await.unwrap())
             .await
             .unwrap();
         let mut tx = b.begin().await.unwrap();
-        sqlx::query("INSERT INTO t (v) VALUES (3)")
-            .execute(&mut *tx)
+        query("INSERT INTO t (v) VALUES (3)")
+            .execute(&mut tx)
             .await
             .unwrap();
         tx.commit().await.unwrap();
-        let v: Vec<i64> = sqlx::query_scalar("SELECT v FROM t ORDER BY v")
-            .fetch_all(&mut *b.read().await.unwrap())
-            .await
-            .unwrap();
-        assert_eq!(v, [2, 3]);
+        assert_eq!(values(&b).await, [2, 3]);
     }
 
-    /// A writer held longer than `acquire_timeout` makes the next writer fail with the pool's
-    /// timeout (the store maps it to 503), not wait for ever.
+    /// `$n` is the n-th bound value whatever the order the placeholders appear in (SQLite
+    /// numbers them by first appearance); a count that does not match is an error, not a
+    /// silent NULL.
+    #[tokio::test]
+    async fn placeholders_bind_by_number_and_the_count_must_match() {
+        let (_dir, b) = lite(1, Duration::from_secs(1));
+        let v: String = query_scalar("SELECT $2 || ':' || $1 || ':' || $2")
+            .bind("a")
+            .bind("b")
+            .fetch_one(&mut b.read().await.unwrap())
+            .await
+            .unwrap();
+        assert_eq!(v, "b:a:b");
+        let n: Option<i64> = query_scalar("SELECT $1")
+            .bind(None::<i64>)
+            .fetch_one(&mut b.read().await.unwrap())
+            .await
+            .unwrap();
+        assert_eq!(n, None);
+        let e = query("SELECT $1, $2")
+            .bind(1)
+            .execute(&mut b.read().await.unwrap())
+            .await
+            .err()
+            .unwrap();
+        assert_eq!(
+            e.to_string(),
+            "database: 1 values bound to a statement with 2 placeholders"
+        );
+    }
+
+    #[test]
+    fn sqlite_urls_name_a_file() {
+        assert_eq!(
+            sqlite_path("sqlite://data/b.db?mode=rwc").unwrap(),
+            "data/b.db"
+        );
+        assert_eq!(sqlite_path("sqlite:/tmp/b.db").unwrap(), "/tmp/b.db");
+        for bad in ["sqlite::memory:", "sqlite://", "sqlite://?mode=memory"] {
+            let e = sqlite_path(bad).err().unwrap().to_string();
+            assert!(
+                e.contains("in-memory SQLite database is not supported"),
+                "{bad}: {e}"
+            );
+        }
+    }
+
+    /// A writer held longer than `acquire_timeout` makes the next writer fail as unavailable
+    /// (503), not wait for ever.
     #[tokio::test]
     async fn a_busy_sqlite_writer_times_out_like_the_pool() {
-        let (_dir, b) = lite(1, Duration::from_millis(100)).await;
+        let (_dir, b) = lite(1, Duration::from_millis(100));
         let held = b.begin().await.unwrap();
-        assert!(matches!(b.write().await, Err(sqlx::Error::PoolTimedOut)));
+        match b.write().await {
+            Err(StoreError::Unavailable(why)) => assert!(why.contains("acquire_timeout"), "{why}"),
+            Err(e) => panic!("{e}"),
+            Ok(_) => panic!("a second writer while the first holds it"),
+        }
         drop(held);
         assert!(b.write().await.is_ok());
+    }
+
+    /// The writer never checkpoints (it would fsync on the request's thread); the store's
+    /// checkpointer copies the log back into the database file after writes.
+    #[tokio::test]
+    async fn the_checkpointer_copies_the_log_back_after_writes() {
+        let (dir, b) = lite(1, Duration::from_secs(1));
+        let auto: i64 = query_scalar("PRAGMA wal_autocheckpoint")
+            .fetch_one(&mut b.write().await.unwrap())
+            .await
+            .unwrap();
+        assert_eq!(auto, 0, "the writer does not checkpoint");
+        query("CREATE TABLE t (v TEXT)")
+            .execute(&mut b.write().await.unwrap())
+            .await
+            .unwrap();
+        let file = dir.path().join("t.db");
+        let before = std::fs::metadata(&file).unwrap().len();
+        for v in 0..100 {
+            query("INSERT INTO t (v) VALUES ($1)")
+                .bind("x".repeat(1000) + &v.to_string())
+                .execute(&mut b.write().await.unwrap())
+                .await
+                .unwrap();
+        }
+        // 100 KB of rows: in the log until a checkpoint copies them into the file.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while std::fs::metadata(&file).unwrap().len() < before + 100_000 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no checkpoint within 5 s"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(values_text(&b).await, 100);
+    }
+
+    async fn values_text(b: &Backend) -> i64 {
+        query_scalar("SELECT COUNT(*) FROM t")
+            .fetch_one(&mut b.read().await.unwrap())
+            .await
+            .unwrap()
     }
 }

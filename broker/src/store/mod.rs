@@ -6,6 +6,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 mod conn;
+mod query;
 pub mod sql;
 
 /// Store failures. The detail is for logs, never for clients.
@@ -41,6 +42,25 @@ impl From<sqlx::Error> for StoreError {
             StoreError::Unavailable(e.to_string())
         } else {
             StoreError::Db(e.to_string())
+        }
+    }
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        use rusqlite::ErrorCode::*;
+        match &e {
+            // Another process holding the file's lock past busy_timeout, a full or failing
+            // disk, a file that cannot be opened: retrying later may succeed.
+            rusqlite::Error::SqliteFailure(f, _)
+                if matches!(
+                    f.code,
+                    DatabaseBusy | DatabaseLocked | SystemIoFailure | DiskFull | CannotOpen
+                ) =>
+            {
+                StoreError::Unavailable(e.to_string())
+            }
+            _ => StoreError::Db(e.to_string()),
         }
     }
 }
@@ -117,7 +137,7 @@ pub struct Proofing {
 }
 
 /// An account's verified claims.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifiedClaimsRecord {
     pub account_id: String,
     pub claims_json: String,
@@ -132,7 +152,7 @@ pub struct VerifiedClaimsRecord {
 }
 
 /// One signature verification, as kept for the retention period.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerificationRecord {
     pub id: String,
     pub client_id: String,
@@ -184,7 +204,7 @@ impl<'a> Finish<'a> {
     }
 }
 
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct SessionRecord {
     pub id_hash: String,
     pub account_id: String,
@@ -193,7 +213,7 @@ pub struct SessionRecord {
     pub facts_json: String,
 }
 
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct CodeRecord {
     pub code_hash: String,
     pub grant_id: String,
@@ -213,7 +233,7 @@ pub enum Redeem<T> {
     NotFound,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GrantRecord {
     pub id: String,
     pub client_id: String,
@@ -225,7 +245,7 @@ pub struct GrantRecord {
     pub claims_json: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RefreshRecord {
     pub token_hash: String,
     pub grant_id: String,
@@ -235,7 +255,7 @@ pub struct RefreshRecord {
     pub used_at: Option<i64>,
 }
 
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct SigningKeyRecord {
     pub kid: String,
     pub alg: String,
@@ -260,7 +280,7 @@ pub enum RotateOutcome {
 }
 
 /// An event every broker process applies to its own caches.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventRecord {
     pub id: i64,
     pub kind: String,

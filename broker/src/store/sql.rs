@@ -7,10 +7,11 @@
 //! (challenges, codes, refresh tokens) are claimed by one conditional `UPDATE … RETURNING`, which
 //! PostgreSQL serialises on the row lock and SQLite on its write lock (`BEGIN IMMEDIATE`).
 
-use super::conn::{Backend, Lite, Tx};
+use super::conn::{Backend, Lite, Tx, sqlite_path};
+use super::query::{Exec, FromRow, Row, from_row, query, query_as, query_scalar};
 use super::*;
-use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::{FromRow, Row};
+use sqlx::any::AnyPoolOptions;
+use sqlx::{AnyConnection, Connection, Executor};
 use std::time::Duration;
 
 /// Which engine a database URL names.
@@ -77,18 +78,29 @@ impl SqlStore {
                     .connect(url)
                     .await?,
             ),
-            Engine::Sqlite => Backend::Sqlite(
-                Lite::open(url, settings.max_connections, settings.acquire_timeout).await?,
-            ),
+            Engine::Sqlite => {
+                // sqlx creates the file and brings its schema up to date; rusqlite serves it.
+                let path = sqlite_path(url)?;
+                let mut c = AnyConnection::connect(url).await?;
+                c.execute("PRAGMA journal_mode = WAL").await?;
+                SQLITE_MIGRATIONS
+                    .run(&mut c)
+                    .await
+                    .map_err(|e| StoreError::Db(format!("migration: {e}")))?;
+                c.close().await?;
+                Backend::Sqlite(Lite::open(
+                    path,
+                    settings.max_connections,
+                    settings.acquire_timeout,
+                )?)
+            }
         };
-        let migrator = match engine {
-            Engine::Sqlite => &SQLITE_MIGRATIONS,
-            Engine::Postgres => &POSTGRES_MIGRATIONS,
-        };
-        migrator
-            .run(&mut *backend.write().await?)
-            .await
-            .map_err(|e| StoreError::Db(format!("migration: {e}")))?;
+        if let Backend::Postgres(pool) = &backend {
+            POSTGRES_MIGRATIONS
+                .run(pool)
+                .await
+                .map_err(|e| StoreError::Db(format!("migration: {e}")))?;
+        }
         Ok(SqlStore { backend, engine })
     }
 
@@ -96,7 +108,7 @@ impl SqlStore {
         self.engine
     }
 
-    async fn begin(&self) -> std::result::Result<Tx, sqlx::Error> {
+    async fn begin(&self) -> Result<Tx> {
         self.backend.begin().await
     }
 
@@ -104,7 +116,7 @@ impl SqlStore {
     /// concurrent first login with the same certificate in another process: the loser's new
     /// account is removed and the winner's returned.
     async fn find_or_link(
-        db: &mut sqlx::AnyConnection,
+        db: &mut (impl Exec + ?Sized),
         cert: &CertLink,
         now: i64,
     ) -> Result<(String, bool)> {
@@ -112,7 +124,7 @@ impl SqlStore {
             return Ok((a, false));
         }
         let id = uuid::Uuid::new_v4().to_string();
-        sqlx::query("INSERT INTO accounts (id, created_at) VALUES ($1, $2)")
+        query("INSERT INTO accounts (id, created_at) VALUES ($1, $2)")
             .bind(&id)
             .bind(now)
             .execute(&mut *db)
@@ -120,7 +132,7 @@ impl SqlStore {
         if insert_link(db, cert, &id, now).await? {
             return Ok((id, true));
         }
-        sqlx::query("DELETE FROM accounts WHERE id = $1")
+        query("DELETE FROM accounts WHERE id = $1")
             .bind(&id)
             .execute(&mut *db)
             .await?;
@@ -133,12 +145,12 @@ impl SqlStore {
 
 /// Link `c` to `account_id` unless it is linked already; true if this call linked it.
 async fn insert_link(
-    db: &mut sqlx::AnyConnection,
+    db: &mut (impl Exec + ?Sized),
     c: &CertLink,
     account_id: &str,
     now: i64,
 ) -> Result<bool> {
-    Ok(sqlx::query(
+    Ok(query(
         "INSERT INTO cert_links (issuer, serial, kind, account_id, not_after, linked_at)
          VALUES ($1,$2,$3,$4,$5,$6) ON CONFLICT (issuer, serial) DO NOTHING",
     )
@@ -154,24 +166,22 @@ async fn insert_link(
         == 1)
 }
 
-async fn linked_account(db: &mut sqlx::AnyConnection, c: &CertLink) -> Result<Option<String>> {
-    Ok(
-        sqlx::query_scalar("SELECT account_id FROM cert_links WHERE issuer = $1 AND serial = $2")
-            .bind(&c.issuer)
-            .bind(&c.serial)
-            .fetch_optional(&mut *db)
-            .await?,
-    )
+async fn linked_account(db: &mut (impl Exec + ?Sized), c: &CertLink) -> Result<Option<String>> {
+    query_scalar("SELECT account_id FROM cert_links WHERE issuer = $1 AND serial = $2")
+        .bind(&c.issuer)
+        .bind(&c.serial)
+        .fetch_optional(&mut *db)
+        .await
 }
 
 /// Claim the transaction's unused challenge `nonce` at `stage`: true for exactly one caller.
 async fn claim_challenge(
-    db: &mut sqlx::AnyConnection,
+    db: &mut (impl Exec + ?Sized),
     helper_hash: &str,
     nonce: &str,
     stage: &str,
 ) -> Result<bool> {
-    Ok(sqlx::query(
+    Ok(query(
         "UPDATE transactions SET challenge_used = 1
          WHERE helper_hash = $1 AND challenge_nonce = $2 AND challenge_used = 0
            AND status = 'pending' AND stage = $3",
@@ -185,8 +195,8 @@ async fn claim_challenge(
         == 1)
 }
 
-async fn insert_session(db: &mut sqlx::AnyConnection, s: &SessionRecord) -> Result<()> {
-    sqlx::query(
+async fn insert_session(db: &mut (impl Exec + ?Sized), s: &SessionRecord) -> Result<()> {
+    query(
         "INSERT INTO sessions (id_hash, account_id, created_at, expires_at, facts_json)
          VALUES ($1,$2,$3,$4,$5)",
     )
@@ -202,11 +212,11 @@ async fn insert_session(db: &mut sqlx::AnyConnection, s: &SessionRecord) -> Resu
 
 /// Mark a login transaction done — with the session it opens stored and bound in the same
 /// statement sequence — unless it was done already.
-async fn finish_login(db: &mut sqlx::AnyConnection, f: Finish<'_>) -> Result<bool> {
+async fn finish_login(db: &mut (impl Exec + ?Sized), f: Finish<'_>) -> Result<bool> {
     if let Some(s) = f.session {
         insert_session(db, s).await?;
     }
-    Ok(sqlx::query(
+    Ok(query(
         "UPDATE transactions SET status = 'done', session_hash = COALESCE($2, session_hash)
          WHERE id = $1 AND status != 'done'",
     )
@@ -218,7 +228,7 @@ async fn finish_login(db: &mut sqlx::AnyConnection, f: Finish<'_>) -> Result<boo
         == 1)
 }
 
-fn tx_from_row(r: &AnyRow) -> Result<TxRecord> {
+fn tx_from_row(r: &Row) -> Result<TxRecord> {
     Ok(TxRecord {
         id: r.try_get("id")?,
         browser_hash: r.try_get("browser_hash")?,
@@ -227,10 +237,10 @@ fn tx_from_row(r: &AnyRow) -> Result<TxRecord> {
         request_json: r.try_get("request_json")?,
         created_at: r.try_get("created_at")?,
         expires_at: r.try_get("expires_at")?,
-        status: TxStatus::parse(r.try_get::<&str, _>("status")?)?,
+        status: TxStatus::parse(&r.try_get::<String>("status")?)?,
         challenge_nonce: r.try_get("challenge_nonce")?,
         challenge_expires_at: r.try_get("challenge_expires_at")?,
-        challenge_used: r.try_get::<i64, _>("challenge_used")? != 0,
+        challenge_used: r.try_get::<i64>("challenge_used")? != 0,
         binding_code: r.try_get("binding_code")?,
         csrf: r.try_get("csrf")?,
         account_id: r.try_get("account_id")?,
@@ -246,16 +256,16 @@ fn tx_from_row(r: &AnyRow) -> Result<TxRecord> {
 /// and `find` are the table's conditional UPDATE … RETURNING * and its SELECT by key. The
 /// caller commits or rolls back.
 async fn spend<T>(
-    db: &mut sqlx::AnyConnection,
+    db: &mut (impl Exec + ?Sized),
     spend: &'static str,
     find: &'static str,
     key: &str,
     now: i64,
 ) -> Result<Redeem<T>>
 where
-    T: for<'r> FromRow<'r, AnyRow> + Send + Unpin,
+    T: FromRow + Send,
 {
-    let fresh: Option<T> = sqlx::query_as(spend)
+    let fresh: Option<T> = query_as(spend)
         .bind(now)
         .bind(key)
         .fetch_optional(&mut *db)
@@ -263,10 +273,7 @@ where
     if let Some(row) = fresh {
         return Ok(Redeem::Fresh(row));
     }
-    let old: Option<T> = sqlx::query_as(find)
-        .bind(key)
-        .fetch_optional(&mut *db)
-        .await?;
+    let old: Option<T> = query_as(find).bind(key).fetch_optional(&mut *db).await?;
     Ok(old.map_or(Redeem::NotFound, Redeem::Replayed))
 }
 
@@ -277,10 +284,23 @@ const SPEND_REFRESH: &str =
     "UPDATE refresh_tokens SET used_at = $1 WHERE token_hash = $2 AND used_at IS NULL RETURNING *";
 const FIND_REFRESH: &str = "SELECT * FROM refresh_tokens WHERE token_hash = $1";
 
+from_row! {
+    VerifiedClaimsRecord { account_id, claims_json, evidence_json, verified_at, sign_issuer,
+        sign_serial, sign_anchor, stale_since, stale_reason }
+    VerificationRecord { id, client_id, document_sha256, verdict, reasons_json, cert_issuer,
+        cert_serial, revocation_json, created_at, retain_until }
+    SessionRecord { id_hash, account_id, created_at, expires_at, facts_json }
+    CodeRecord { code_hash, grant_id, client_id, account_id, data_json, expires_at, used_at }
+    GrantRecord { id, client_id, account_id, scope, created_at, revoked_at, claims_json }
+    RefreshRecord { token_hash, grant_id, data_json, created_at, expires_at, used_at }
+    SigningKeyRecord { kid, alg, private_pem, created_at, status, activate_at, retire_at }
+    EventRecord { id, kind, payload, created_at }
+}
+
 #[async_trait]
 impl Store for SqlStore {
     async fn create_tx(&self, t: &TxRecord) -> Result<()> {
-        sqlx::query(
+        query(
             "INSERT INTO transactions (id, browser_hash, helper_hash, client_id, request_json,
                created_at, expires_at, status, challenge_nonce, challenge_expires_at,
                challenge_used, binding_code, csrf, account_id, facts_json, session_hash,
@@ -305,15 +325,15 @@ impl Store for SqlStore {
         .bind(&t.session_hash)
         .bind(&t.stage)
         .bind(&t.pending_json)
-        .execute(&mut *self.backend.write().await?)
+        .execute(&mut self.backend.write().await?)
         .await?;
         Ok(())
     }
 
     async fn get_tx(&self, id: &str) -> Result<Option<TxRecord>> {
-        sqlx::query("SELECT * FROM transactions WHERE id = $1")
+        query("SELECT * FROM transactions WHERE id = $1")
             .bind(id)
-            .fetch_optional(&mut *self.backend.read().await?)
+            .fetch_optional(&mut self.backend.read().await?)
             .await?
             .as_ref()
             .map(tx_from_row)
@@ -321,9 +341,9 @@ impl Store for SqlStore {
     }
 
     async fn get_tx_by_helper(&self, helper_hash: &str) -> Result<Option<TxRecord>> {
-        sqlx::query("SELECT * FROM transactions WHERE helper_hash = $1")
+        query("SELECT * FROM transactions WHERE helper_hash = $1")
             .bind(helper_hash)
-            .fetch_optional(&mut *self.backend.read().await?)
+            .fetch_optional(&mut self.backend.read().await?)
             .await?
             .as_ref()
             .map(tx_from_row)
@@ -341,7 +361,7 @@ impl Store for SqlStore {
     ) -> Result<CardLoginOutcome> {
         if let Some(account_id) = known_account {
             // A returning card: one conditional UPDATE claims the challenge and authenticates.
-            let r = sqlx::query(
+            let r = query(
                 "UPDATE transactions SET challenge_used = 1, status = 'authenticated',
                    account_id = $1, facts_json = $2
                  WHERE helper_hash = $3 AND challenge_nonce = $4 AND challenge_used = 0
@@ -351,7 +371,7 @@ impl Store for SqlStore {
             .bind(facts_json)
             .bind(helper_hash)
             .bind(nonce)
-            .execute(&mut *self.backend.write().await?)
+            .execute(&mut self.backend.write().await?)
             .await?;
             return Ok(if r.rows_affected() == 1 {
                 CardLoginOutcome::Authenticated {
@@ -368,14 +388,14 @@ impl Store for SqlStore {
             return Ok(CardLoginOutcome::ChallengeUsed);
         }
         let (account_id, new_account) = Self::find_or_link(&mut db, cert, now).await?;
-        sqlx::query(
+        query(
             "UPDATE transactions SET status = 'authenticated', account_id = $1, facts_json = $2
              WHERE helper_hash = $3",
         )
         .bind(&account_id)
         .bind(facts_json)
         .bind(helper_hash)
-        .execute(&mut *db)
+        .execute(&mut db)
         .await?;
         db.commit().await?;
         Ok(CardLoginOutcome::Authenticated {
@@ -385,13 +405,13 @@ impl Store for SqlStore {
     }
 
     async fn account_by_cert(&self, issuer: &str, serial: &str) -> Result<Option<String>> {
-        Ok(sqlx::query_scalar(
-            "SELECT account_id FROM cert_links WHERE issuer = $1 AND serial = $2",
+        Ok(
+            query_scalar("SELECT account_id FROM cert_links WHERE issuer = $1 AND serial = $2")
+                .bind(issuer)
+                .bind(serial)
+                .fetch_optional(&mut self.backend.read().await?)
+                .await?,
         )
-        .bind(issuer)
-        .bind(serial)
-        .fetch_optional(&mut *self.backend.read().await?)
-        .await?)
     }
 
     async fn begin_proofing(
@@ -402,7 +422,7 @@ impl Store for SqlStore {
         new_expires_at: i64,
         pending_json: &str,
     ) -> Result<bool> {
-        let r = sqlx::query(
+        let r = query(
             "UPDATE transactions SET stage = 'signature', challenge_nonce = $1,
                challenge_expires_at = $2, pending_json = $3
              WHERE helper_hash = $4 AND challenge_nonce = $5 AND challenge_used = 0
@@ -413,7 +433,7 @@ impl Store for SqlStore {
         .bind(pending_json)
         .bind(helper_hash)
         .bind(nonce)
-        .execute(&mut *self.backend.write().await?)
+        .execute(&mut self.backend.write().await?)
         .await?;
         Ok(r.rows_affected() == 1)
     }
@@ -436,10 +456,10 @@ impl Store for SqlStore {
             Some(a) => (a, false),
             None => {
                 let id = uuid::Uuid::new_v4().to_string();
-                sqlx::query("INSERT INTO accounts (id, created_at) VALUES ($1, $2)")
+                query("INSERT INTO accounts (id, created_at) VALUES ($1, $2)")
                     .bind(&id)
                     .bind(now)
-                    .execute(&mut *db)
+                    .execute(&mut db)
                     .await?;
                 (id, true)
             }
@@ -454,16 +474,16 @@ impl Store for SqlStore {
             .ok_or_else(|| StoreError::Corrupt("certificate link vanished".into()))?;
         if linked != account_id {
             if new_account {
-                sqlx::query("DELETE FROM accounts WHERE id = $1")
+                query("DELETE FROM accounts WHERE id = $1")
                     .bind(&account_id)
-                    .execute(&mut *db)
+                    .execute(&mut db)
                     .await?;
             }
             account_id = linked;
             new_account = false;
         }
         // The signature certificate follows the account (a renewed card's link moves).
-        sqlx::query(
+        query(
             "INSERT INTO cert_links (issuer, serial, kind, account_id, not_after, linked_at)
              VALUES ($1,$2,$3,$4,$5,$6)
              ON CONFLICT (issuer, serial) DO UPDATE SET account_id = excluded.account_id",
@@ -474,9 +494,9 @@ impl Store for SqlStore {
         .bind(&account_id)
         .bind(p.sign.not_after)
         .bind(now)
-        .execute(&mut *db)
+        .execute(&mut db)
         .await?;
-        sqlx::query(
+        query(
             "INSERT INTO verified_claims (account_id, claims_json, evidence_json, verified_at,
                sign_issuer, sign_serial, sign_anchor, stale_since, stale_reason)
              VALUES ($1,$2,$3,$4,$5,$6,$7,NULL,NULL)
@@ -492,9 +512,9 @@ impl Store for SqlStore {
         .bind(&p.sign.issuer)
         .bind(&p.sign.serial)
         .bind(&p.sign_anchor)
-        .execute(&mut *db)
+        .execute(&mut db)
         .await?;
-        sqlx::query(
+        query(
             "UPDATE transactions SET status = 'authenticated', account_id = $1,
                facts_json = $2, pending_json = NULL
              WHERE helper_hash = $3",
@@ -502,7 +522,7 @@ impl Store for SqlStore {
         .bind(&account_id)
         .bind(&p.facts_json)
         .bind(helper_hash)
-        .execute(&mut *db)
+        .execute(&mut db)
         .await?;
         db.commit().await?;
         Ok(CardLoginOutcome::Authenticated {
@@ -513,9 +533,9 @@ impl Store for SqlStore {
 
     async fn verified_claims(&self, account_id: &str) -> Result<Option<VerifiedClaimsRecord>> {
         Ok(
-            sqlx::query_as("SELECT * FROM verified_claims WHERE account_id = $1")
+            query_as("SELECT * FROM verified_claims WHERE account_id = $1")
                 .bind(account_id)
-                .fetch_optional(&mut *self.backend.read().await?)
+                .fetch_optional(&mut self.backend.read().await?)
                 .await?,
         )
     }
@@ -527,7 +547,7 @@ impl Store for SqlStore {
         reason: &str,
         now: i64,
     ) -> Result<bool> {
-        let r = sqlx::query(
+        let r = query(
             "UPDATE verified_claims SET stale_since = $1, stale_reason = $2
              WHERE sign_issuer = $3 AND sign_serial = $4 AND stale_since IS NULL",
         )
@@ -535,16 +555,16 @@ impl Store for SqlStore {
         .bind(reason)
         .bind(sign_issuer)
         .bind(sign_serial)
-        .execute(&mut *self.backend.write().await?)
+        .execute(&mut self.backend.write().await?)
         .await?;
         Ok(r.rows_affected() > 0)
     }
 
     async fn bind_tx_session(&self, tx_id: &str, session_hash: &str) -> Result<()> {
-        sqlx::query("UPDATE transactions SET session_hash = $1 WHERE id = $2")
+        query("UPDATE transactions SET session_hash = $1 WHERE id = $2")
             .bind(session_hash)
             .bind(tx_id)
-            .execute(&mut *self.backend.write().await?)
+            .execute(&mut self.backend.write().await?)
             .await?;
         Ok(())
     }
@@ -552,7 +572,7 @@ impl Store for SqlStore {
     async fn finish_tx(&self, f: Finish<'_>) -> Result<bool> {
         if f.session.is_none() {
             // One statement: no transaction needed.
-            return finish_login(&mut *self.backend.write().await?, f).await;
+            return finish_login(&mut self.backend.write().await?, f).await;
         }
         let mut db = self.begin().await?;
         if !finish_login(&mut db, f).await? {
@@ -564,32 +584,32 @@ impl Store for SqlStore {
     }
 
     async fn create_session(&self, s: &SessionRecord) -> Result<()> {
-        insert_session(&mut *self.backend.write().await?, s).await
+        insert_session(&mut self.backend.write().await?, s).await
     }
 
     async fn get_session(&self, id_hash: &str) -> Result<Option<SessionRecord>> {
-        Ok(sqlx::query_as("SELECT * FROM sessions WHERE id_hash = $1")
+        Ok(query_as("SELECT * FROM sessions WHERE id_hash = $1")
             .bind(id_hash)
-            .fetch_optional(&mut *self.backend.read().await?)
+            .fetch_optional(&mut self.backend.read().await?)
             .await?)
     }
 
     async fn delete_session(&self, id_hash: &str) -> Result<()> {
-        sqlx::query("DELETE FROM sessions WHERE id_hash = $1")
+        query("DELETE FROM sessions WHERE id_hash = $1")
             .bind(id_hash)
-            .execute(&mut *self.backend.write().await?)
+            .execute(&mut self.backend.write().await?)
             .await?;
         Ok(())
     }
 
     async fn get_consent(&self, account_id: &str, client_id: &str) -> Result<Option<String>> {
-        Ok(sqlx::query_scalar(
-            "SELECT scope FROM consents WHERE account_id = $1 AND client_id = $2",
+        Ok(
+            query_scalar("SELECT scope FROM consents WHERE account_id = $1 AND client_id = $2")
+                .bind(account_id)
+                .bind(client_id)
+                .fetch_optional(&mut self.backend.read().await?)
+                .await?,
         )
-        .bind(account_id)
-        .bind(client_id)
-        .fetch_optional(&mut *self.backend.read().await?)
-        .await?)
     }
 
     async fn put_consent(
@@ -599,7 +619,7 @@ impl Store for SqlStore {
         scope: &str,
         now: i64,
     ) -> Result<()> {
-        sqlx::query(
+        query(
             "INSERT INTO consents (account_id, client_id, scope, granted_at) VALUES ($1,$2,$3,$4)
              ON CONFLICT (account_id, client_id) DO UPDATE SET scope = excluded.scope,
                granted_at = excluded.granted_at",
@@ -608,7 +628,7 @@ impl Store for SqlStore {
         .bind(client_id)
         .bind(scope)
         .bind(now)
-        .execute(&mut *self.backend.write().await?)
+        .execute(&mut self.backend.write().await?)
         .await?;
         Ok(())
     }
@@ -621,7 +641,7 @@ impl Store for SqlStore {
             db.rollback().await?;
             return Ok(false);
         }
-        sqlx::query(
+        query(
             "INSERT INTO codes (code_hash, grant_id, client_id, account_id, data_json, expires_at, used_at)
              VALUES ($1,$2,$3,$4,$5,$6,$7)",
         )
@@ -632,16 +652,16 @@ impl Store for SqlStore {
         .bind(&c.data_json)
         .bind(c.expires_at)
         .bind(c.used_at)
-        .execute(&mut *db)
+        .execute(&mut db)
         .await?;
         db.commit().await?;
         Ok(true)
     }
 
     async fn get_code(&self, code_hash: &str) -> Result<Option<CodeRecord>> {
-        Ok(sqlx::query_as(FIND_CODE)
+        Ok(query_as(FIND_CODE)
             .bind(code_hash)
-            .fetch_optional(&mut *self.backend.read().await?)
+            .fetch_optional(&mut self.backend.read().await?)
             .await?)
     }
 
@@ -660,7 +680,7 @@ impl Store for SqlStore {
                 return Ok(other);
             }
         };
-        sqlx::query(
+        query(
             "INSERT INTO grants (id, client_id, account_id, scope, created_at, revoked_at, claims_json)
              VALUES ($1,$2,$3,$4,$5,$6,$7)",
         )
@@ -671,7 +691,7 @@ impl Store for SqlStore {
         .bind(g.created_at)
         .bind(g.revoked_at)
         .bind(&g.claims_json)
-        .execute(&mut *db)
+        .execute(&mut db)
         .await?;
         if let Some(r) = refresh {
             insert_refresh_row(&mut db, r).await?;
@@ -681,34 +701,32 @@ impl Store for SqlStore {
     }
 
     async fn get_grant(&self, id: &str) -> Result<Option<GrantRecord>> {
-        Ok(sqlx::query_as("SELECT * FROM grants WHERE id = $1")
+        Ok(query_as("SELECT * FROM grants WHERE id = $1")
             .bind(id)
-            .fetch_optional(&mut *self.backend.read().await?)
+            .fetch_optional(&mut self.backend.read().await?)
             .await?)
     }
 
     async fn revoke_grant(&self, id: &str, now: i64) -> Result<()> {
         let mut db = self.begin().await?;
-        sqlx::query("UPDATE grants SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+        query("UPDATE grants SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
             .bind(now)
             .bind(id)
-            .execute(&mut *db)
+            .execute(&mut db)
             .await?;
-        sqlx::query(
-            "UPDATE refresh_tokens SET used_at = $1 WHERE grant_id = $2 AND used_at IS NULL",
-        )
-        .bind(now)
-        .bind(id)
-        .execute(&mut *db)
-        .await?;
+        query("UPDATE refresh_tokens SET used_at = $1 WHERE grant_id = $2 AND used_at IS NULL")
+            .bind(now)
+            .bind(id)
+            .execute(&mut db)
+            .await?;
         db.commit().await?;
         Ok(())
     }
 
     async fn get_refresh(&self, token_hash: &str) -> Result<Option<RefreshRecord>> {
-        Ok(sqlx::query_as(FIND_REFRESH)
+        Ok(query_as(FIND_REFRESH)
             .bind(token_hash)
-            .fetch_optional(&mut *self.backend.read().await?)
+            .fetch_optional(&mut self.backend.read().await?)
             .await?)
     }
 
@@ -732,39 +750,37 @@ impl Store for SqlStore {
     }
 
     async fn revoke_jti(&self, jti: &str, expires_at: i64) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO revoked_jti (jti, expires_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-        )
-        .bind(jti)
-        .bind(expires_at)
-        .execute(&mut *self.backend.write().await?)
-        .await?;
+        query("INSERT INTO revoked_jti (jti, expires_at) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+            .bind(jti)
+            .bind(expires_at)
+            .execute(&mut self.backend.write().await?)
+            .await?;
         Ok(())
     }
 
     async fn is_jti_revoked(&self, jti: &str) -> Result<bool> {
-        let r: Option<i64> = sqlx::query_scalar("SELECT 1 FROM revoked_jti WHERE jti = $1")
+        let r: Option<i64> = query_scalar("SELECT 1 FROM revoked_jti WHERE jti = $1")
             .bind(jti)
-            .fetch_optional(&mut *self.backend.read().await?)
+            .fetch_optional(&mut self.backend.read().await?)
             .await?;
         Ok(r.is_some())
     }
 
     async fn live_grant(&self, id: &str, jti: &str) -> Result<Option<GrantRecord>> {
-        Ok(sqlx::query_as(
+        Ok(query_as(
             "SELECT * FROM grants WHERE id = $1 AND revoked_at IS NULL
                AND NOT EXISTS (SELECT 1 FROM revoked_jti WHERE jti = $2)",
         )
         .bind(id)
         .bind(jti)
-        .fetch_optional(&mut *self.backend.read().await?)
+        .fetch_optional(&mut self.backend.read().await?)
         .await?)
     }
 
     async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>> {
         Ok(
-            sqlx::query_as("SELECT * FROM signing_keys ORDER BY activate_at, created_at, kid")
-                .fetch_all(&mut *self.backend.read().await?)
+            query_as("SELECT * FROM signing_keys ORDER BY activate_at, created_at, kid")
+                .fetch_all(&mut self.backend.read().await?)
                 .await?,
         )
     }
@@ -774,22 +790,22 @@ impl Store for SqlStore {
         // A marker row per algorithm serialises processes starting together: each updates it
         // (PostgreSQL row lock; SQLite holds its write lock already) before looking.
         let marker = format!("signing_key_lock:{}", k.alg);
-        sqlx::query("INSERT INTO secrets (name, value) VALUES ($1, '') ON CONFLICT DO NOTHING")
+        query("INSERT INTO secrets (name, value) VALUES ($1, '') ON CONFLICT DO NOTHING")
             .bind(&marker)
-            .execute(&mut *db)
+            .execute(&mut db)
             .await?;
-        sqlx::query("UPDATE secrets SET value = $2 WHERE name = $1")
+        query("UPDATE secrets SET value = $2 WHERE name = $1")
             .bind(&marker)
             .bind(&k.kid)
-            .execute(&mut *db)
+            .execute(&mut db)
             .await?;
-        let active: Option<i64> = sqlx::query_scalar(
+        let active: Option<i64> = query_scalar(
             "SELECT 1 FROM signing_keys WHERE alg = $1 AND activate_at <= $2
                AND (retire_at IS NULL OR retire_at > $2)",
         )
         .bind(&k.alg)
         .bind(now)
-        .fetch_optional(&mut *db)
+        .fetch_optional(&mut db)
         .await?;
         if active.is_some() {
             db.rollback().await?;
@@ -809,17 +825,17 @@ impl Store for SqlStore {
         let mut db = self.begin().await?;
         // Lock out a concurrent rotation of the same algorithm (PostgreSQL row locks; SQLite
         // holds its write lock already).
-        sqlx::query("UPDATE signing_keys SET status = status WHERE alg = $1")
+        query("UPDATE signing_keys SET status = status WHERE alg = $1")
             .bind(&next.alg)
-            .execute(&mut *db)
+            .execute(&mut db)
             .await?;
-        let pending = sqlx::query(
+        let pending = query(
             "SELECT kid, activate_at FROM signing_keys WHERE alg = $1 AND activate_at > $2
              ORDER BY activate_at LIMIT 1",
         )
         .bind(&next.alg)
         .bind(now)
-        .fetch_optional(&mut *db)
+        .fetch_optional(&mut db)
         .await?;
         if let Some(r) = pending {
             db.rollback().await?;
@@ -828,10 +844,10 @@ impl Store for SqlStore {
                 activate_at: r.try_get("activate_at")?,
             });
         }
-        sqlx::query("UPDATE signing_keys SET retire_at = $1 WHERE alg = $2 AND retire_at IS NULL")
+        query("UPDATE signing_keys SET retire_at = $1 WHERE alg = $2 AND retire_at IS NULL")
             .bind(retire_at)
             .bind(&next.alg)
-            .execute(&mut *db)
+            .execute(&mut db)
             .await?;
         insert_key(&mut db, next).await?;
         db.commit().await?;
@@ -839,42 +855,40 @@ impl Store for SqlStore {
     }
 
     async fn post_event(&self, kind: &str, payload: &str, now: i64) -> Result<()> {
-        sqlx::query("INSERT INTO broker_events (kind, payload, created_at) VALUES ($1, $2, $3)")
+        query("INSERT INTO broker_events (kind, payload, created_at) VALUES ($1, $2, $3)")
             .bind(kind)
             .bind(payload)
             .bind(now)
-            .execute(&mut *self.backend.write().await?)
+            .execute(&mut self.backend.write().await?)
             .await?;
         Ok(())
     }
 
     async fn events_since(&self, since: i64, after_id: i64) -> Result<Vec<EventRecord>> {
-        Ok(sqlx::query_as(
+        Ok(query_as(
             "SELECT id, kind, payload, created_at FROM broker_events
              WHERE created_at >= $1 OR id > $2 ORDER BY id",
         )
         .bind(since)
         .bind(after_id)
-        .fetch_all(&mut *self.backend.read().await?)
+        .fetch_all(&mut self.backend.read().await?)
         .await?)
     }
 
     async fn secret(&self, name: &str, candidate: &str) -> Result<String> {
-        sqlx::query("INSERT INTO secrets (name, value) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+        query("INSERT INTO secrets (name, value) VALUES ($1, $2) ON CONFLICT DO NOTHING")
             .bind(name)
             .bind(candidate)
-            .execute(&mut *self.backend.write().await?)
+            .execute(&mut self.backend.write().await?)
             .await?;
-        Ok(
-            sqlx::query_scalar("SELECT value FROM secrets WHERE name = $1")
-                .bind(name)
-                .fetch_one(&mut *self.backend.read().await?)
-                .await?,
-        )
+        Ok(query_scalar("SELECT value FROM secrets WHERE name = $1")
+            .bind(name)
+            .fetch_one(&mut self.backend.read().await?)
+            .await?)
     }
 
     async fn counts(&self) -> Result<Counts> {
-        let row = sqlx::query(
+        let row = query(
             "SELECT (SELECT COUNT(*) FROM accounts) AS accounts,
                     (SELECT COUNT(*) FROM cert_links) AS cert_links,
                     (SELECT COUNT(*) FROM sessions) AS sessions,
@@ -885,7 +899,7 @@ impl Store for SqlStore {
                     (SELECT COUNT(*) FROM verified_claims) AS verified_claims,
                     (SELECT COUNT(*) FROM signature_verifications) AS signature_verifications",
         )
-        .fetch_one(&mut *self.backend.read().await?)
+        .fetch_one(&mut self.backend.read().await?)
         .await?;
         Ok(Counts {
             accounts: row.try_get("accounts")?,
@@ -911,9 +925,9 @@ impl Store for SqlStore {
             "DELETE FROM signing_keys WHERE retire_at < $1",
             "DELETE FROM broker_events WHERE created_at < $1 - 3600",
         ] {
-            n += sqlx::query(q)
+            n += query(q)
                 .bind(before)
-                .execute(&mut *self.backend.write().await?)
+                .execute(&mut self.backend.write().await?)
                 .await?
                 .rows_affected();
         }
@@ -923,7 +937,7 @@ impl Store for SqlStore {
     async fn insert_verifications(&self, records: &[VerificationRecord]) -> Result<()> {
         let mut db = self.begin().await?;
         for r in records {
-            sqlx::query(
+            query(
                 "INSERT INTO signature_verifications (id, client_id, document_sha256, verdict,
                    reasons_json, cert_issuer, cert_serial, revocation_json, created_at, retain_until)
                  VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10)",
@@ -938,7 +952,7 @@ impl Store for SqlStore {
             .bind(&r.revocation_json)
             .bind(r.created_at)
             .bind(r.retain_until)
-            .execute(&mut *db)
+            .execute(&mut db)
             .await?;
         }
         db.commit().await?;
@@ -947,26 +961,26 @@ impl Store for SqlStore {
 
     async fn get_verification(&self, id: &str) -> Result<Option<VerificationRecord>> {
         Ok(
-            sqlx::query_as("SELECT * FROM signature_verifications WHERE id = $1")
+            query_as("SELECT * FROM signature_verifications WHERE id = $1")
                 .bind(id)
-                .fetch_optional(&mut *self.backend.read().await?)
+                .fetch_optional(&mut self.backend.read().await?)
                 .await?,
         )
     }
 
     async fn purge_verifications(&self, before: i64) -> Result<u64> {
         Ok(
-            sqlx::query("DELETE FROM signature_verifications WHERE retain_until < $1")
+            query("DELETE FROM signature_verifications WHERE retain_until < $1")
                 .bind(before)
-                .execute(&mut *self.backend.write().await?)
+                .execute(&mut self.backend.write().await?)
                 .await?
                 .rows_affected(),
         )
     }
 }
 
-async fn insert_key(db: &mut sqlx::AnyConnection, k: &SigningKeyRecord) -> Result<()> {
-    sqlx::query(
+async fn insert_key(db: &mut (impl Exec + ?Sized), k: &SigningKeyRecord) -> Result<()> {
+    query(
         "INSERT INTO signing_keys (kid, alg, private_pem, created_at, status, activate_at,
            retire_at) VALUES ($1,$2,$3,$4,$5,$6,$7)",
     )
@@ -982,8 +996,8 @@ async fn insert_key(db: &mut sqlx::AnyConnection, k: &SigningKeyRecord) -> Resul
     Ok(())
 }
 
-async fn insert_refresh_row(db: &mut sqlx::AnyConnection, r: &RefreshRecord) -> Result<()> {
-    sqlx::query(
+async fn insert_refresh_row(db: &mut (impl Exec + ?Sized), r: &RefreshRecord) -> Result<()> {
+    query(
         "INSERT INTO refresh_tokens (token_hash, grant_id, data_json, created_at, expires_at, used_at)
          VALUES ($1,$2,$3,$4,$5,$6)",
     )
