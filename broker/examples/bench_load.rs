@@ -123,7 +123,54 @@ struct Driver {
     http: reqwest::Client,
     o: Opts,
     jwks: jsonwebtoken::jwk::JwkSet,
-    card: Option<RefCell<VirtualCard>>,
+    card: Option<Card>,
+}
+
+/// What the card is asked: sign `msg` with the signature key (else the authentication key);
+/// it answers with its certificate and the signature.
+struct SignJob {
+    sign_key: bool,
+    msg: Vec<u8>,
+    answer: tokio::sync::oneshot::Sender<R<(Vec<u8>, Vec<u8>)>>,
+}
+
+/// The virtual card on a thread of its own (on the driver's core), as a real card signs on its
+/// own chip: its RSA-2048 signature (~0.28 ms) would otherwise run inside the driver's event
+/// loop, back to back for every flow ready at that moment, while their requests — written by
+/// the connection tasks queued behind them — wait, and the server idles (the flows fall into
+/// lock-step). A thread lets the kernel interleave the signing with the driver's I/O.
+struct Card(std::sync::mpsc::Sender<SignJob>);
+
+impl Card {
+    fn open(dir: &std::path::Path) -> Card {
+        let mut card = VirtualCard::open(dir).expect("the virtual card");
+        let (tx, rx) = std::sync::mpsc::channel::<SignJob>();
+        std::thread::spawn(move || {
+            for job in rx {
+                let r = if job.sign_key {
+                    card.sign_certificate_der("ABC123")
+                        .and_then(|cert| Ok((cert, card.sign(Key::Sign, "ABC123", &job.msg)?)))
+                } else {
+                    card.auth_certificate_der()
+                        .and_then(|cert| Ok((cert, card.sign(Key::Auth, "1234", &job.msg)?)))
+                };
+                let _ = job.answer.send(r.map_err(|e| e.to_string()));
+            }
+        });
+        Card(tx)
+    }
+
+    async fn sign(&self, sign_key: bool, msg: Vec<u8>) -> R<(Vec<u8>, Vec<u8>)> {
+        let (answer, rx) = tokio::sync::oneshot::channel();
+        self.0
+            .send(SignJob {
+                sign_key,
+                msg,
+                answer,
+            })
+            .map_err(|_| "the card thread ended")?;
+        rx.await.map_err(|_| "the card thread ended")?
+    }
 }
 
 type R<T> = Result<T, String>;
@@ -270,19 +317,8 @@ impl Driver {
             let msg = B64
                 .decode(ch["to_be_signed"].as_str().ok_or("no to_be_signed")?)
                 .map_err(|e| e.to_string())?;
-            let (cert, sig) = {
-                let mut card = self.card.as_ref().ok_or("--card is required")?.borrow_mut();
-                if ch["certificate"] == "signature" {
-                    let cert = card
-                        .sign_certificate_der("ABC123")
-                        .map_err(|e| e.to_string())?;
-                    (cert, card.sign(Key::Sign, "ABC123", &msg))
-                } else {
-                    let cert = card.auth_certificate_der().map_err(|e| e.to_string())?;
-                    (cert, card.sign(Key::Auth, "1234", &msg))
-                }
-            };
-            let sig = sig.map_err(|e| e.to_string())?;
+            let card = self.card.as_ref().ok_or("--card is required")?;
+            let (cert, sig) = card.sign(ch["certificate"] == "signature", msg).await?;
             let r = self
                 .http
                 .post(self.url(ch["response_uri"].as_str().ok_or("no response_uri")?))
@@ -436,10 +472,7 @@ async fn run(cmd: String, o: Opts) {
         .json()
         .await
         .expect("JWKS JSON");
-    let card = o
-        .card
-        .as_ref()
-        .map(|d| RefCell::new(VirtualCard::open(d).expect("the virtual card")));
+    let card = o.card.as_ref().map(|d| Card::open(d));
     let d = Rc::new(Driver {
         http,
         o,
