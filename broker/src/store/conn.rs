@@ -88,7 +88,7 @@ fn checkpointer(
     conn: rusqlite::Connection,
     writer: Arc<Mutex<LiteConn>>,
     writes: Arc<AtomicU64>,
-) -> mpsc::Sender<()> {
+) -> Result<mpsc::Sender<()>> {
     let (tx, rx) = mpsc::channel::<()>();
     std::thread::Builder::new()
         .name("sqlite-checkpoint".into())
@@ -111,8 +111,8 @@ fn checkpointer(
             // A last one, so that a closed store leaves a short log behind.
             let _ = conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE)");
         })
-        .expect("spawn the SQLite checkpoint thread");
-    tx
+        .map_err(|e| StoreError::Db(format!("cannot start the SQLite checkpoint thread: {e}")))?;
+    Ok(tx)
 }
 
 impl Lite {
@@ -125,7 +125,7 @@ impl Lite {
             r.push(shared(open(path)?));
         }
         let writes = Arc::new(AtomicU64::new(0));
-        let checkpoints = checkpointer(open(path)?, writer.clone(), writes.clone());
+        let checkpoints = checkpointer(open(path)?, writer.clone(), writes.clone())?;
         Ok(Lite {
             readers: r,
             next: AtomicUsize::new(0),
