@@ -426,7 +426,7 @@ mod tests {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        assert_eq!(values_text(&b).await, 100);
+        assert_eq!(row_count(&b).await, 100);
     }
 
     /// Under writes that never pause the log still starts over: it stays far smaller than
@@ -462,7 +462,7 @@ mod tests {
         );
     }
 
-    async fn values_text(b: &Backend) -> i64 {
+    async fn row_count(b: &Backend) -> i64 {
         query_scalar("SELECT COUNT(*) FROM t")
             .fetch_one(&mut b.read().await.unwrap())
             .await
