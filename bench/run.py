@@ -328,9 +328,19 @@ def main():
     es = limits["es256_signs_per_s"]
     print()
     print(f"One core's ES256 signing limit (aws-lc-rs, core {SERVER_CORE}): {es:,.0f} signatures/s.")
+    rsa, verify = limits["rsa2048_signs_per_s"], limits["es256_verifies_per_s"]
+    floor = 1 / rsa + 1 / verify
     print(f"The virtual card's RSA-2048 signature, made by the login driver per broker login: "
-          f"{limits['rsa2048_signs_per_s']:,.0f}/s on one core — a ceiling on the broker's "
+          f"{rsa:,.0f}/s on one core — a ceiling on the broker's "
           "login rows that the peer's rows do not have.")
+    print(f"Crypto the load core must do per broker login (the card's signature + the ID "
+          f"token's ES256 check at {verify:,.0f}/s): {floor * 1e6:.0f} µs — at most "
+          f"{1 / floor:,.0f} logins/s with no HTTP at all.")
+    lr = "login, 16 concurrent"
+    if lr in results["peer"] and "peer" in columns:
+        need = 5 * results["peer"][lr]["rate"]
+        print(f"5× the peer's logins at 16 ({need:,.0f}/s) would take {need * floor * 100:.0f}% "
+              "of the load core in that crypto alone.")
     cc = "POST token (client_credentials, ES256)"
     for c in columns:
         if c != "peer" and cc in results[c]:
