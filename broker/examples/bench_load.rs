@@ -11,7 +11,8 @@
 //!            [--card DIR] [--concurrency N] [--seconds S] [--warmup S] [--server-pid PID]
 //! bench_load token --target broker|peer --base URL [--issuer URL] [--card DIR]
 //!            (one login; prints its access token, for the userinfo load)
-//! bench_load es256   (one core's ES256 signing rate with aws-lc-rs, the broker's crypto)
+//! bench_load es256   (one core's ES256 signing and verification rates with aws-lc-rs, the
+//!                    broker's crypto, and the card's RSA-2048 signing rate)
 //! ```
 //!
 //! For the broker the client is `bench-public` (bench/relying-parties), the card's PIN 1234;
