@@ -307,6 +307,14 @@ mod tests {
         (dir, b)
     }
 
+    /// Run one statement on the writer.
+    async fn write(b: &Backend, sql: &'static str) {
+        query(sql)
+            .execute(&mut b.write().await.unwrap())
+            .await
+            .unwrap();
+    }
+
     async fn values(b: &Backend) -> Vec<i64> {
         query_scalar("SELECT v FROM t ORDER BY v")
             .fetch_all(&mut b.read().await.unwrap())
@@ -319,10 +327,7 @@ mod tests {
     #[tokio::test]
     async fn dropped_sqlite_transaction_is_rolled_back_before_the_next_write() {
         let (_dir, b) = lite(2, Duration::from_secs(1));
-        query("CREATE TABLE t (v BIGINT)")
-            .execute(&mut b.write().await.unwrap())
-            .await
-            .unwrap();
+        write(&b, "CREATE TABLE t (v BIGINT)").await;
         {
             let mut tx = b.begin().await.unwrap();
             query("INSERT INTO t (v) VALUES (1)")
@@ -335,10 +340,7 @@ mod tests {
             values(&b).await.is_empty(),
             "readers never see the uncommitted row"
         );
-        query("INSERT INTO t (v) VALUES (2)")
-            .execute(&mut b.write().await.unwrap())
-            .await
-            .unwrap();
+        write(&b, "INSERT INTO t (v) VALUES (2)").await;
         let mut tx = b.begin().await.unwrap();
         query("INSERT INTO t (v) VALUES (3)")
             .execute(&mut tx)
@@ -402,14 +404,8 @@ mod tests {
     #[tokio::test]
     async fn reads_use_the_writer_when_it_is_free_and_a_reader_when_it_is_not() {
         let (_dir, b) = lite(1, Duration::from_millis(100));
-        query("CREATE TABLE t (v BIGINT)")
-            .execute(&mut b.write().await.unwrap())
-            .await
-            .unwrap();
-        query("CREATE TEMP TABLE mark (v BIGINT)")
-            .execute(&mut b.write().await.unwrap())
-            .await
-            .unwrap();
+        write(&b, "CREATE TABLE t (v BIGINT)").await;
+        write(&b, "CREATE TEMP TABLE mark (v BIGINT)").await;
         assert!(read_on_writer(&b).await, "a free writer serves reads");
         let mut tx = b.begin().await.unwrap();
         query("INSERT INTO t (v) VALUES (1)")
@@ -459,10 +455,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(auto, 0, "the writer does not checkpoint");
-        query("CREATE TABLE t (v TEXT)")
-            .execute(&mut b.write().await.unwrap())
-            .await
-            .unwrap();
+        write(&b, "CREATE TABLE t (v TEXT)").await;
         let file = dir.path().join("t.db");
         let before = std::fs::metadata(&file).unwrap().len();
         for v in 0..100 {
@@ -489,10 +482,7 @@ mod tests {
     #[tokio::test]
     async fn the_log_starts_over_under_steady_writes() {
         let (dir, b) = lite(1, Duration::from_secs(1));
-        query("CREATE TABLE t (v TEXT)")
-            .execute(&mut b.write().await.unwrap())
-            .await
-            .unwrap();
+        write(&b, "CREATE TABLE t (v TEXT)").await;
         let wal = dir.path().join("t.db-wal");
         let (mut commits, mut largest) = (0u64, 0u64);
         let end = std::time::Instant::now() + Duration::from_secs(3);
