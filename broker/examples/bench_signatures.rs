@@ -56,7 +56,7 @@ async fn run() {
     h.kid = Some("k1".into());
     let assertion = jsonwebtoken::encode(
         &h,
-        &serde_json::json!({"iss": "bench", "sub": "bench", "aud": format!("{base}/token"), "exp": now_s + 60, "iat": now_s}),
+        &serde_json::json!({"iss": "bench", "sub": "bench", "aud": format!("{base}/token"), "exp": now_s + 60, "iat": now_s, "jti": broker::clock::random_id()}),
         &jsonwebtoken::EncodingKey::from_ec_der(pkcs8.as_ref()),
     )
     .unwrap();

@@ -22,8 +22,14 @@ pub struct Broker {
     discovery_doc: RwLock<Option<(Arc<Policy>, axum::body::Bytes)>>,
     pub trust: Arc<TrustStore>,
     pub clock: Arc<dyn Clock>,
-    /// Revocation checker (OCSP/CRL behind the cache).
-    pub checker: Arc<crate::revocation::Checker>,
+    /// Revocation checker (OCSP/CRL behind the cache), rebuilt when a reload changes the
+    /// policy's `[revocation]` section.
+    checker: RwLock<Arc<crate::revocation::Checker>>,
+    /// Broker events this process posted and applied already (purges): the sync that reads
+    /// them back skips them.
+    applied_here: std::sync::Mutex<std::collections::HashSet<i64>>,
+    /// Where the checker fetches OCSP responses and CRLs (kept for rebuilding it).
+    fetcher: Arc<dyn crate::revocation::Fetcher>,
     /// The demo CA (demo mode): revocation database, OCSP responder, CRL publisher.
     demo_ca: Option<Arc<crate::revocation::demo_ca::DemoCa>>,
     /// SHA-256 of the operator's admin token (`data_dir/admin.token`).
@@ -152,7 +158,7 @@ impl Broker {
         let checker = crate::revocation::Checker::new(
             policy.revocation.clone(),
             config.issuer_str(),
-            fetcher,
+            fetcher.clone(),
             clock.clone(),
         );
         let demo_ca = if config.demo {
@@ -163,14 +169,8 @@ impl Broker {
             None
         };
         let admin_token_sha256 = admin_token(&config.data_dir)?;
-        let labels: Vec<&str> = trust.anchors().iter().map(|a| a.label.as_str()).collect();
-        for a in checker.anchors_without_sources(labels.iter().copied()) {
-            tracing::warn!(anchor = %a, "no revocation source configured: logins under this CA fail closed");
-        }
-        for s in &policy.revocation.issuers {
-            if !labels.contains(&s.anchor.as_str()) {
-                tracing::warn!(anchor = %s.anchor, "revocation sources name an anchor that is not configured; ignored");
-            }
+        for w in crate::revocation::source_warnings(&policy.revocation, &trust) {
+            tracing::warn!("{w}");
         }
         let token_ttl = std::time::Duration::from_secs(config.lifetimes.access_token.max(1) as u64);
         Ok(Arc::new(Broker {
@@ -181,7 +181,9 @@ impl Broker {
             discovery_doc: RwLock::new(None),
             trust,
             clock,
-            checker,
+            checker: RwLock::new(checker),
+            applied_here: Default::default(),
+            fetcher,
             demo_ca,
             admin_token_sha256,
             rate_limits: RateLimits::default(),
@@ -206,11 +208,37 @@ impl Broker {
 
     /// Swap in a new relying-party and policy snapshot, whole (see `registry::reload`), and
     /// publish the `digest` of its files. Requests in flight keep the snapshot they started
-    /// with.
-    pub fn swap_snapshots(&self, registry: Registry, policy: Policy, digest: String) {
+    /// with. A changed `[revocation]` section gets a new revocation checker (with an empty
+    /// cache: answers cached under the old sources or bounds are not kept); true if so.
+    pub fn swap_snapshots(&self, registry: Registry, policy: Policy, digest: String) -> bool {
+        let revocation_changed = policy.revocation != *self.checker().policy();
+        if revocation_changed {
+            for w in crate::revocation::source_warnings(&policy.revocation, &self.trust) {
+                tracing::warn!("{w}");
+            }
+            let checker = crate::revocation::Checker::new(
+                policy.revocation.clone(),
+                self.config.issuer_str(),
+                self.fetcher.clone(),
+                self.clock.clone(),
+            );
+            *self.checker.write().unwrap_or_else(|e| e.into_inner()) = checker;
+            tracing::warn!(
+                "the [revocation] policy changed: revocation checker rebuilt, its cache starts empty"
+            );
+        }
         *self.snapshot.write().unwrap_or_else(|e| e.into_inner()) =
             (Arc::new(registry), Arc::new(policy));
         publish_snapshot_digest(&self.snapshot_digest, digest);
+        revocation_changed
+    }
+
+    /// The revocation checker in force.
+    pub fn checker(&self) -> Arc<crate::revocation::Checker> {
+        self.checker
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Digest of the policy and relying-party files being served.
@@ -279,13 +307,18 @@ impl Broker {
             tracing::warn!(
                 "cluster sync was interrupted longer than the event window; revocation cache purged"
             );
-            self.checker.purge_all();
+            self.checker().purge_all();
         }
         let events = self.store.events_since(window, applied.max_id).await;
         let keys = KeySet::load(self.store.as_ref(), now).await;
         for e in events? {
             applied.max_id = applied.max_id.max(e.id);
-            if applied.seen.insert(e.id, e.created_at).is_none() {
+            let posted_here = self
+                .applied_here
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&e.id);
+            if applied.seen.insert(e.id, e.created_at).is_none() && !posted_here {
                 self.apply_event(&e.kind, &e.payload).await;
             }
         }
@@ -306,7 +339,7 @@ impl Broker {
         match kind {
             EVENT_REVOCATION_PURGE => match serde_json::from_str::<PurgeTarget>(payload) {
                 Ok(PurgeTarget::All) => {
-                    self.checker.purge_all();
+                    self.checker().purge_all();
                     tracing::warn!("revocation cache purged entirely (operator event)");
                 }
                 Ok(PurgeTarget::One { anchor, serial }) => {
@@ -316,7 +349,7 @@ impl Broker {
                         tracing::warn!(%anchor, %serial, "purge event names an unknown anchor or a bad serial; ignored");
                         return;
                     };
-                    let had = self.checker.purge(&anchor, &ca, &serial_bytes).await;
+                    let had = self.checker().purge(&anchor, &ca, &serial_bytes).await;
                     tracing::warn!(%anchor, %serial, had, "revocation cache entry purged (operator event)");
                 }
                 Err(e) => tracing::warn!(error = %e, "unreadable purge event; ignored"),
@@ -329,17 +362,24 @@ impl Broker {
     /// it here at once (the others follow within `cluster.sync_interval`).
     pub async fn purge_revocation(&self, target: &PurgeTarget) -> anyhow::Result<bool> {
         let payload = serde_json::to_string(target)?;
-        self.store
+        let id = self
+            .store
             .post_event(EVENT_REVOCATION_PURGE, &payload, self.now())
             .await?;
+        // Applied here now; the sync that reads the event back must not apply it again (it
+        // would throw away what was fetched since, and log the purge twice).
+        self.applied_here
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id);
         Ok(match target {
             PurgeTarget::All => {
-                self.checker.purge_all();
+                self.checker().purge_all();
                 true
             }
             PurgeTarget::One { anchor, serial } => {
                 match (self.anchor_der(anchor), hex::decode(serial)) {
-                    (Some(ca), Ok(s)) => self.checker.purge(anchor, &ca, &s).await,
+                    (Some(ca), Ok(s)) => self.checker().purge(anchor, &ca, &s).await,
                     _ => false,
                 }
             }

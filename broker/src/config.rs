@@ -26,6 +26,45 @@ pub struct Config {
     pub lifetimes: Lifetimes,
     pub database: DatabaseSettings,
     pub cluster: ClusterSettings,
+    pub limits: Limits,
+}
+
+/// `[limits]`: what one client, one source address or one connection may hold of the broker.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Client connections open at once; further connections wait in the listen backlog (a
+    /// warning is logged when the limit is reached).
+    pub max_connections: usize,
+    /// Seconds a client has to send a request's line and headers — counted from the
+    /// connection's start, and again from the end of each response on a kept-alive connection
+    /// (so it also closes idle connections).
+    pub header_read_timeout: u64,
+    /// Bytes of request line and headers (more: 431). A connection's read buffer is bounded to
+    /// twice this, so one slow connection holds at most that much memory.
+    pub max_header_bytes: usize,
+    /// Login transactions (started at /authorize, not finished, not expired) one relying party
+    /// may have open; more are refused with `temporarily_unavailable`.
+    pub open_transactions_per_client: i64,
+    /// Login transactions one source address (an IPv4 address, an IPv6 /64) may have open.
+    pub open_transactions_per_source: i64,
+    /// Behind a reverse proxy: the source address is the last one in `X-Forwarded-For` (the
+    /// one the proxy appended), not the proxy's. Only set it when every request comes through
+    /// the proxy.
+    pub trust_forwarded_for: bool,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_connections: 1024,
+            header_read_timeout: 20,
+            max_header_bytes: 16 * 1024,
+            open_transactions_per_client: 20_000,
+            open_transactions_per_source: 200,
+            trust_forwarded_for: false,
+        }
+    }
 }
 
 /// `[database]`: this process's connection pool.
@@ -148,6 +187,8 @@ struct RawConfig {
     database: DatabaseSettings,
     #[serde(default)]
     cluster: ClusterSettings,
+    #[serde(default)]
+    limits: Limits,
 }
 
 /// One line: which key (or file position) and what is wrong with it.
@@ -324,6 +365,37 @@ impl Config {
                 ));
             }
         }
+        let lim = raw.limits;
+        for (name, v, range) in [
+            ("max_connections", lim.max_connections as i64, 1..=1_000_000),
+            (
+                "header_read_timeout",
+                lim.header_read_timeout as i64,
+                1..=600,
+            ),
+            (
+                "max_header_bytes",
+                lim.max_header_bytes as i64,
+                4096..=1_048_576,
+            ),
+            (
+                "open_transactions_per_client",
+                lim.open_transactions_per_client,
+                1..=100_000_000,
+            ),
+            (
+                "open_transactions_per_source",
+                lim.open_transactions_per_source,
+                1..=100_000_000,
+            ),
+        ] {
+            if !range.contains(&v) {
+                return Err(key_err(
+                    &format!("limits.{name}"),
+                    format!("{v} is out of range {}..={}", range.start(), range.end()),
+                ));
+            }
+        }
         let trust_anchors = raw
             .trust_anchors
             .into_iter()
@@ -351,6 +423,7 @@ impl Config {
             lifetimes: lt,
             database: raw.database,
             cluster: raw.cluster,
+            limits: lim,
         })?;
         let (lead, grace) = (c.cluster.key_rotation_lead, c.cluster.key_retire_grace);
         if lead < c.min_rotation_lead() {
@@ -498,6 +571,16 @@ mod tests {
             e,
             "config key `cluster.key_rotation_lead`: 60 is shorter than 304 seconds (2 × sync_interval + the 300 s JWKS cache lifetime)"
         );
+        let e = load_str("[limits]\nmax_header_bytes = 100\n", &[])
+            .unwrap_err()
+            .0;
+        assert_eq!(
+            e,
+            "config key `limits.max_header_bytes`: 100 is out of range 4096..=1048576"
+        );
+        let c = load_str("[limits]\nopen_transactions_per_source = 5\n", &[]).unwrap();
+        assert_eq!(c.limits.open_transactions_per_source, 5);
+        assert_eq!(c.limits.max_connections, 1024);
         let e = load_str("[cluster]\nkey_retire_grace = 600\n", &[])
             .unwrap_err()
             .0;

@@ -741,7 +741,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         loop {
             every.tick().await;
             refresher
-                .checker
+                .checker()
                 .refresh_crls(|label| refresher.anchor_der(label))
                 .await;
         }
@@ -762,14 +762,15 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     });
     let purger = broker.clone();
     tokio::spawn(async move {
-        // Expired rows are kept an hour past expiry (replays then still meet a record), then go.
-        let mut every = tokio::time::interval(std::time::Duration::from_secs(300));
+        // Login transactions go when they expire; codes, sessions and refresh tokens an hour
+        // later (a replay still meets its record); see `Store::purge_expired`.
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
         loop {
             every.tick().await;
             if let Err(e) = purger.store.purge_verifications(purger.now()).await {
                 tracing::warn!(error = %e, "purging expired verification records failed");
             }
-            match purger.store.purge_expired(purger.now() - 3600).await {
+            match purger.store.purge_expired(purger.now()).await {
                 Ok(n) if n > 0 => tracing::info!(rows = n, "purged expired records"),
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "purging expired records failed"),

@@ -74,16 +74,18 @@ fn es256_key() -> (Vec<u8>, Value) {
 }
 
 fn assertion(pkcs8: &[u8], sub: &str, aud: &str, exp_in: i64) -> String {
-    broker::app::install_crypto_provider();
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    signed_assertion(
+        pkcs8,
+        &json!({"iss": sub, "sub": sub, "aud": aud, "exp": now + exp_in, "iat": now, "jti": broker::clock::random_id()}),
+    )
+}
+
+fn signed_assertion(pkcs8: &[u8], claims: &Value) -> String {
+    broker::app::install_crypto_provider();
     let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
     h.kid = Some("k1".into());
-    jsonwebtoken::encode(
-        &h,
-        &json!({"iss": sub, "sub": sub, "aud": aud, "exp": now + exp_in, "iat": now, "jti": broker::clock::random_id()}),
-        &jsonwebtoken::EncodingKey::from_ec_der(pkcs8),
-    )
-    .unwrap()
+    jsonwebtoken::encode(&h, claims, &jsonwebtoken::EncodingKey::from_ec_der(pkcs8)).unwrap()
 }
 
 #[tokio::test]
@@ -120,7 +122,10 @@ async fn private_key_jwt_client_and_ps256_id_tokens() {
             assertion(&other, "pkjwt", ISSUER, 60),
             "signature does not verify",
         ),
-        (assertion(&pkcs8, "pkjwt", ISSUER, -120), "ExpiredSignature"),
+        (
+            assertion(&pkcs8, "pkjwt", ISSUER, -120),
+            "expired (exp is in the past)",
+        ),
         (
             assertion(&pkcs8, "pkjwt", "https://elsewhere.example", 60),
             "InvalidAudience",
@@ -164,6 +169,116 @@ async fn private_key_jwt_client_and_ps256_id_tokens() {
     let (h, c) = verify(r.json()["id_token"].as_str().unwrap(), &jwks, "pkjwt");
     assert_eq!(h.alg, jsonwebtoken::Algorithm::PS256);
     assert_eq!(c["aud"], "pkjwt");
+}
+
+/// A client assertion is single use (its jti, across processes: the store), needs a jti,
+/// honours nbf, and lives at most five minutes. Each refusal names what was wrong and stores
+/// nothing.
+#[tokio::test]
+async fn client_assertions_are_single_use_short_lived_and_honour_nbf() {
+    let (pkcs8, jwk) = es256_key();
+    let rp = format!("{PKJWT_RP}\n[jwks]\nkeys = [{}]\n", toml_inline(&jwk));
+    let t = TestBroker::with_rps(&[("pkjwt.toml", &rp)]).await;
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let aud = format!("{ISSUER}/token");
+    let base = json!({"iss": "pkjwt", "sub": "pkjwt", "aud": aud, "exp": now + 60, "iat": now});
+    let with = |extra: Value| {
+        let mut c = base.clone();
+        c.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        signed_assertion(&pkcs8, &c)
+    };
+    let refresh_form = |a: &str| {
+        vec![
+            ("grant_type".to_string(), "refresh_token".to_string()),
+            ("refresh_token".into(), "not-a-refresh-token".into()),
+            (
+                "client_assertion_type".into(),
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".into(),
+            ),
+            ("client_assertion".into(), a.to_string()),
+        ]
+    };
+    let post = |f: Vec<(String, String)>| {
+        let mut b = t.browser();
+        async move {
+            let refs: Vec<(&str, &str)> = f.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+            b.post_form("/token", &refs, None).await
+        }
+    };
+    for (a, why) in [
+        (
+            with(json!({})),
+            "client_assertion: jti is missing (each assertion must be unique)",
+        ),
+        (
+            with(json!({"jti": ""})),
+            "client_assertion: jti must be a string of 1 to 256 characters",
+        ),
+        (
+            with(json!({"jti": "j-nbf", "nbf": now + 600})),
+            "client_assertion: not valid yet (nbf is in the future)",
+        ),
+        (
+            with(json!({"jti": "j-long", "exp": now + 3600})),
+            "client_assertion: lives 3600 s (exp - iat); at most 300 s",
+        ),
+        (
+            with(json!({"jti": "j-long2", "exp": now + 3600, "iat": null})),
+            "client_assertion: expires in 3600 s; an assertion may live at most 300 s",
+        ),
+        (
+            with(json!({"jti": "j-future", "iat": now + 600, "exp": now + 700})),
+            "client_assertion: iat is in the future",
+        ),
+    ] {
+        let r = post(refresh_form(&a)).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.body);
+        assert_eq!(
+            (
+                r.json()["error"].as_str(),
+                r.json()["error_description"].as_str()
+            ),
+            (Some("invalid_client"), Some(why))
+        );
+    }
+    // A good assertion authenticates the client (the refresh token itself is then refused);
+    // the same assertion again is a replay.
+    let a = with(json!({"jti": "j-once"}));
+    let r = post(refresh_form(&a)).await;
+    assert_eq!(r.json()["error"], "invalid_grant", "{}", r.body);
+    let r = post(refresh_form(&a)).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        r.json()["error_description"],
+        "client_assertion: its jti was used before (an assertion is single use)"
+    );
+    // Also at the other endpoints that authenticate clients.
+    let mut br = t.browser();
+    let r = br
+        .post_form(
+            "/introspect",
+            &[
+                ("token", "x"),
+                (
+                    "client_assertion_type",
+                    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                ),
+                ("client_assertion", &a),
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(r.json()["error"], "invalid_client", "{}", r.body);
+    // Another jti of the same client is fine; the replayed one stays refused until it expires
+    // (then the assertion is refused for its exp anyway) and the purge removes it only then.
+    let r = post(refresh_form(&with(json!({"jti": "j-twice"})))).await;
+    assert_eq!(r.json()["error"], "invalid_grant", "{}", r.body);
+    t.broker.store.purge_expired(now).await.unwrap();
+    let r = post(refresh_form(&a)).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(t.counts().await, broker::store::Counts::default());
 }
 
 fn toml_inline(v: &Value) -> String {

@@ -385,3 +385,222 @@ async fn affiliation_changed_makes_claims_stale_until_proofed_again() {
     assert!(ui["name"].is_string(), "{ui}");
     assert_eq!(t.counts().await.accounts, 1);
 }
+
+/// The account a card's user-authentication certificate is linked to.
+async fn account_of(t: &TestBroker, card: &broker::card::VirtualCard) -> Option<String> {
+    let info = broker::pki::inspect(&card.auth_certificate_der().unwrap()).unwrap();
+    t.broker
+        .store
+        .account_by_cert(&info.issuer, &info.serial_hex)
+        .await
+        .unwrap()
+}
+
+async fn audit_kinds(t: &TestBroker, account: &str) -> Vec<(String, Value)> {
+    t.broker
+        .store
+        .audit_events(account)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.kind, serde_json::from_str(&e.detail_json).unwrap()))
+        .collect()
+}
+
+/// What the first proofing records in the person's record (and the audit log).
+#[tokio::test]
+async fn every_new_link_is_in_the_persons_record() {
+    let t = TestBroker::new().await;
+    let mut card = t.card("card");
+    sub_of(&mut t.browser(), &mut card, &[]).await;
+    let account = account_of(&t, &card).await.unwrap();
+    let events = audit_kinds(&t, &account).await;
+    let kinds: Vec<&str> = events.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "account_created",
+            "certificate_linked",
+            "certificate_linked",
+            "identity_proofed"
+        ]
+    );
+    assert_eq!(events[1].1["certificate"], "user_auth");
+    assert_eq!(events[1].1["how"], "new_account");
+    assert_eq!(events[2].1["certificate"], "signature");
+    // A later login links nothing and records nothing new.
+    sub_of(&mut t.browser(), &mut card, &[]).await;
+    assert_eq!(audit_kinds(&t, &account).await.len(), 4);
+}
+
+/// The attack found from outside: card B, never used, answers the first stage; card A's
+/// signature certificate (A proofed) answers the proofing stage. B must not become a way to
+/// log in as A: refused, nothing stored, and B is still no one.
+#[tokio::test]
+async fn a_strangers_card_is_not_linked_through_someone_elses_signature_certificate() {
+    let t = TestBroker::new().await;
+    let mut a = t.card("a");
+    // Even a card with the same basic four (another card of a namesake born the same day).
+    let mut b = t.card("b");
+    sub_of(&mut t.browser(), &mut a, &[]).await;
+    let account_a = account_of(&t, &a).await.unwrap();
+    let before = t.counts().await;
+    assert_eq!((before.accounts, before.cert_links), (1, 2));
+    let mut br = t.browser();
+    let s = start_login(&mut br, &auth_url(&[])).await;
+    let r = helper_answer_once(&mut br, &s.helper_path, &mut b, "1234").await;
+    assert_eq!(r.json()["status"], "proofing_required", "{}", r.body);
+    let r = helper_answer_once(&mut br, &s.helper_path, &mut a, "ABC123").await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    assert_eq!(
+        r.json(),
+        json!({
+            "error": "certificates_not_linked",
+            "error_description": "this signature certificate belongs to an account with another card, and nothing shows that this card's user-authentication certificate belongs to it: log in with that account's own card (a renewed card is recognised by its link information)"
+        })
+    );
+    assert_eq!(t.counts().await, before, "nothing stored");
+    assert_eq!(account_of(&t, &b).await, None);
+    assert_eq!(audit_kinds(&t, &account_a).await.len(), 4);
+    // The login did not happen.
+    let st = br.get(&format!("/login/{}/status", s.tx)).await.json();
+    assert_eq!(st["status"], "pending");
+    let r = br.get(&format!("/login/{}/continue", s.tx)).await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+    // Card B alone is still no one: its next login asks for proofing again.
+    let mut b2 = t.browser();
+    let s = start_login(&mut b2, &auth_url(&[])).await;
+    let r = helper_answer_once(&mut b2, &s.helper_path, &mut b, "1234").await;
+    assert_eq!(r.json()["status"], "proofing_required");
+    // With its own signature certificate it becomes its own person.
+    let r = helper_answer_once(&mut b2, &s.helper_path, &mut b, "ABC123").await;
+    assert_eq!(r.json()["status"], "authenticated", "{}", r.body);
+    let account_b = account_of(&t, &b).await.unwrap();
+    assert_ne!(account_b, account_a);
+}
+
+/// The converse: a proofed card B re-proofing (its claims went stale) with card A's signature
+/// certificate would take A's identity onto B's account: refused.
+#[tokio::test]
+async fn certificates_of_two_accounts_are_never_joined() {
+    use broker::pki::{CertKind, RevocationReason};
+    let t = TestBroker::new().await;
+    let mut a = t.card("a");
+    let mut b = t.card_born("b", time::macros::date!(1970 - 01 - 01));
+    sub_of(&mut t.browser(), &mut a, &[]).await;
+    sub_of(&mut t.browser(), &mut b, &[]).await;
+    t.demo_ca()
+        .revoke(
+            CertKind::Signature,
+            &serial_of(&b.sign_certificate_der("ABC123").unwrap()),
+            RevocationReason::AffiliationChanged,
+            time::OffsetDateTime::now_utc(),
+        )
+        .unwrap();
+    t.clock.advance(time::Duration::seconds(61));
+    let mut br = t.browser();
+    let s = start_login(&mut br, &auth_url(&[])).await;
+    let r = helper_answer_once(&mut br, &s.helper_path, &mut b, "1234").await;
+    assert_eq!(r.json()["status"], "proofing_required", "{}", r.body);
+    let before = t.counts().await;
+    let r = helper_answer_once(&mut br, &s.helper_path, &mut a, "ABC123").await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert_eq!(r.json()["error"], "certificates_not_linked");
+    assert_eq!(
+        r.json()["error_description"],
+        "the user-authentication certificate and the signature certificate belong to different accounts: use the two certificates of one card"
+    );
+    assert_eq!(t.counts().await, before);
+    assert_ne!(account_of(&t, &a).await, account_of(&t, &b).await);
+}
+
+/// After a move J-LIS issues a new signature certificate for the same card (the
+/// user-authentication certificate stays): it proofs the account again if it names the same
+/// person; another person's new signature certificate is refused.
+#[tokio::test]
+async fn a_new_signature_certificate_proofs_again_only_for_the_same_person() {
+    use broker::pki::{CertKind, RevocationReason};
+    let t = TestBroker::new().await;
+    let mut card = t.card("card");
+    sub_of(&mut t.browser(), &mut card, &[]).await;
+    let account = account_of(&t, &card).await.unwrap();
+    t.demo_ca()
+        .revoke(
+            CertKind::Signature,
+            &serial_of(&card.sign_certificate_der("ABC123").unwrap()),
+            RevocationReason::AffiliationChanged,
+            time::OffsetDateTime::now_utc(),
+        )
+        .unwrap();
+    t.clock.advance(time::Duration::seconds(61));
+    // Someone else's signature certificate, never seen by the broker.
+    let mut stranger = t.card_born("stranger", time::macros::date!(1970 - 01 - 01));
+    let mut br = t.browser();
+    let s = start_login(&mut br, &auth_url(&[])).await;
+    let r = helper_answer_once(&mut br, &s.helper_path, &mut card, "1234").await;
+    assert_eq!(r.json()["status"], "proofing_required", "{}", r.body);
+    let before = t.counts().await;
+    let r = helper_answer_once(&mut br, &s.helper_path, &mut stranger, "ABC123").await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        r.json()["error_description"],
+        "the signature certificate names a different person (birth date) than this account's verified identity: use the signature certificate of your own card"
+    );
+    assert_eq!(t.counts().await, before);
+    // The person's own new signature certificate (same birth date): proofed again.
+    let mut reissued = t.card("reissued");
+    let r = helper_answer_once(&mut br, &s.helper_path, &mut reissued, "ABC123").await;
+    assert_eq!(r.json()["status"], "authenticated", "{}", r.body);
+    let c = t.counts().await;
+    assert_eq!(
+        (c.accounts, c.cert_links),
+        (before.accounts, before.cert_links + 1)
+    );
+    let events = audit_kinds(&t, &account).await;
+    let (kind, detail) = &events[events.len() - 2];
+    assert_eq!(kind, "certificate_linked");
+    assert_eq!(
+        (detail["certificate"].as_str(), detail["how"].as_str()),
+        (Some("signature"), Some("same_person"))
+    );
+    assert_eq!(events.last().unwrap().0, "identity_proofed");
+}
+
+/// A revocation with affiliationChanged stops the claims at the next release — userinfo of a
+/// token issued before, without waiting for the person's next login.
+#[tokio::test]
+async fn claims_stop_at_userinfo_when_the_signature_certificate_is_revoked() {
+    use broker::pki::{CertKind, RevocationReason};
+    let t = TestBroker::new().await;
+    let mut card = t.card("card");
+    let mut br = t.browser();
+    let tok = tokens(&t, &mut br, &mut card, &[]).await;
+    let at = tok["access_token"].as_str().unwrap().to_string();
+    assert!(br.get_bearer("/userinfo", &at).await.json()["name"].is_string());
+    let sign = card.sign_certificate_der("ABC123").unwrap();
+    t.demo_ca()
+        .revoke(
+            CertKind::Signature,
+            &serial_of(&sign),
+            RevocationReason::AffiliationChanged,
+            time::OffsetDateTime::now_utc(),
+        )
+        .unwrap();
+    // The operator purges the cached answer (`broker certs purge`): at once.
+    let ca = t.demo_pki().ca_cert_der(CertKind::Signature);
+    t.broker
+        .checker()
+        .purge("demo-sign-ca", &ca, &serial_of(&sign))
+        .await;
+    let ui = br.get_bearer("/userinfo", &at).await.json();
+    assert!(ui.get("name").is_none() && ui["sub"].is_string(), "{ui}");
+    let account = account_of(&t, &card).await.unwrap();
+    let v = t
+        .broker
+        .store
+        .verified_claims(&account)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(v.stale_reason.as_deref(), Some("affiliationChanged"));
+}

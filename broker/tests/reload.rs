@@ -7,6 +7,7 @@ use broker::registry::policy::KNOWN_METHODS;
 use broker::registry::reload::{POLL_INTERVAL, ReloadOutcome, reload};
 use common::*;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 const DISCOVERY: &str = "/.well-known/openid-configuration";
 
@@ -283,7 +284,7 @@ async fn changed_acr_shows_in_discovery_after_reload() {
 }
 
 #[tokio::test]
-async fn revocation_change_is_reported_and_waits_for_a_restart() {
+async fn revocation_change_takes_effect_at_once() {
     let t = TestBroker::new().await;
     let file = policies(&t).join("revocation.toml");
     let text = std::fs::read_to_string(&file).unwrap();
@@ -295,11 +296,16 @@ async fn revocation_change_is_reported_and_waits_for_a_restart() {
     .unwrap();
     let o = reload(&t.broker).unwrap();
     assert!(o.revocation_changed);
-    // The running checker keeps what it was built with.
-    assert_eq!(t.broker.checker.policy().max_cache_seconds, 60);
-    // Reloading the unchanged section again: nothing to report.
+    // A new checker applies it.
+    assert_eq!(t.broker.checker().policy().max_cache_seconds, 30);
+    // Back to what it was: changed again; then reloading the unchanged section keeps the
+    // checker (and its cache).
     std::fs::write(&file, &text).unwrap();
+    assert!(reload(&t.broker).unwrap().revocation_changed);
+    let checker = t.broker.checker();
     assert!(!reload(&t.broker).unwrap().revocation_changed);
+    assert!(Arc::ptr_eq(&checker, &t.broker.checker()));
+    assert_eq!(checker.policy().max_cache_seconds, 60);
 }
 
 /// The watcher picks up a file change by itself (within a poll interval or two).

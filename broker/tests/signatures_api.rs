@@ -296,7 +296,7 @@ async fn verdicts_revocation_records_and_what_of_the_signer_leaves() {
         )
         .unwrap();
     let ca = t.demo_pki().ca_cert_der(broker::pki::CertKind::Signature);
-    t.broker.checker.purge("demo-sign-ca", &ca, &serial).await;
+    t.broker.checker().purge("demo-sign-ca", &ca, &serial).await;
     let r = post(
         &mut br,
         "/api/v1/signatures/verify",

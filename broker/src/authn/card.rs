@@ -54,13 +54,23 @@ pub enum CardLoginError {
     #[error("the revocation responder does not know this certificate")]
     RevocationUnknown,
     /// No revocation answer could be had and the policy does not allow logging in without one.
+    /// The text is [`crate::revocation::RevocationError::public_message`] (or names the policy):
+    /// never a responder URL or file path.
     #[error("cannot confirm that the certificate is not revoked ({0}); try again later")]
-    RevocationUnavailable(String),
+    RevocationUnavailable(&'static str),
     /// The signature certificate carries no basic information (not a JPKI signature certificate).
     #[error(
         "the signature certificate carries no basic information (name, birth date, gender, address)"
     )]
     NoBasicInformation,
+    /// The two certificates of a proofing may not be linked (see
+    /// [`crate::authn::proofing::decide_link`]); nothing was stored.
+    #[error("{0}")]
+    LinkRefused(crate::authn::proofing::LinkRefusal),
+    /// A certificate was linked to another account at the same moment by another login;
+    /// nothing was stored and the same answer may be posted again.
+    #[error("another login linked this card's certificate at the same moment; try again")]
+    LinkConflict,
     /// The broker failed (database); the detail is in its log.
     #[error("internal error")]
     Internal,

@@ -25,6 +25,8 @@ fn card_error(e: &CardLoginError) -> Response {
         CardLoginError::RevocationUnavailable(_) => {
             (StatusCode::SERVICE_UNAVAILABLE, "revocation_unavailable")
         }
+        CardLoginError::LinkRefused(_) => (StatusCode::FORBIDDEN, "certificates_not_linked"),
+        CardLoginError::LinkConflict => (StatusCode::CONFLICT, "link_conflict"),
         CardLoginError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "server_error"),
         CardLoginError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable"),
     };

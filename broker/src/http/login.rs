@@ -214,7 +214,7 @@ pub async fn consent_post(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let form = form_pairs(&body);
+    let form = form_pairs(&body).unwrap_or_default();
     let get = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
     let approve = match get("decision") {
         Some("approve") => true,

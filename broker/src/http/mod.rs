@@ -210,11 +210,70 @@ pub(crate) fn tx_cookie_name(tx_id: &str) -> String {
     format!("broker_tx_{tx_id}")
 }
 
-/// Decode an `application/x-www-form-urlencoded` body or query into pairs.
-pub(crate) fn form_pairs(bytes: &[u8]) -> Vec<(String, String)> {
-    url::form_urlencoded::parse(bytes)
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect()
+/// Decode an `application/x-www-form-urlencoded` body or query into pairs. Every name and
+/// value must be UTF-8 once percent-decoded: a parameter that is not is refused (naming it),
+/// never altered — a `state` changed by lossy decoding would come back to the relying party as
+/// something it never sent.
+pub(crate) fn form_pairs(bytes: &[u8]) -> Result<Vec<(String, String)>, crate::oidc::OAuthError> {
+    fn decode(part: &[u8]) -> Result<String, Vec<u8>> {
+        let plus_as_space: Vec<u8> = part
+            .iter()
+            .map(|&c| if c == b'+' { b' ' } else { c })
+            .collect();
+        let raw: Vec<u8> = percent_encoding::percent_decode(&plus_as_space).collect();
+        String::from_utf8(raw).map_err(|e| e.into_bytes())
+    }
+    let mut out = Vec::new();
+    for pair in bytes.split(|&c| c == b'&').filter(|p| !p.is_empty()) {
+        let (k, v) = match pair.iter().position(|&c| c == b'=') {
+            Some(i) => (&pair[..i], &pair[i + 1..]),
+            None => (pair, &pair[..0]),
+        };
+        let name = decode(k).map_err(|raw| {
+            crate::oidc::OAuthError::invalid_request(format!(
+                "a parameter name (`{}`) is not valid UTF-8",
+                String::from_utf8_lossy(&raw)
+            ))
+        })?;
+        let value = decode(v).map_err(|_| {
+            crate::oidc::OAuthError::invalid_request(format!(
+                "parameter `{name}` is not valid UTF-8 once percent-decoded"
+            ))
+        })?;
+        out.push((name, value));
+    }
+    Ok(out)
+}
+
+/// The credentials of an `Authorization` header in `scheme` (compared case-insensitively, as
+/// RFC 9110 §11.1 says auth schemes are), trimmed.
+pub(crate) fn auth_credentials<'a>(headers: &'a HeaderMap, scheme: &str) -> Option<&'a str> {
+    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (s, rest) = v.trim_start().split_once(' ')?;
+    s.eq_ignore_ascii_case(scheme).then(|| rest.trim())
+}
+
+/// The address a request came from: the connection's peer (put into the request by
+/// [`serve`]), or — with `limits.trust_forwarded_for`, behind a reverse proxy — the last
+/// address of `X-Forwarded-For`. None when neither is known (requests made in-process).
+pub(crate) fn source_addr(
+    b: &Broker,
+    peer: Option<std::net::SocketAddr>,
+    headers: &HeaderMap,
+) -> Option<std::net::IpAddr> {
+    if b.config.limits.trust_forwarded_for {
+        let forwarded = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|a| a.trim().parse::<std::net::IpAddr>().ok())
+            .last();
+        if forwarded.is_some() {
+            return forwarded;
+        }
+    }
+    peer.map(|p| p.ip())
 }
 
 #[cfg(test)]

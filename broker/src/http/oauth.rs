@@ -5,12 +5,14 @@ use super::{ApiError, AppState, SESSION_COOKIE, cookie, form_pairs, set_cookie, 
 use crate::oidc::OAuthError;
 use crate::oidc::flow::{self, AuthorizeOutcome};
 use crate::oidc::token::{self, PresentedCredentials};
+use axum::Extension;
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{RawQuery, State};
+use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde_json::Value;
+use std::net::SocketAddr;
 
 /// A JSON document clients may cache for five minutes.
 fn cacheable_json(body: Bytes) -> Response {
@@ -32,17 +34,21 @@ pub async fn jwks(State(s): State<AppState>) -> Response {
     cacheable_json(s.keys().jwks_json(s.now()))
 }
 
+/// The connection's peer address, when the request came over the network (`http::serve`).
+type Peer = Option<Extension<ConnectInfo<SocketAddr>>>;
+
 pub async fn authorize_get(
     State(s): State<AppState>,
+    peer: Peer,
     headers: HeaderMap,
     RawQuery(q): RawQuery,
 ) -> Response {
-    let params = form_pairs(q.unwrap_or_default().as_bytes());
-    authorize(s, headers, params).await
+    authorize(s, peer, headers, q.unwrap_or_default().as_bytes()).await
 }
 
 pub async fn authorize_post(
     State(s): State<AppState>,
+    peer: Peer,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -56,17 +62,27 @@ pub async fn authorize_post(
             "POST to /authorize must be application/x-www-form-urlencoded",
         );
     }
-    authorize(s, headers, form_pairs(&body)).await
+    authorize(s, peer, headers, &body).await
 }
 
-async fn authorize(s: AppState, headers: HeaderMap, params: Vec<(String, String)>) -> Response {
+async fn authorize(s: AppState, peer: Peer, headers: HeaderMap, raw: &[u8]) -> Response {
+    // A parameter that is not UTF-8 cannot be checked or sent back unaltered: refused on a
+    // page (its redirect URI is not known to be good, or its state would come back changed).
+    let params = match form_pairs(raw) {
+        Ok(p) => p,
+        Err(e) => {
+            let lang = Lang::pick(&[], None, &headers);
+            return pages::error_page(&s, lang, StatusCode::BAD_REQUEST, e.code, &e.description);
+        }
+    };
+    let source = super::source_addr(&s, peer.map(|Extension(ConnectInfo(a))| a), &headers);
     let ui: Vec<String> = params
         .iter()
         .filter(|(k, _)| k == "ui_locales")
         .flat_map(|(_, v)| v.split_whitespace().map(str::to_string))
         .collect();
     let lang = Lang::pick(&ui, None, &headers);
-    match flow::authorize(&s, &params, cookie(&headers, SESSION_COOKIE)).await {
+    match flow::authorize(&s, &params, cookie(&headers, SESSION_COOKIE), source).await {
         Ok(AuthorizeOutcome::Redirect(url)) => Redirect::to(&url).into_response(),
         Ok(AuthorizeOutcome::ErrorPage(e)) => {
             pages::error_page(&s, lang, StatusCode::BAD_REQUEST, e.code, &e.description)
@@ -125,10 +141,9 @@ fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, OA
     let Some(v) = headers.get(header::AUTHORIZATION) else {
         return Ok(None);
     };
-    let v = v
-        .to_str()
+    v.to_str()
         .map_err(|_| OAuthError::invalid_client("malformed Authorization header"))?;
-    let Some(b64) = v.strip_prefix("Basic ") else {
+    let Some(b64) = super::auth_credentials(headers, "Basic") else {
         return Ok(None);
     };
     let raw = base64::engine::general_purpose::STANDARD
@@ -163,7 +178,7 @@ fn client_form(
         error: e,
         challenge: Some("Basic"),
     })?;
-    let form = form_pairs(body);
+    let form = form_pairs(body)?;
     Ok((PresentedCredentials::from_form(basic, &form), form))
 }
 
@@ -190,11 +205,7 @@ pub async fn token(
 }
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
+    super::auth_credentials(headers, "Bearer")
 }
 
 fn bearer_error(e: OAuthError) -> ApiError {
@@ -220,7 +231,7 @@ pub async fn userinfo_post(
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let form = if is_form(&headers) {
-        form_pairs(&body)
+        form_pairs(&body).map_err(bearer_error)?
     } else {
         vec![]
     };
@@ -250,7 +261,9 @@ pub async fn introspect(
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let (creds, form) = client_form(&headers, &body)?;
-    let client = token::authenticate_client(&s, &creds).map_err(|e| client_error(&creds, e))?;
+    let client = token::authenticate_client(&s, &creds)
+        .await
+        .map_err(|e| client_error(&creds, e))?;
     let t = form_get(&form, "token");
     Ok(Json(
         token::introspect(&s, &client, t)
@@ -265,7 +278,9 @@ pub async fn revoke(
     body: Bytes,
 ) -> Result<StatusCode, ApiError> {
     let (creds, form) = client_form(&headers, &body)?;
-    let client = token::authenticate_client(&s, &creds).map_err(|e| client_error(&creds, e))?;
+    let client = token::authenticate_client(&s, &creds)
+        .await
+        .map_err(|e| client_error(&creds, e))?;
     let t =
         form_get(&form, "token").ok_or_else(|| OAuthError::invalid_request("token is missing"))?;
     token::revoke(&s, &client, t, form_get(&form, "token_type_hint")).await?;

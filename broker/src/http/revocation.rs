@@ -108,11 +108,7 @@ pub async fn purge(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -
         )
             .into_response()
     };
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
+    let presented = super::auth_credentials(&headers, "Bearer").unwrap_or("");
     if !s.admin_token_matches(presented) {
         return err(
             StatusCode::UNAUTHORIZED,

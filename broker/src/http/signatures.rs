@@ -23,14 +23,10 @@ fn bearer_error(e: OAuthError) -> ApiError {
 
 /// The caller: a valid access token with scope `signatures:verify`, within its rate.
 async fn caller(s: &AppState, headers: &HeaderMap) -> Result<Arc<Client>, Response> {
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or_else(|| {
-            bearer_error(OAuthError::invalid_token("no access token")).into_response()
-        })?;
-    let t = check_access_token(s, token.trim())
+    let token = super::auth_credentials(headers, "Bearer").ok_or_else(|| {
+        bearer_error(OAuthError::invalid_token("no access token")).into_response()
+    })?;
+    let t = check_access_token(s, token)
         .await
         .map_err(|e| bearer_error(e).into_response())?;
     let has_scope = t.claims["scope"]

@@ -65,11 +65,13 @@ pub async fn current_session(
     Ok(Some((s, facts)))
 }
 
-/// Handle an authorization request (GET query or POST form).
+/// Handle an authorization request (GET query or POST form) from `source` (the client's
+/// address, when known).
 pub async fn authorize(
     b: &Broker,
     params: &[(String, String)],
     session_cookie: Option<&str>,
+    source: Option<std::net::IpAddr>,
 ) -> Result<AuthorizeOutcome, OAuthError> {
     let registry = b.registry();
     let (client, mut req) = match authorize::validate(params, &registry) {
@@ -169,7 +171,10 @@ pub async fn authorize(
             ));
         }
         let (tx_id, browser_secret) =
-            new_transaction(b, &client, &req, None, proofing_only.as_ref()).await?;
+            match new_transaction(b, &client, &req, None, proofing_only.as_ref(), source).await? {
+                Ok(t) => t,
+                Err(e) => return fail(e),
+            };
         return Ok(AuthorizeOutcome::Login {
             tx_id,
             browser_secret,
@@ -187,7 +192,10 @@ pub async fn authorize(
         ));
     }
     let (tx_id, browser_secret) =
-        new_transaction(b, &client, &req, Some((&session, &facts)), None).await?;
+        match new_transaction(b, &client, &req, Some((&session, &facts)), None, source).await? {
+            Ok(t) => t,
+            Err(e) => return fail(e),
+        };
     Ok(AuthorizeOutcome::Consent {
         tx_id,
         browser_secret,
@@ -225,13 +233,25 @@ pub fn helper_url(b: &Broker, helper_secret: &str) -> String {
     format!("{}/card/v1/tx/{helper_secret}", b.issuer())
 }
 
+/// The server HMAC of a source address: an IPv4 address, or the /64 of an IPv6 address (one
+/// subscriber's network; a single host may hold all of it).
+pub fn source_hash(b: &Broker, source: std::net::IpAddr) -> String {
+    match source.to_canonical() {
+        std::net::IpAddr::V4(v4) => b.mac("source", &v4.octets()),
+        std::net::IpAddr::V6(v6) => b.mac("source", &v6.octets()[..8]),
+    }
+}
+
+/// Store a new login transaction: its id and the browser's secret, or — when its relying party
+/// or its source has as many transactions open as `[limits]` allow — the refusal to redirect.
 async fn new_transaction(
     b: &Broker,
     client: &Client,
     req: &AuthRequest,
     session: Option<(&SessionRecord, &AuthFacts)>,
     proofing: Option<&PendingAuth>,
-) -> Result<(String, String), OAuthError> {
+    source: Option<std::net::IpAddr>,
+) -> Result<Result<(String, String), OAuthError>, OAuthError> {
     let now = b.now();
     let lt = b.config.lifetimes;
     let tx_id = crate::clock::random_id();
@@ -270,9 +290,30 @@ async fn new_transaction(
             .map(serde_json::to_string)
             .transpose()
             .map_err(|e| OAuthError::server_error(e.to_string()))?,
+        source_hash: source.map(|s| source_hash(b, s)),
     };
-    b.store.create_tx(&rec).await?;
-    Ok((tx_id, browser_secret))
+    let limits = b.config.limits;
+    let caps = crate::store::TxCaps {
+        per_client: limits.open_transactions_per_client,
+        per_source: limits.open_transactions_per_source,
+    };
+    Ok(match b.store.create_tx(&rec, caps).await? {
+        crate::store::TxCreated::Created => Ok((tx_id, browser_secret)),
+        crate::store::TxCreated::ClientFull => {
+            tracing::warn!(client = %client.client_id, cap = caps.per_client, "open login transactions per client at the cap: request refused");
+            Err(OAuthError::temporarily_unavailable(format!(
+                "too many logins to this service are in progress ({}); try again in a few minutes",
+                caps.per_client
+            )))
+        }
+        crate::store::TxCreated::SourceFull => {
+            tracing::warn!(client = %client.client_id, cap = caps.per_source, "open login transactions per source address at the cap: request refused");
+            Err(OAuthError::temporarily_unavailable(format!(
+                "too many logins are in progress from your network address ({}); try again in a few minutes",
+                caps.per_source
+            )))
+        }
+    })
 }
 
 /// What `req` (and the RP's minimum) asks of the authentication.
@@ -580,15 +621,7 @@ async fn revocation_fact(
     cert: &crate::pki::ValidatedCert,
 ) -> Result<RevocationFact, CardLoginError> {
     use crate::pki::CertStatus;
-    let unavailable = |why: String| {
-        if b.policy().revocation.fail_open_levels.is_empty() {
-            Err(CardLoginError::RevocationUnavailable(why))
-        } else {
-            tracing::warn!(serial = %cert.serial_hex, %why, "revocation unconfirmed: fail-open by policy");
-            Ok(RevocationFact::Unconfirmed)
-        }
-    };
-    match b.checker.check(cert).await {
+    match b.checker().check(cert).await {
         Ok(ev) => match ev.status {
             CertStatus::Good => Ok(RevocationFact::Good),
             CertStatus::Revoked { reason, .. } => {
@@ -597,7 +630,15 @@ async fn revocation_fact(
             }
             CertStatus::Unknown => Err(CardLoginError::RevocationUnknown),
         },
-        Err(e) => unavailable(e.to_string()),
+        // The detail (responder URL, CRL location) goes to the log, never to the person.
+        Err(e) if b.policy().revocation.fail_open_levels.is_empty() => {
+            tracing::warn!(serial = %cert.serial_hex, error = %e, "revocation status unavailable: login refused");
+            Err(CardLoginError::RevocationUnavailable(e.public_message()))
+        }
+        Err(e) => {
+            tracing::warn!(serial = %cert.serial_hex, error = %e, "revocation unconfirmed: fail-open by policy");
+            Ok(RevocationFact::Unconfirmed)
+        }
     }
 }
 
@@ -717,12 +758,12 @@ pub async fn card_submit(
         && let Some(v) = b.store.verified_claims(a).await.map_err(internal)?
         && v.stale_since.is_none()
     {
-        facts.proofed = !signature_cert_revoked(b, &v).await?;
+        facts.proofed = !signature_cert_revoked(b, &v).await.map_err(internal)?;
     }
     if crate::assurance::choose_acr(&policy, &facts, &[]).is_none() {
         // Fail-open was allowed, but no fail-open level fits these facts.
         return Err(CardLoginError::RevocationUnavailable(
-            "no level of the policy may be granted without it".into(),
+            "no level of the policy may be granted without it",
         ));
     }
     let req: AuthRequest = serde_json::from_str(&tx.request_json).map_err(internal)?;
@@ -789,6 +830,7 @@ pub async fn card_submit(
             Ok(CardOutcome::Authenticated)
         }
         CardLoginOutcome::ChallengeUsed => Err(CardLoginError::ChallengeUsed),
+        CardLoginOutcome::LinkConflict => Err(CardLoginError::LinkConflict),
     }
 }
 
@@ -796,10 +838,13 @@ pub async fn card_submit(
 /// If so the claims are marked stale (e.g. `affiliationChanged`: the person's basic
 /// information changed) and are not released until the person proofs again. Without an
 /// answer the claims stand (they were verified; the login itself was checked separately).
-async fn signature_cert_revoked(
+/// Asked at every login and every release of the claims (token, userinfo): a cache hit costs a
+/// hash lookup, and a revocation is seen within the revocation cache's bound (at once after
+/// `broker certs purge`).
+pub(crate) async fn signature_cert_revoked(
     b: &Broker,
     v: &crate::store::VerifiedClaimsRecord,
-) -> Result<bool, CardLoginError> {
+) -> Result<bool, crate::store::StoreError> {
     let (Some(issuer_cert_der), Ok(serial)) =
         (b.anchor_der(&v.sign_anchor), hex::decode(&v.sign_serial))
     else {
@@ -810,14 +855,13 @@ async fn signature_cert_revoked(
         issuer_cert_der,
         serial,
     };
-    match b.checker.check_ref(&cert).await {
+    match b.checker().check_ref(&cert).await {
         Ok(ev) => match &ev.status {
             crate::pki::CertStatus::Revoked { reason, .. } => {
                 let why = reason.map_or("unspecified", |r| r.as_str());
                 b.store
                     .mark_claims_stale(&v.sign_issuer, &v.sign_serial, why, b.now())
-                    .await
-                    .map_err(internal)?;
+                    .await?;
                 tracing::info!(account = %v.account_id, reason = why, "verified claims are stale: the signature certificate was revoked");
                 Ok(true)
             }
@@ -877,7 +921,7 @@ async fn proofing_stage(
         .as_ref()
         .ok_or(CardLoginError::NoBasicInformation)?;
     let now = b.now();
-    let mut facts = pending.facts;
+    let mut facts = pending.facts.clone();
     facts.proofed = true;
     // The weaker of the two certificates' revocation answers stands.
     if revocation == RevocationFact::Unconfirmed {
@@ -885,12 +929,7 @@ async fn proofing_stage(
     }
     let claims = crate::authn::proofing::IdentityClaims::from(basic4);
     let evidence = crate::authn::proofing::ProofingEvidence::of(cert, b.clock.now());
-    let renewal_of = match renewed_account(b, CertKind::Signature, &cert.issuer, &cert.serial_hex)
-        .await?
-    {
-        Some(a) => Some(a),
-        None => renewed_account(b, CertKind::UserAuth, &pending.issuer, &pending.serial).await?,
-    };
+    let plan = link_plan(b, &pending, cert, &claims.birthdate).await?;
     let p = crate::store::Proofing {
         sign_anchor: cert.anchor_label.clone(),
         auth: CertLink {
@@ -908,7 +947,7 @@ async fn proofing_stage(
         claims_json: serde_json::to_string(&claims).map_err(internal)?,
         evidence_json: serde_json::to_string(&evidence).map_err(internal)?,
         facts_json: serde_json::to_string(&facts).map_err(internal)?,
-        renewal_of,
+        plan,
     };
     match b
         .store
@@ -920,11 +959,58 @@ async fn proofing_stage(
             account_id,
             new_account,
         } => {
-            tracing::info!(tx = %tx.id, account = %account_id, new_account, sign_serial = %cert.serial_hex, "identity proofed");
+            tracing::info!(target: "audit", tx = %tx.id, account = %account_id, new_account, sign_serial = %cert.serial_hex, "identity proofed");
             Ok(CardOutcome::Authenticated)
         }
         CardLoginOutcome::ChallengeUsed => Err(CardLoginError::ChallengeUsed),
+        CardLoginOutcome::LinkConflict => Err(CardLoginError::LinkConflict),
     }
+}
+
+/// Which account the two certificates of a proofing may join (`authn::proofing::decide_link`
+/// over what the store and the link information say); a refusal is logged for the audit.
+async fn link_plan(
+    b: &Broker,
+    pending: &PendingAuth,
+    sign: &crate::pki::ValidatedCert,
+    new_birthdate: &str,
+) -> Result<crate::authn::proofing::LinkPlan, CardLoginError> {
+    use crate::authn::proofing::{LinkFacts, decide_link};
+    let account_of = |issuer: &str, serial: &str| {
+        let (issuer, serial) = (issuer.to_string(), serial.to_string());
+        async move {
+            b.store
+                .account_by_cert(&issuer, &serial)
+                .await
+                .map_err(internal)
+        }
+    };
+    let f = LinkFacts {
+        auth_linked: account_of(&pending.issuer, &pending.serial).await?,
+        sign_linked: account_of(&sign.issuer, &sign.serial_hex).await?,
+        auth_renews: renewed_account(b, CertKind::UserAuth, &pending.issuer, &pending.serial)
+            .await?,
+        sign_renews: renewed_account(b, CertKind::Signature, &sign.issuer, &sign.serial_hex)
+            .await?,
+    };
+    let refused = |why: crate::authn::proofing::LinkRefusal| {
+        tracing::warn!(target: "audit", auth_serial = %pending.serial, sign_serial = %sign.serial_hex, facts = ?f, refusal = ?why, "certificate link refused");
+        CardLoginError::LinkRefused(why)
+    };
+    let target = f.target().map_err(refused)?;
+    let target_birthdate = match target {
+        Some(a) => b
+            .store
+            .verified_claims(a)
+            .await
+            .map_err(internal)?
+            .and_then(|v| {
+                serde_json::from_str::<crate::authn::proofing::IdentityClaims>(&v.claims_json).ok()
+            })
+            .map(|c| c.birthdate),
+        None => None,
+    };
+    decide_link(&f, target_birthdate.as_deref(), new_birthdate).map_err(refused)
 }
 
 /// Status of a transaction for the polling login page.

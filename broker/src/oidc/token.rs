@@ -44,8 +44,9 @@ impl PresentedCredentials {
 
 const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
-/// Authenticate the client with exactly the method it registered.
-pub fn authenticate_client(
+/// Authenticate the client with exactly the method it registered. A client assertion is
+/// single use: its `jti` is recorded in the store (shared by every process) until it expires.
+pub async fn authenticate_client(
     b: &Broker,
     creds: &PresentedCredentials,
 ) -> Result<Arc<Client>, OAuthError> {
@@ -113,10 +114,35 @@ pub fn authenticate_client(
                     "client_assertion_type must be {JWT_BEARER}"
                 )));
             }
-            verify_assertion(b, &client, assertion)?;
+            let a = verify_assertion(b, &client, assertion)?;
+            let fresh = b
+                .store
+                .claim_assertion_jti(&client.client_id, &a.jti_hash, a.keep_until)
+                .await?;
+            if !fresh {
+                tracing::warn!(client = %client.client_id, "client assertion replayed");
+                return Err(OAuthError::invalid_client(
+                    "client_assertion: its jti was used before (an assertion is single use)",
+                ));
+            }
         }
     }
     Ok(client)
+}
+
+/// Longest lifetime of a client assertion (`exp` − `iat`, and `exp` − now).
+pub const ASSERTION_MAX_LIFETIME: i64 = 300;
+/// Clock skew allowed on a client assertion's `exp`, `nbf` and `iat`.
+const ASSERTION_LEEWAY: i64 = 30;
+/// Longest `jti` accepted.
+const JTI_MAX_LEN: usize = 256;
+
+/// What a verified client assertion leaves to check against the store.
+struct VerifiedAssertion {
+    /// SHA-256 (base64url) of its `jti`.
+    jti_hash: String,
+    /// Until when its `jti` must be remembered (the assertion is refused after that anyway).
+    keep_until: i64,
 }
 
 /// `sub` of a client assertion, read WITHOUT verification only to find the client; the
@@ -134,7 +160,11 @@ fn assertion_subject(assertion: &str) -> Result<String, OAuthError> {
         .ok_or_else(|| OAuthError::invalid_client("client_assertion has no sub"))
 }
 
-fn verify_assertion(b: &Broker, client: &Client, assertion: &str) -> Result<(), OAuthError> {
+fn verify_assertion(
+    b: &Broker,
+    client: &Client,
+    assertion: &str,
+) -> Result<VerifiedAssertion, OAuthError> {
     use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
     let bad = |m: &str| OAuthError::invalid_client(format!("client_assertion: {m}"));
     let header = decode_header(assertion).map_err(|_| bad("malformed header"))?;
@@ -159,22 +189,71 @@ fn verify_assertion(b: &Broker, client: &Client, assertion: &str) -> Result<(), 
     v.set_issuer(&[client.client_id.as_str()]);
     v.sub = Some(client.client_id.clone());
     v.set_required_spec_claims(&["exp", "iss", "sub", "aud"]);
-    v.leeway = 30;
+    v.validate_nbf = true;
+    v.leeway = ASSERTION_LEEWAY as u64;
+    let mut claims = None;
     for k in candidates {
         let Ok(key) = DecodingKey::from_jwk(k) else {
             continue;
         };
         match decode::<Value>(assertion, &key, &v) {
-            Ok(_) => return Ok(()),
+            Ok(d) => {
+                claims = Some(d.claims);
+                break;
+            }
             Err(e) => match e.kind() {
                 jsonwebtoken::errors::ErrorKind::InvalidSignature
                 | jsonwebtoken::errors::ErrorKind::InvalidAlgorithm
                 | jsonwebtoken::errors::ErrorKind::InvalidKeyFormat => continue,
+                jsonwebtoken::errors::ErrorKind::ImmatureSignature => {
+                    return Err(bad("not valid yet (nbf is in the future)"));
+                }
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
+                    return Err(bad("expired (exp is in the past)"));
+                }
                 other => return Err(bad(&format!("{other:?}"))),
             },
         }
     }
-    Err(bad("signature does not verify with any registered key"))
+    let c = claims.ok_or_else(|| bad("signature does not verify with any registered key"))?;
+    let now = b.now();
+    let exp = c["exp"]
+        .as_i64()
+        .ok_or_else(|| bad("exp is not a number"))?;
+    let jti = match &c["jti"] {
+        Value::String(j) if !j.is_empty() && j.len() <= JTI_MAX_LEN => j,
+        Value::Null => return Err(bad("jti is missing (each assertion must be unique)")),
+        _ => {
+            return Err(bad(&format!(
+                "jti must be a string of 1 to {JTI_MAX_LEN} characters"
+            )));
+        }
+    };
+    match &c["iat"] {
+        Value::Null => {}
+        iat => {
+            let iat = iat.as_i64().ok_or_else(|| bad("iat is not a number"))?;
+            if iat > now + ASSERTION_LEEWAY {
+                return Err(bad("iat is in the future"));
+            }
+            if exp - iat > ASSERTION_MAX_LIFETIME {
+                return Err(bad(&format!(
+                    "lives {} s (exp - iat); at most {ASSERTION_MAX_LIFETIME} s",
+                    exp - iat
+                )));
+            }
+        }
+    }
+    if exp - now > ASSERTION_MAX_LIFETIME + ASSERTION_LEEWAY {
+        return Err(bad(&format!(
+            "expires in {} s; an assertion may live at most {ASSERTION_MAX_LIFETIME} s",
+            exp - now
+        )));
+    }
+    Ok(VerifiedAssertion {
+        jti_hash: token_hash(jti),
+        keep_until: exp + ASSERTION_LEEWAY,
+    })
 }
 
 /// The token response (RFC 6749 §5.1 + OIDC Core 3.1.3.3).
@@ -212,7 +291,7 @@ async fn load_identity(
     let Some(v) = b.store.verified_claims(account_id).await? else {
         return Ok(None);
     };
-    if v.stale_since.is_some() {
+    if v.stale_since.is_some() || super::flow::signature_cert_revoked(b, &v).await? {
         return Ok(None);
     }
     let claims: IdentityClaims = serde_json::from_str(&v.claims_json)
@@ -296,7 +375,7 @@ pub async fn token(
     }
     let grant_type =
         get("grant_type").ok_or_else(|| OAuthError::invalid_request("grant_type is missing"))?;
-    let client = authenticate_client(b, creds)?;
+    let client = authenticate_client(b, creds).await?;
     match grant_type {
         "authorization_code" => {
             let code = get("code").ok_or_else(|| OAuthError::invalid_request("code is missing"))?;

@@ -5,9 +5,8 @@
 //! `file:line: reason`. [`watch`] calls it on SIGHUP and when the files change (polled every
 //! [`POLL_INTERVAL`]). Requests in flight keep the snapshots they started with.
 //!
-//! The revocation checker is built once at start: a changed `[revocation]` section is loaded
-//! into the policy snapshot but takes effect in the checker only after a restart (a warning
-//! says so).
+//! A changed `[revocation]` section takes effect at once too: the broker builds a new
+//! revocation checker (its cache starts empty).
 
 use super::policy::Policy;
 use super::{FileError, Registry};
@@ -28,8 +27,8 @@ pub struct ReloadOutcome {
     pub relying_parties: usize,
     /// Assurance levels now defined.
     pub levels: usize,
-    /// The `[revocation]` section differs from the one the running revocation checker was
-    /// built with; that change takes effect after a restart.
+    /// The `[revocation]` section differed from the one in force: a new revocation checker
+    /// now applies it.
     pub revocation_changed: bool,
 }
 
@@ -40,22 +39,17 @@ pub fn reload(broker: &Broker) -> Result<ReloadOutcome, FileError> {
     let policy = Policy::load_dir(&broker.config.policies_dir)?;
     registry.check_against(&policy)?;
     registry.restrict_claims(&policy);
-    let outcome = ReloadOutcome {
-        relying_parties: registry.len(),
-        levels: policy.levels.len(),
-        revocation_changed: policy.revocation != *broker.checker.policy(),
-    };
-    if outcome.revocation_changed {
-        tracing::warn!(
-            "the [revocation] policy differs from the running one: revocation changes take effect after a restart"
-        );
-    }
+    let (relying_parties, levels) = (registry.len(), policy.levels.len());
     let digest = content_digest(&[
         &broker.config.relying_parties_dir,
         &broker.config.policies_dir,
     ]);
-    broker.swap_snapshots(registry, policy, digest);
-    Ok(outcome)
+    let revocation_changed = broker.swap_snapshots(registry, policy, digest);
+    Ok(ReloadOutcome {
+        relying_parties,
+        levels,
+        revocation_changed,
+    })
 }
 
 /// Reload on SIGHUP and whenever a `*.toml` file in either directory is added, removed or

@@ -100,6 +100,32 @@ pub struct IssuerSources {
     pub crls: Vec<String>,
 }
 
+/// What an operator must hear about `policy`'s revocation sources against the trust anchors
+/// in force: an anchor without a source (logins under it fail closed), a source naming an anchor
+/// that is not configured (it is never used — a mistyped label). Logged at start and on reload;
+/// `broker policy check` reports them.
+pub fn source_warnings(policy: &RevocationPolicy, trust: &crate::pki::TrustStore) -> Vec<String> {
+    let labels: Vec<&str> = trust.anchors().iter().map(|a| a.label.as_str()).collect();
+    let mut out = Vec::new();
+    for l in &labels {
+        if !policy.issuers.iter().any(|s| s.anchor == *l) {
+            out.push(format!(
+                "trust anchor `{l}` has no revocation source ([[revocation.issuers]] anchor = \"{l}\"): logins and signatures under this CA fail closed"
+            ));
+        }
+    }
+    for s in &policy.issuers {
+        if !labels.contains(&s.anchor.as_str()) {
+            out.push(format!(
+                "revocation sources name anchor `{}`, which is not a configured trust anchor ({}): they are never used",
+                s.anchor,
+                labels.join(", ")
+            ));
+        }
+    }
+    out
+}
+
 /// Which source answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -124,6 +150,16 @@ pub struct Evidence {
 }
 
 impl Evidence {
+    /// The location as it may be shown outside the broker: an http(s) responder or CRL URL, but
+    /// never a local file path.
+    pub fn public_location(&self) -> &str {
+        if self.location.starts_with("http://") || self.location.starts_with("https://") {
+            &self.location
+        } else {
+            "local CRL file"
+        }
+    }
+
     /// A person-readable meaning of a revocation, reason-aware.
     pub fn describe_revocation(reason: Option<RevocationReason>) -> &'static str {
         match reason {
@@ -150,6 +186,19 @@ pub enum RevocationError {
     /// Every source failed; each cause is named.
     #[error("revocation status unavailable: {}", causes.join("; "))]
     Unavailable { causes: Vec<String> },
+}
+
+impl RevocationError {
+    /// What may be said outside the broker (a person's page, the helper, a bank): no
+    /// responder URL, CRL location or file path — those stay in the log.
+    pub fn public_message(&self) -> &'static str {
+        match self {
+            RevocationError::NoSources { .. } => {
+                "no revocation source is configured for this certificate's CA"
+            }
+            RevocationError::Unavailable { .. } => "the revocation sources did not answer",
+        }
+    }
 }
 
 /// Evidence is shared (`Arc`): a cache hit clones a pointer, not strings.
@@ -240,9 +289,15 @@ impl FastMap {
 /// (SHA-1 of the issuer's name, SHA-1 of its key) as in an OCSP CertID.
 type IssuerHashes = ([u8; 20], [u8; 20]);
 
-/// A loaded CRL and where it came from.
+/// A loaded CRL and until when it is used without fetching it again.
 struct LoadedCrl {
     index: Arc<CrlIndex>,
+    /// min(nextUpdate, fetched + `max_cache_seconds`): a revocation published at the same
+    /// location is seen within `max_cache_seconds`, as for OCSP answers, although the CRL
+    /// itself says it is good until its nextUpdate (J-LIS: a day; often a week).
+    fresh_until: OffsetDateTime,
+    /// SHA-256 of the bytes fetched: the same bytes again are not parsed again.
+    digest: [u8; 32],
 }
 
 pub struct Checker {
@@ -550,7 +605,7 @@ impl Checker {
     async fn crl(&self, loc: &str, cert: &CertRef) -> Result<Arc<CrlIndex>, String> {
         let now = self.clock.now();
         if let Some(c) = self.crls.read().unwrap_or_else(|e| e.into_inner()).get(loc)
-            && c.index.next_update() > now
+            && c.fresh_until > now
         {
             return Ok(c.index.clone());
         }
@@ -571,6 +626,20 @@ impl Checker {
         metrics::histogram!("revocation_upstream_seconds", "source" => "crl")
             .record(started.elapsed().as_secs_f64());
         let mut der = der.map_err(|e| e.to_string())?;
+        let digest = crate::clock::sha256(&der);
+        let now = self.clock.now();
+        let fresh_for = time::Duration::seconds(self.policy.max_cache_seconds as i64);
+        {
+            // Unchanged since it was last fetched: fresh again, without parsing it again.
+            let mut crls = self.crls.write().unwrap_or_else(|e| e.into_inner());
+            if let Some(c) = crls.get_mut(loc)
+                && c.digest == digest
+                && c.index.next_update() > now
+            {
+                c.fresh_until = c.index.next_update().min(now + fresh_for);
+                return Ok(c.index.clone());
+            }
+        }
         // Operators' CRL files are often PEM (`X509 CRL`); J-LIS and HTTP sources send DER.
         if der.starts_with(b"-----BEGIN") {
             der = match pem::parse(&der) {
@@ -587,19 +656,40 @@ impl Checker {
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())?;
         // Freshness against the broker's own clock (injectable), not only the wall clock.
-        if idx.next_update() + max_skew < self.clock.now() {
+        if idx.next_update() + max_skew < now {
             return Err(format!("the CRL expired at {}", idx.next_update()));
         }
         let idx = Arc::new(idx);
-        self.crls
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(loc.to_string(), LoadedCrl { index: idx.clone() });
+        let fresh_until = idx.next_update().min(now + fresh_for);
+        {
+            let mut crls = self.crls.write().unwrap_or_else(|e| e.into_inner());
+            // An older CRL than the one in use (a stale mirror, a replayed file) would bring
+            // back certificates revoked since: refused.
+            if let Some(old) = crls.get(loc)
+                && idx.this_update() < old.index.this_update()
+            {
+                return Err(format!(
+                    "the CRL fetched (thisUpdate {}) is older than the one in use (thisUpdate {})",
+                    idx.this_update(),
+                    old.index.this_update()
+                ));
+            }
+            crls.insert(
+                loc.to_string(),
+                LoadedCrl {
+                    index: idx.clone(),
+                    fresh_until,
+                    digest,
+                },
+            );
+        }
         tracing::info!(location = loc, entries = idx.len(), next_update = %idx.next_update(), "CRL loaded");
         Ok(idx)
     }
 
-    /// Reload every loaded CRL that is within `refresh_ahead` of its nextUpdate. Run periodically.
+    /// Reload every loaded CRL that is within `refresh_ahead` of the end of its freshness
+    /// (its nextUpdate, or `max_cache_seconds` after it was fetched). Run periodically, so that
+    /// logins do not wait for a CRL download.
     pub async fn refresh_crls(&self, issuer_of: impl Fn(&str) -> Option<Arc<[u8]>>) {
         let now = self.clock.now();
         let ahead = time::Duration::seconds(self.policy.refresh_ahead_seconds as i64);
@@ -608,7 +698,7 @@ impl Checker {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .iter()
-            .filter(|(_, c)| c.index.next_update() - ahead <= now)
+            .filter(|(_, c)| c.fresh_until - ahead <= now)
             .map(|(k, _)| k.clone())
             .collect();
         for loc in due {
@@ -633,16 +723,5 @@ impl Checker {
                 tracing::warn!(location = %loc, error = %e, "CRL refresh failed");
             }
         }
-    }
-
-    /// Anchors with no source configured (logged at start: logins under them fail closed).
-    pub fn anchors_without_sources<'a>(
-        &self,
-        labels: impl Iterator<Item = &'a str>,
-    ) -> Vec<String> {
-        labels
-            .filter(|l| !self.sources.contains_key(*l))
-            .map(str::to_string)
-            .collect()
     }
 }

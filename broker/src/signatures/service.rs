@@ -114,7 +114,7 @@ fn signer_claims(client: &Client, v: &Verified) -> Option<Value> {
     (!m.is_empty()).then_some(Value::Object(m))
 }
 
-fn revocation_json(ev: Result<&Evidence, String>) -> Value {
+fn revocation_json(ev: Result<&Evidence, &str>) -> Value {
     match ev {
         Ok(e) => {
             let (status, reason) = match &e.status {
@@ -125,7 +125,7 @@ fn revocation_json(ev: Result<&Evidence, String>) -> Value {
             let mut v = json!({
                 "status": status,
                 "source": e.source,
-                "location": e.location,
+                "location": e.public_location(),
                 "this_update": rfc3339(e.this_update),
                 "next_update": e.next_update.map(rfc3339),
                 "checked_at": rfc3339(e.checked_at),
@@ -186,8 +186,11 @@ pub async fn verify_one(
             out.insert("signing_time".into(), json!(v.signing_time.map(rfc3339)));
             out.insert("signature_algorithm".into(), json!(v.signature_algorithm));
             out.insert("detached".into(), json!(v.detached));
-            let checked = b.checker.check(&v.signer).await;
-            let rev = revocation_json(checked.as_deref().map_err(|e| e.to_string()));
+            let checked = b.checker().check(&v.signer).await;
+            if let Err(e) = &checked {
+                tracing::warn!(serial = %v.signer.serial_hex, error = %e, "signature API: revocation status unavailable");
+            }
+            let rev = revocation_json(checked.as_deref().map_err(|e| e.public_message()));
             match checked.as_deref() {
                 Ok(e) => match &e.status {
                     CertStatus::Good => {}
@@ -206,7 +209,7 @@ pub async fn verify_one(
                 },
                 Err(e) => reasons.push(json!({
                     "code": "revocation_unavailable",
-                    "message": format!("cannot confirm that the certificate is not revoked: {e}"),
+                    "message": format!("cannot confirm that the certificate is not revoked: {}", e.public_message()),
                 })),
             }
             record.revocation_json = Some(rev.to_string());

@@ -120,6 +120,25 @@ pub struct TxRecord {
     pub stage: String,
     /// What the first stage established, kept until proofing completes.
     pub pending_json: Option<String>,
+    /// Server HMAC of the source address (IPv4, or IPv6 /64) that started it, if known.
+    pub source_hash: Option<String>,
+}
+
+/// How many login transactions may be open (not done, not expired) at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TxCaps {
+    pub per_client: i64,
+    pub per_source: i64,
+}
+
+/// The outcome of [`Store::create_tx`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxCreated {
+    Created,
+    /// Nothing stored: the relying party has `per_client` transactions open.
+    ClientFull,
+    /// Nothing stored: the source address has `per_source` transactions open.
+    SourceFull,
 }
 
 /// The outcome of identity proofing, to store in one step.
@@ -132,8 +151,21 @@ pub struct Proofing {
     pub claims_json: String,
     pub evidence_json: String,
     pub facts_json: String,
-    /// The account of the certificate this one renews (link information), if known.
-    pub renewal_of: Option<String>,
+    /// Which account the certificates join, decided by `authn::proofing::decide_link`. The
+    /// store re-checks it inside the database transaction: a certificate is linked to one
+    /// account only, and never moves.
+    pub plan: crate::authn::proofing::LinkPlan,
+}
+
+/// One entry of the audit log (and, when it names an account, of the person's record).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEventRecord {
+    pub id: i64,
+    pub account_id: Option<String>,
+    /// `account_created`, `certificate_linked`, `identity_proofed`.
+    pub kind: String,
+    pub detail_json: String,
+    pub created_at: i64,
 }
 
 /// An account's verified claims.
@@ -184,6 +216,9 @@ pub enum CardLoginOutcome {
     },
     /// The challenge was used already (or the transaction is gone).
     ChallengeUsed,
+    /// A certificate to link was linked to another account meanwhile (a concurrent login in
+    /// another process): nothing was stored, the challenge is still unused.
+    LinkConflict,
 }
 
 /// A login transaction ending: marked done, and — when the login opens an SSO session on
@@ -304,7 +339,11 @@ pub struct Counts {
 
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
-    async fn create_tx(&self, tx: &TxRecord) -> Result<()>;
+    /// Store a new login transaction, unless its client or its source already has as many
+    /// open ones as `caps` allow (one statement: the count and the insert are not separable).
+    async fn create_tx(&self, tx: &TxRecord, caps: TxCaps) -> Result<TxCreated>;
+    /// Login transactions in the store, open or not (tests show nothing was stored).
+    async fn count_transactions(&self) -> Result<i64>;
     async fn get_tx(&self, id: &str) -> Result<Option<TxRecord>>;
     async fn get_tx_by_helper(&self, helper_hash: &str) -> Result<Option<TxRecord>>;
     /// In one database transaction: find or create the account of `cert`, link it, and mark
@@ -334,8 +373,9 @@ pub trait Store: Send + Sync + 'static {
         pending_json: &str,
     ) -> Result<bool>;
     /// In one database transaction: the signature challenge `nonce` is used; the account is
-    /// the one the user-authentication certificate is linked to, else the renewed one, else
-    /// new; both certificates are linked to it; its verified claims are replaced; the
+    /// the plan's (or a new one); the certificates not linked yet are linked to it — if one
+    /// is linked to another account by then, `LinkConflict` and nothing is stored; its
+    /// verified claims are replaced; each new link and the proofing are audit events; the
     /// transaction is authenticated.
     async fn complete_proofing(
         &self,
@@ -345,6 +385,8 @@ pub trait Store: Send + Sync + 'static {
         now: i64,
     ) -> Result<CardLoginOutcome>;
     async fn verified_claims(&self, account_id: &str) -> Result<Option<VerifiedClaimsRecord>>;
+    /// The audit events of an account, oldest first (what its person's record shows).
+    async fn audit_events(&self, account_id: &str) -> Result<Vec<AuditEventRecord>>;
     /// Mark the claims resting on signature certificate (issuer, serial) stale.
     async fn mark_claims_stale(
         &self,
@@ -402,6 +444,15 @@ pub trait Store: Send + Sync + 'static {
         now: i64,
     ) -> Result<Redeem<RefreshRecord>>;
 
+    /// Record a client assertion's `jti` (hash) for `client_id` until `keep_until`: true the
+    /// first time, false (a replay) if it is recorded already — across processes.
+    async fn claim_assertion_jti(
+        &self,
+        client_id: &str,
+        jti_hash: &str,
+        keep_until: i64,
+    ) -> Result<bool>;
+
     async fn revoke_jti(&self, jti: &str, expires_at: i64) -> Result<()>;
     async fn is_jti_revoked(&self, jti: &str) -> Result<bool>;
     /// The grant `id` if neither it nor the access token `jti` was revoked: what an access
@@ -422,8 +473,8 @@ pub trait Store: Send + Sync + 'static {
         now: i64,
     ) -> Result<RotateOutcome>;
 
-    /// Record an event for every process.
-    async fn post_event(&self, kind: &str, payload: &str, now: i64) -> Result<()>;
+    /// Record an event for every process; its id.
+    async fn post_event(&self, kind: &str, payload: &str, now: i64) -> Result<i64>;
     /// Events created at or after `since`, or with an id above `after_id`, by id.
     async fn events_since(&self, since: i64, after_id: i64) -> Result<Vec<EventRecord>>;
 
@@ -438,8 +489,8 @@ pub trait Store: Send + Sync + 'static {
     /// Delete verification records whose retention ended before `before`.
     async fn purge_verifications(&self, before: i64) -> Result<u64>;
 
-    /// Delete what expired before `before`: transactions, codes, sessions, refresh tokens,
-    /// revoked-token markers, retired signing keys, events an hour older than `before`. Returns the
-    /// number of rows deleted.
-    async fn purge_expired(&self, before: i64) -> Result<u64>;
+    /// Delete what expired by `now`: login transactions and client-assertion jtis at once;
+    /// codes, sessions, refresh tokens, revoked-token markers and retired signing keys an hour
+    /// later; broker events after two hours. Returns the number of rows deleted.
+    async fn purge_expired(&self, now: i64) -> Result<u64>;
 }

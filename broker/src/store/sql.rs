@@ -52,6 +52,10 @@ impl Default for PoolSettings {
     }
 }
 
+/// Seconds expired codes, sessions and refresh tokens are kept (so that a replay still meets
+/// its record) before `purge_expired` deletes them.
+const EXPIRED_GRACE: i64 = 3600;
+
 pub struct SqlStore {
     backend: Backend,
     engine: Engine,
@@ -130,6 +134,25 @@ impl SqlStore {
             .execute(&mut *db)
             .await?;
         if insert_link(db, cert, &id, now).await? {
+            audit(
+                db,
+                Some(&id),
+                "account_created",
+                &serde_json::json!({}),
+                now,
+            )
+            .await?;
+            audit(
+                db,
+                Some(&id),
+                "certificate_linked",
+                &serde_json::json!({
+                    "certificate": cert.kind, "issuer": cert.issuer,
+                    "serial": cert.serial, "how": "first_login",
+                }),
+                now,
+            )
+            .await?;
             return Ok((id, true));
         }
         query("DELETE FROM accounts WHERE id = $1")
@@ -248,6 +271,7 @@ fn tx_from_row(r: &Row) -> Result<TxRecord> {
         session_hash: r.try_get("session_hash")?,
         stage: r.try_get("stage")?,
         pending_json: r.try_get("pending_json")?,
+        source_hash: r.try_get("source_hash")?,
     })
 }
 
@@ -295,17 +319,47 @@ from_row! {
     RefreshRecord { token_hash, grant_id, data_json, created_at, expires_at, used_at }
     SigningKeyRecord { kid, alg, private_pem, created_at, status, activate_at, retire_at }
     EventRecord { id, kind, payload, created_at }
+    AuditEventRecord { id, account_id, kind, detail_json, created_at }
+}
+
+/// Append an audit event (in the caller's database transaction, so it exists exactly when
+/// what it records does).
+async fn audit(
+    db: &mut (impl Exec + ?Sized),
+    account_id: Option<&str>,
+    kind: &str,
+    detail: &serde_json::Value,
+    now: i64,
+) -> Result<()> {
+    query(
+        "INSERT INTO audit_events (account_id, kind, detail_json, created_at)
+         VALUES ($1, $2, $3, $4)",
+    )
+    .bind(account_id)
+    .bind(kind)
+    .bind(detail.to_string())
+    .bind(now)
+    .execute(&mut *db)
+    .await?;
+    Ok(())
 }
 
 #[async_trait]
 impl Store for SqlStore {
-    async fn create_tx(&self, t: &TxRecord) -> Result<()> {
-        query(
+    async fn create_tx(&self, t: &TxRecord, caps: TxCaps) -> Result<TxCreated> {
+        let mut db = self.backend.write().await?;
+        let inserted = query(
             "INSERT INTO transactions (id, browser_hash, helper_hash, client_id, request_json,
                created_at, expires_at, status, challenge_nonce, challenge_expires_at,
                challenge_used, binding_code, csrf, account_id, facts_json, session_hash,
-               stage, pending_json)
-             VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18)",
+               stage, pending_json, source_hash)
+             SELECT $1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19
+             WHERE (SELECT COUNT(*) FROM (SELECT 1 FROM transactions
+                      WHERE client_id = $4 AND expires_at > $6 AND status <> 'done'
+                      LIMIT $20) c) < $20
+               AND ($19 IS NULL OR (SELECT COUNT(*) FROM (SELECT 1 FROM transactions
+                      WHERE source_hash = $19 AND expires_at > $6 AND status <> 'done'
+                      LIMIT $21) s) < $21)",
         )
         .bind(&t.id)
         .bind(&t.browser_hash)
@@ -325,9 +379,37 @@ impl Store for SqlStore {
         .bind(&t.session_hash)
         .bind(&t.stage)
         .bind(&t.pending_json)
-        .execute(&mut self.backend.write().await?)
+        .bind(&t.source_hash)
+        .bind(caps.per_client)
+        .bind(caps.per_source)
+        .execute(&mut db)
+        .await?
+        .rows_affected()
+            == 1;
+        if inserted {
+            return Ok(TxCreated::Created);
+        }
+        // Refused: say which cap (only on this path does the count cost a second statement).
+        let open_for_client: i64 = query_scalar(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM transactions
+               WHERE client_id = $1 AND expires_at > $2 AND status <> 'done' LIMIT $3) c",
+        )
+        .bind(&t.client_id)
+        .bind(t.created_at)
+        .bind(caps.per_client)
+        .fetch_one(&mut db)
         .await?;
-        Ok(())
+        Ok(if open_for_client >= caps.per_client {
+            TxCreated::ClientFull
+        } else {
+            TxCreated::SourceFull
+        })
+    }
+
+    async fn count_transactions(&self) -> Result<i64> {
+        query_scalar("SELECT COUNT(*) FROM transactions")
+            .fetch_one(&mut self.backend.read().await?)
+            .await
     }
 
     async fn get_tx(&self, id: &str) -> Result<Option<TxRecord>> {
@@ -445,57 +527,57 @@ impl Store for SqlStore {
         p: &Proofing,
         now: i64,
     ) -> Result<CardLoginOutcome> {
+        use crate::authn::proofing::{LinkPlan, LinkReason};
         let mut db = self.begin().await?;
         if !claim_challenge(&mut db, helper_hash, nonce, "signature").await? {
             db.rollback().await?;
             return Ok(CardLoginOutcome::ChallengeUsed);
         }
-        let by_auth = linked_account(&mut db, &p.auth).await?;
-        let by_sign = linked_account(&mut db, &p.sign).await?;
-        let (mut account_id, mut new_account) = match by_auth.or(by_sign).or(p.renewal_of.clone()) {
-            Some(a) => (a, false),
-            None => {
+        let (account_id, new_account, reasons) = match &p.plan {
+            LinkPlan::New => {
                 let id = uuid::Uuid::new_v4().to_string();
                 query("INSERT INTO accounts (id, created_at) VALUES ($1, $2)")
                     .bind(&id)
                     .bind(now)
                     .execute(&mut db)
                     .await?;
-                (id, true)
+                audit(
+                    &mut db,
+                    Some(&id),
+                    "account_created",
+                    &serde_json::json!({}),
+                    now,
+                )
+                .await?;
+                (id, true, [LinkReason::NewAccount, LinkReason::NewAccount])
             }
+            LinkPlan::Existing {
+                account_id,
+                auth,
+                sign,
+            } => (account_id.clone(), false, [*auth, *sign]),
         };
-        // The user-authentication certificate's link decides the account. Another process
-        // proofing the same card at the same moment may have linked it first (PostgreSQL
-        // makes this insert wait for that commit): then its account is the one, and ours,
-        // if new, goes.
-        insert_link(&mut db, &p.auth, &account_id, now).await?;
-        let linked = linked_account(&mut db, &p.auth)
-            .await?
-            .ok_or_else(|| StoreError::Corrupt("certificate link vanished".into()))?;
-        if linked != account_id {
-            if new_account {
-                query("DELETE FROM accounts WHERE id = $1")
-                    .bind(&account_id)
-                    .execute(&mut db)
-                    .await?;
+        // Each certificate joins this account unless it is linked already — to this account
+        // and no other. Links never move: one linked elsewhere meanwhile (another process
+        // proofing at the same moment) undoes everything, the challenge included.
+        for (link, reason) in [(&p.auth, reasons[0]), (&p.sign, reasons[1])] {
+            if insert_link(&mut db, link, &account_id, now).await? {
+                audit(
+                    &mut db,
+                    Some(&account_id),
+                    "certificate_linked",
+                    &serde_json::json!({
+                        "certificate": link.kind, "issuer": link.issuer,
+                        "serial": link.serial, "how": reason,
+                    }),
+                    now,
+                )
+                .await?;
+            } else if linked_account(&mut db, link).await?.as_deref() != Some(&account_id) {
+                db.rollback().await?;
+                return Ok(CardLoginOutcome::LinkConflict);
             }
-            account_id = linked;
-            new_account = false;
         }
-        // The signature certificate follows the account (a renewed card's link moves).
-        query(
-            "INSERT INTO cert_links (issuer, serial, kind, account_id, not_after, linked_at)
-             VALUES ($1,$2,$3,$4,$5,$6)
-             ON CONFLICT (issuer, serial) DO UPDATE SET account_id = excluded.account_id",
-        )
-        .bind(&p.sign.issuer)
-        .bind(&p.sign.serial)
-        .bind(&p.sign.kind)
-        .bind(&account_id)
-        .bind(p.sign.not_after)
-        .bind(now)
-        .execute(&mut db)
-        .await?;
         query(
             "INSERT INTO verified_claims (account_id, claims_json, evidence_json, verified_at,
                sign_issuer, sign_serial, sign_anchor, stale_since, stale_reason)
@@ -513,6 +595,14 @@ impl Store for SqlStore {
         .bind(&p.sign.serial)
         .bind(&p.sign_anchor)
         .execute(&mut db)
+        .await?;
+        audit(
+            &mut db,
+            Some(&account_id),
+            "identity_proofed",
+            &serde_json::json!({"issuer": p.sign.issuer, "serial": p.sign.serial}),
+            now,
+        )
         .await?;
         query(
             "UPDATE transactions SET status = 'authenticated', account_id = $1,
@@ -538,6 +628,16 @@ impl Store for SqlStore {
                 .fetch_optional(&mut self.backend.read().await?)
                 .await?,
         )
+    }
+
+    async fn audit_events(&self, account_id: &str) -> Result<Vec<AuditEventRecord>> {
+        Ok(query_as(
+            "SELECT id, account_id, kind, detail_json, created_at FROM audit_events
+             WHERE account_id = $1 ORDER BY id",
+        )
+        .bind(account_id)
+        .fetch_all(&mut self.backend.read().await?)
+        .await?)
     }
 
     async fn mark_claims_stale(
@@ -749,6 +849,25 @@ impl Store for SqlStore {
         Ok(Redeem::Fresh(old))
     }
 
+    async fn claim_assertion_jti(
+        &self,
+        client_id: &str,
+        jti_hash: &str,
+        keep_until: i64,
+    ) -> Result<bool> {
+        Ok(query(
+            "INSERT INTO client_assertion_jtis (client_id, jti_hash, expires_at)
+             VALUES ($1, $2, $3) ON CONFLICT (client_id, jti_hash) DO NOTHING",
+        )
+        .bind(client_id)
+        .bind(jti_hash)
+        .bind(keep_until)
+        .execute(&mut self.backend.write().await?)
+        .await?
+        .rows_affected()
+            == 1)
+    }
+
     async fn revoke_jti(&self, jti: &str, expires_at: i64) -> Result<()> {
         query("INSERT INTO revoked_jti (jti, expires_at) VALUES ($1, $2) ON CONFLICT DO NOTHING")
             .bind(jti)
@@ -854,14 +973,16 @@ impl Store for SqlStore {
         Ok(RotateOutcome::Rotated)
     }
 
-    async fn post_event(&self, kind: &str, payload: &str, now: i64) -> Result<()> {
-        query("INSERT INTO broker_events (kind, payload, created_at) VALUES ($1, $2, $3)")
-            .bind(kind)
-            .bind(payload)
-            .bind(now)
-            .execute(&mut self.backend.write().await?)
-            .await?;
-        Ok(())
+    async fn post_event(&self, kind: &str, payload: &str, now: i64) -> Result<i64> {
+        query_scalar(
+            "INSERT INTO broker_events (kind, payload, created_at) VALUES ($1, $2, $3)
+             RETURNING id",
+        )
+        .bind(kind)
+        .bind(payload)
+        .bind(now)
+        .fetch_one(&mut self.backend.write().await?)
+        .await
     }
 
     async fn events_since(&self, since: i64, after_id: i64) -> Result<Vec<EventRecord>> {
@@ -914,19 +1035,34 @@ impl Store for SqlStore {
         })
     }
 
-    async fn purge_expired(&self, before: i64) -> Result<u64> {
+    async fn purge_expired(&self, now: i64) -> Result<u64> {
         let mut n = 0;
-        for q in [
-            "DELETE FROM transactions WHERE expires_at < $1",
-            "DELETE FROM codes WHERE expires_at < $1",
-            "DELETE FROM sessions WHERE expires_at < $1",
-            "DELETE FROM refresh_tokens WHERE expires_at < $1",
-            "DELETE FROM revoked_jti WHERE expires_at < $1",
-            "DELETE FROM signing_keys WHERE retire_at < $1",
-            "DELETE FROM broker_events WHERE created_at < $1 - 3600",
+        for (q, grace) in [
+            // Unauthenticated requests create these: they go as soon as they expire.
+            ("DELETE FROM transactions WHERE expires_at < $1", 0),
+            ("DELETE FROM client_assertion_jtis WHERE expires_at < $1", 0),
+            // A replay of these meets its record (and revokes what it produced) for an hour.
+            ("DELETE FROM codes WHERE expires_at < $1", EXPIRED_GRACE),
+            ("DELETE FROM sessions WHERE expires_at < $1", EXPIRED_GRACE),
+            (
+                "DELETE FROM refresh_tokens WHERE expires_at < $1",
+                EXPIRED_GRACE,
+            ),
+            (
+                "DELETE FROM revoked_jti WHERE expires_at < $1",
+                EXPIRED_GRACE,
+            ),
+            (
+                "DELETE FROM signing_keys WHERE retire_at < $1",
+                EXPIRED_GRACE,
+            ),
+            (
+                "DELETE FROM broker_events WHERE created_at < $1",
+                2 * EXPIRED_GRACE,
+            ),
         ] {
             n += query(q)
-                .bind(before)
+                .bind(now - grace)
                 .execute(&mut self.backend.write().await?)
                 .await?
                 .rows_affected();

@@ -148,11 +148,40 @@ impl TestBroker {
         not_before: time::OffsetDateTime,
         not_after: time::OffsetDateTime,
     ) -> VirtualCard {
+        self.card_of_person(
+            pki,
+            name,
+            time::macros::date!(1985 - 06 - 15),
+            not_before,
+            not_after,
+        )
+    }
+
+    /// A fresh virtual card of someone born on `birthdate` (another person than [`Self::card`]'s).
+    pub fn card_born(&self, name: &str, birthdate: time::Date) -> VirtualCard {
+        let now = time::OffsetDateTime::now_utc();
+        self.card_of_person(
+            &self.demo_pki(),
+            name,
+            birthdate,
+            now - time::Duration::days(1),
+            now + time::Duration::days(365),
+        )
+    }
+
+    fn card_of_person(
+        &self,
+        pki: &DemoPki,
+        name: &str,
+        birthdate: time::Date,
+        not_before: time::OffsetDateTime,
+        not_after: time::OffsetDateTime,
+    ) -> VirtualCard {
         let issued = pki
             .issue_card(&CardRequest {
                 name: "試験\u{3000}花子".into(),
                 name_substituted: None,
-                birthdate: time::macros::date!(1985 - 06 - 15),
+                birthdate,
                 gender: 2,
                 address: "東京都千代田区サンプル町1-1".into(),
                 address_substituted: None,
