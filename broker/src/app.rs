@@ -169,7 +169,7 @@ impl Broker {
             None
         };
         let admin_token_sha256 = admin_token(&config.data_dir)?;
-        for w in crate::revocation::source_warnings(&policy.revocation, &trust) {
+        for w in crate::revocation::source_warnings(&policy.revocation, &trust.labels()) {
             tracing::warn!("{w}");
         }
         let token_ttl = std::time::Duration::from_secs(config.lifetimes.access_token.max(1) as u64);
@@ -213,7 +213,7 @@ impl Broker {
     pub fn swap_snapshots(&self, registry: Registry, policy: Policy, digest: String) -> bool {
         let revocation_changed = policy.revocation != *self.checker().policy();
         if revocation_changed {
-            for w in crate::revocation::source_warnings(&policy.revocation, &self.trust) {
+            for w in crate::revocation::source_warnings(&policy.revocation, &self.trust.labels()) {
                 tracing::warn!("{w}");
             }
             let checker = crate::revocation::Checker::new(
@@ -516,17 +516,43 @@ fn load_trust(config: &Config, now: time::OffsetDateTime) -> anyhow::Result<Trus
         }
         anchors.extend(demo.anchors());
     }
+    anchors.extend(configured_anchors(config)?);
+    if !anchors.iter().any(|a| a.kind == CertKind::UserAuth) {
+        anyhow::bail!(
+            "no user-authentication trust anchor: configure [[trust_anchors]] with kind = \"user_auth\" (or run in demo mode)"
+        );
+    }
+    TrustStore::new(anchors).map_err(|e| anyhow::anyhow!("trust anchors: {e}"))
+}
+
+/// The `[[trust_anchors]]` of the configuration, read from their files: one CA certificate
+/// per file (PEM or DER). A PEM file with several certificates is refused — each CA generation
+/// needs its own label (revocation sources name anchors by label), and taking only the first
+/// would silently distrust the others.
+pub fn configured_anchors(config: &Config) -> anyhow::Result<Vec<TrustAnchor>> {
+    let mut anchors = Vec::new();
     for a in &config.trust_anchors {
         let bytes = std::fs::read(&a.file)
             .with_context(|| format!("trust anchor {}: cannot read", a.file.display()))?;
-        let der = match pem::parse(&bytes) {
-            Ok(p) if p.tag() == "CERTIFICATE" => p.into_contents(),
-            Ok(p) => anyhow::bail!(
-                "trust anchor {}: PEM block is `{}`, expected CERTIFICATE",
-                a.file.display(),
-                p.tag()
-            ),
-            Err(_) => bytes,
+        let der = if bytes.trim_ascii_start().starts_with(b"-----BEGIN") {
+            let blocks = pem::parse_many(&bytes)
+                .map_err(|e| anyhow::anyhow!("trust anchor {}: not PEM: {e}", a.file.display()))?;
+            match blocks.as_slice() {
+                [one] if one.tag() == "CERTIFICATE" => one.contents().to_vec(),
+                [one] => anyhow::bail!(
+                    "trust anchor {}: PEM block is `{}`, expected CERTIFICATE",
+                    a.file.display(),
+                    one.tag()
+                ),
+                [] => anyhow::bail!("trust anchor {}: no PEM block", a.file.display()),
+                many => anyhow::bail!(
+                    "trust anchor {}: the file holds {} certificates; give each CA certificate its own [[trust_anchors]] entry (and label)",
+                    a.file.display(),
+                    many.len()
+                ),
+            }
+        } else {
+            bytes
         };
         anchors.push(TrustAnchor {
             kind: a.kind,
@@ -538,10 +564,5 @@ fn load_trust(config: &Config, now: time::OffsetDateTime) -> anyhow::Result<Trus
             demo: false,
         });
     }
-    if !anchors.iter().any(|a| a.kind == CertKind::UserAuth) {
-        anyhow::bail!(
-            "no user-authentication trust anchor: configure [[trust_anchors]] with kind = \"user_auth\" (or run in demo mode)"
-        );
-    }
-    TrustStore::new(anchors).map_err(|e| anyhow::anyhow!("trust anchors: {e}"))
+    Ok(anchors)
 }

@@ -250,6 +250,8 @@ fn main() -> std::process::ExitCode {
                 .unwrap_or_else(|_| "info,sqlx=warn".into()),
         )
         .with_writer(std::io::stderr)
+        // Colours only on a terminal: a log file or journal gets plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     // On one core (a container limit, or `taskset` as bench/run pins it) a current-thread
     // runtime does the same work without the multi-thread scheduler's cross-thread machinery;
@@ -283,8 +285,25 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             cmd: PolicyCmd::Check,
         } => {
             let c = load_config(cli.config.as_deref())?;
-            let reg = broker::registry::Registry::load_dir(&c.relying_parties_dir)?;
+            let mut reg = broker::registry::Registry::load_dir(&c.relying_parties_dir)?;
             let pol = broker::registry::policy::Policy::load_dir(&c.policies_dir)?;
+            reg.check_against(&pol)?;
+            reg.restrict_claims(&pol);
+            // The trust anchors as `serve` would load them (the demo PKI's by label: checking
+            // does not create it), against the revocation sources.
+            let anchors = broker::app::configured_anchors(&c)?;
+            broker::pki::TrustStore::new(anchors.clone())
+                .map_err(|e| anyhow::anyhow!("trust anchors: {e}"))?;
+            let mut labels: Vec<&str> = anchors.iter().map(|a| a.label.as_str()).collect();
+            if c.demo {
+                labels.extend([
+                    broker::pki::demo::AUTH_CA_LABEL,
+                    broker::pki::demo::SIGN_CA_LABEL,
+                ]);
+            }
+            for w in broker::revocation::source_warnings(&pol.revocation, &labels) {
+                println!("warning: {w}");
+            }
             println!(
                 "ok: {} relying parties ({}), {} levels ({})",
                 reg.len(),
@@ -559,11 +578,10 @@ async fn certs(c: Config, cmd: CertsCmd) -> anyhow::Result<()> {
             eprintln!(
                 "demo OCSP responder on http://{listen}/demo-pki/ocsp/{{user_auth|signature}}, CRLs at /demo-pki/crl/{{user_auth|signature}}"
             );
-            axum::serve(l, app)
-                .with_graceful_shutdown(async {
-                    let _ = tokio::signal::ctrl_c().await;
-                })
-                .await?;
+            broker::http::serve(l, app, c.limits, async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await;
             Ok(())
         }
         CertsCmd::Crl { kind, out } => {
@@ -794,10 +812,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             broker.issuer()
         );
     }
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await?;
+    let limits = broker.config.limits;
+    broker::http::serve(listener, app, limits, async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await;
     Ok(())
 }

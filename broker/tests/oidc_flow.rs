@@ -766,3 +766,153 @@ async fn served_jwks_drops_a_retired_key_at_its_time() {
         "exactly the old ES256 key retired: {old_ec:?}"
     );
 }
+
+/// /authorize needs no authentication: every parameter kept with a login transaction is
+/// bounded, and a parameter that is not UTF-8 is refused rather than altered. Each refusal
+/// names the parameter and stores nothing.
+#[tokio::test]
+async fn authorize_parameters_are_bounded_and_never_altered() {
+    let t = TestBroker::new().await;
+    let mut br = t.browser();
+    let long = |n: usize| "a".repeat(n);
+    let claims = format!(
+        "{{\"userinfo\":{{\"name\":{{\"purpose\":\"{}\"}}}}}}",
+        long(4100)
+    );
+    for (param, value, msg) in [
+        ("nonce", long(513), "nonce is longer than 512 bytes"),
+        (
+            "login_hint",
+            long(257),
+            "login_hint is longer than 256 bytes",
+        ),
+        (
+            "acr_values",
+            long(1025),
+            "acr_values is longer than 1024 bytes",
+        ),
+        (
+            "ui_locales",
+            long(257),
+            "ui_locales is longer than 256 bytes",
+        ),
+        ("claims", claims, "claims is longer than 4096 bytes"),
+        ("max_age", "9".repeat(21), "max_age is longer than 20 bytes"),
+    ] {
+        let r = br.get(&auth_url(&[(param, &value)])).await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{param}");
+        let p = r.redirect_params();
+        assert_eq!(
+            (p["error"].as_str(), p["error_description"].as_str()),
+            ("invalid_request", msg)
+        );
+        assert_eq!(p["state"], "st-1", "the state comes back");
+    }
+    // A state too long to keep: refused, and not sent back.
+    let r = br.get(&auth_url(&[("state", &long(2049))])).await;
+    let p = r.redirect_params();
+    assert_eq!(p["error_description"], "state is longer than 2048 bytes");
+    assert!(!p.contains_key("state"));
+    // A state (or any parameter) that is not UTF-8 once percent-decoded: refused on a page;
+    // it is never turned into U+FFFD and sent back as a state the RP never sent.
+    for (bad, name) in [("%FF%FE", "state"), ("%C3", "state")] {
+        let url = format!("{}&state={bad}", auth_url(&[("state", "")]));
+        let r = br.get(&url).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST);
+        assert!(r.location.is_none());
+        assert!(
+            r.body.contains(&format!(
+                "parameter `{name}` is not valid UTF-8 once percent-decoded"
+            )),
+            "{}",
+            r.body
+        );
+    }
+    let r = br
+        .post_form("/token", &[("grant_type", "authorization_code")], None)
+        .await;
+    assert_eq!(r.json()["error"], "invalid_client");
+    let r = br
+        .send(
+            axum::http::Request::builder()
+                .method("POST")
+                .uri("/token")
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(axum::body::Body::from(
+                    "grant_type=authorization_code&code=%FF",
+                ))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        r.json()["error_description"],
+        "parameter `code` is not valid UTF-8 once percent-decoded"
+    );
+    // Within the bounds, a transaction is stored.
+    assert_eq!(t.broker.store.count_transactions().await.unwrap(), 0);
+    let r = br.get(&auth_url(&[("state", &long(2048))])).await;
+    assert!(r.location.unwrap().starts_with("/login/"));
+    assert_eq!(t.broker.store.count_transactions().await.unwrap(), 1);
+}
+
+/// Open login transactions are capped per source address (an IPv6 /64 counts as one) and per
+/// relying party; over a cap, the RP hears `temporarily_unavailable` and nothing is stored.
+/// Transactions that expire stop counting and are purged when they expire.
+#[tokio::test]
+async fn open_transactions_are_capped_per_source_and_per_client() {
+    let t = TestBroker::with_config(|c| {
+        c.limits.open_transactions_per_source = 3;
+        c.limits.open_transactions_per_client = 5;
+    })
+    .await;
+    let start = |peer: &'static str| {
+        let mut br = t.browser_at(peer);
+        async move { br.get(&auth_url(&[])).await }
+    };
+    for peer in [
+        "[2001:db8::1]:1000",
+        "[2001:db8::2]:2000",
+        "[2001:db8::3]:3000",
+    ] {
+        let r = start(peer).await;
+        assert!(r.location.unwrap().starts_with("/login/"));
+    }
+    // A fourth from the same /64: refused.
+    let r = start("[2001:db8::ffff]:1").await;
+    let p = r.redirect_params();
+    assert_eq!(p["error"], "temporarily_unavailable");
+    assert_eq!(
+        p["error_description"],
+        "too many logins are in progress from your network address (3); try again in a few minutes"
+    );
+    assert_eq!(p["state"], "st-1");
+    assert_eq!(t.broker.store.count_transactions().await.unwrap(), 3);
+    // Another source may, until the relying party has 5 open.
+    for _ in 0..2 {
+        let r = start("192.0.2.7:5000").await;
+        assert!(r.location.unwrap().starts_with("/login/"));
+    }
+    let r = start("198.51.100.1:5000").await;
+    assert_eq!(
+        r.redirect_params()["error_description"],
+        "too many logins to this service are in progress (5); try again in a few minutes"
+    );
+    assert_eq!(t.broker.store.count_transactions().await.unwrap(), 5);
+    // Another relying party is not affected.
+    let mut br = t.browser_at("198.51.100.1:5000");
+    let r = br
+        .get(&auth_url(&[
+            ("client_id", "local-dev-spa"),
+            ("redirect_uri", "http://localhost:8766/callback"),
+        ]))
+        .await;
+    assert!(r.location.unwrap().starts_with("/login/"));
+    // Expired transactions stop counting at once, and the purge removes them when they expire.
+    t.clock.advance(time::Duration::seconds(601));
+    let r = start("[2001:db8::ffff]:1").await;
+    assert!(r.location.unwrap().starts_with("/login/"));
+    let purged = t.broker.store.purge_expired(t.broker.now()).await.unwrap();
+    assert_eq!(purged, 6);
+    assert_eq!(t.broker.store.count_transactions().await.unwrap(), 1);
+}

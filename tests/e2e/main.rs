@@ -10,6 +10,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_broker");
 
 #[path = "../../broker/tests/common/db.rs"]
 mod db;
+mod hostile;
 mod multiprocess;
 
 fn repo() -> PathBuf {

@@ -14,9 +14,11 @@ mod login;
 mod oauth;
 pub mod pages;
 pub mod revocation;
+mod serve;
 mod signatures;
 
 pub use error::ApiError;
+pub use serve::serve;
 
 /// Shared state of every handler.
 #[derive(Clone)]

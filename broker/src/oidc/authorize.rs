@@ -74,6 +74,20 @@ const SINGLE: &[&str] = &[
     "request_uri",
 ];
 
+/// Longest `state` kept and sent back.
+pub const MAX_STATE: usize = 2048;
+
+/// The longest value of each parameter kept with a login transaction (bytes).
+const STORED_BOUNDS: &[(&str, usize)] = &[
+    ("state", MAX_STATE),
+    ("nonce", 512),
+    ("login_hint", 256),
+    ("acr_values", 1024),
+    ("ui_locales", 256),
+    ("claims", 4096),
+    ("max_age", 20),
+];
+
 /// Validate the parameters of an authorization request (query or form) for a client in `registry`.
 pub fn validate(
     params: &[(String, String)],
@@ -108,8 +122,11 @@ pub fn validate(
         ))));
     }
 
-    // From here on errors go back to the relying party.
-    let state = get("state").map(str::to_string);
+    // From here on errors go back to the relying party. A state too long to keep is not sent
+    // back either (the refusal names it).
+    let state = get("state")
+        .filter(|s| s.len() <= MAX_STATE)
+        .map(str::to_string);
     let redirect = |error: OAuthError| AuthorizeError::Redirect {
         redirect_uri: redirect_uri.to_string(),
         state: state.clone(),
@@ -119,6 +136,17 @@ pub fn validate(
         return Err(redirect(OAuthError::invalid_request(format!(
             "parameter `{dup}` is repeated"
         ))));
+    }
+    // Everything kept with the login transaction is bounded: /authorize needs no
+    // authentication, so what it stores must not grow with what an attacker sends.
+    for (name, max) in STORED_BOUNDS {
+        if let Some(v) = get(name)
+            && v.len() > *max
+        {
+            return Err(redirect(OAuthError::invalid_request(format!(
+                "{name} is longer than {max} bytes"
+            ))));
+        }
     }
     if get("request").is_some() {
         return Err(redirect(OAuthError::request_not_supported(
@@ -257,11 +285,6 @@ pub fn validate(
         }
     };
     let nonce = get("nonce").map(str::to_string);
-    if nonce.as_ref().is_some_and(|n| n.len() > 512) {
-        return Err(redirect(OAuthError::invalid_request(
-            "nonce is longer than 512 characters",
-        )));
-    }
     let split = |k: &str| -> Vec<String> {
         get(k)
             .unwrap_or("")

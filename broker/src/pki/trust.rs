@@ -32,15 +32,22 @@ impl TrustAnchor {
         let cert_der = if bytes.first() == Some(&0x30) {
             bytes.to_vec()
         } else {
-            let p = pem::parse(bytes)
+            let blocks = pem::parse_many(bytes)
                 .map_err(|e| PkiError::BadAnchor(format!("{label}: not PEM or DER: {e}")))?;
+            // One anchor, one certificate: a second one would be silently ignored.
+            let [p] = blocks.as_slice() else {
+                return Err(PkiError::BadAnchor(format!(
+                    "{label}: {} PEM blocks; one CA certificate per anchor",
+                    blocks.len()
+                )));
+            };
             if p.tag() != "CERTIFICATE" {
                 return Err(PkiError::BadAnchor(format!(
                     "{label}: PEM block is {:?}, expected CERTIFICATE",
                     p.tag()
                 )));
             }
-            p.into_contents()
+            p.contents().to_vec()
         };
         Ok(TrustAnchor {
             kind,
@@ -103,6 +110,11 @@ impl TrustStore {
     /// The anchors, in configuration order.
     pub fn anchors(&self) -> &[TrustAnchor] {
         &self.anchors
+    }
+
+    /// The anchors' labels, in configuration order.
+    pub fn labels(&self) -> Vec<&str> {
+        self.anchors.iter().map(|a| a.label.as_str()).collect()
     }
 
     /// True when any anchor is a demo CA.

@@ -104,10 +104,9 @@ pub struct IssuerSources {
 /// in force: an anchor without a source (logins under it fail closed), a source naming an anchor
 /// that is not configured (it is never used — a mistyped label). Logged at start and on reload;
 /// `broker policy check` reports them.
-pub fn source_warnings(policy: &RevocationPolicy, trust: &crate::pki::TrustStore) -> Vec<String> {
-    let labels: Vec<&str> = trust.anchors().iter().map(|a| a.label.as_str()).collect();
+pub fn source_warnings(policy: &RevocationPolicy, labels: &[&str]) -> Vec<String> {
     let mut out = Vec::new();
-    for l in &labels {
+    for l in labels {
         if !policy.issuers.iter().any(|s| s.anchor == *l) {
             out.push(format!(
                 "trust anchor `{l}` has no revocation source ([[revocation.issuers]] anchor = \"{l}\"): logins and signatures under this CA fail closed"

@@ -64,6 +64,19 @@ impl TestBroker {
         extra: &[(&str, &str)],
         policy_files: &[(&str, &str)],
     ) -> TestBroker {
+        Self::build(extra, policy_files, |_| {}).await
+    }
+
+    /// The shipped relying parties and policy, with the configuration changed by `edit`.
+    pub async fn with_config(edit: impl FnOnce(&mut Config)) -> TestBroker {
+        Self::build(&[], &[], edit).await
+    }
+
+    async fn build(
+        extra: &[(&str, &str)],
+        policy_files: &[(&str, &str)],
+        edit: impl FnOnce(&mut Config),
+    ) -> TestBroker {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
         let rps = dir.path().join("relying-parties");
@@ -106,7 +119,8 @@ impl TestBroker {
         if let Some(url) = db::test_database_url() {
             env.insert("BROKER_DATABASE_URL", url);
         }
-        let config = Config::load(None, |k| env.get(k).cloned()).unwrap();
+        let mut config = Config::load(None, |k| env.get(k).cloned()).unwrap();
+        edit(&mut config);
         let clock = Arc::new(FixedClock::new(time::OffsetDateTime::now_utc()));
         let broker = Broker::start(config, clock.clone()).await.unwrap();
         let app = broker::http::app(broker.clone());
@@ -196,6 +210,15 @@ impl TestBroker {
         Browser {
             app: self.app.clone(),
             cookies: HashMap::new(),
+            peer: None,
+        }
+    }
+
+    /// A browser whose requests come from `peer` (as the real listener says of each request).
+    pub fn browser_at(&self, peer: &str) -> Browser {
+        Browser {
+            peer: Some(peer.parse().unwrap()),
+            ..self.browser()
         }
     }
 
@@ -232,6 +255,8 @@ impl Resp {
 pub struct Browser {
     pub app: Router,
     pub cookies: HashMap<String, String>,
+    /// The address the requests come from, if any.
+    pub peer: Option<std::net::SocketAddr>,
 }
 
 pub fn path_of(url: &str) -> String {
@@ -239,7 +264,10 @@ pub fn path_of(url: &str) -> String {
 }
 
 impl Browser {
-    pub async fn send(&mut self, req: Request<Body>) -> Resp {
+    pub async fn send(&mut self, mut req: Request<Body>) -> Resp {
+        if let Some(p) = self.peer {
+            req.extensions_mut().insert(axum::extract::ConnectInfo(p));
+        }
         let res = self.app.clone().oneshot(req).await.unwrap();
         for v in res.headers().get_all(header::SET_COOKIE) {
             let s = v.to_str().unwrap();

@@ -1,0 +1,285 @@
+//! What the real binary does with hostile clients and operator mistakes (issue 15): slow and
+//! huge request headers, too many connections, a PEM file with several CA certificates,
+//! revocation sources that name the wrong anchors.
+
+use super::{BIN, db, free_port, repo, wait_for_port};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A broker started with a broker.toml of its own (`extra` appended), its log in a file.
+pub struct Broker {
+    child: Child,
+    pub port: u16,
+    /// Holds the data directory and broker.toml until the broker is dropped.
+    _dir: tempfile::TempDir,
+    log: PathBuf,
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// broker.toml for a broker on `port` with its data in `dir`, `extra` appended.
+pub fn config_text(dir: &Path, port: u16, extra: &str) -> String {
+    let db = db::test_database_url()
+        .map(|u| format!("database_url = \"{u}\"\n"))
+        .unwrap_or_default();
+    format!(
+        "issuer = \"http://localhost:{port}\"\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\n{db}policies_dir = \"{}\"\nrelying_parties_dir = \"{}\"\n{extra}",
+        dir.join("data").display(),
+        repo().join("policies").display(),
+        repo().join("relying-parties").display(),
+    )
+}
+
+impl Broker {
+    pub fn start(extra: &str) -> Broker {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let cfg = dir.path().join("broker.toml");
+        std::fs::write(&cfg, config_text(dir.path(), port, extra)).unwrap();
+        let log = dir.path().join("broker.log");
+        let child = Command::new(BIN)
+            .args(["--config", cfg.to_str().unwrap(), "serve"])
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        wait_for_port(port, "broker did not start");
+        Broker {
+            child,
+            port,
+            _dir: dir,
+            log,
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn connect(&self) -> TcpStream {
+        let s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s
+    }
+}
+
+/// Read until the server closes the connection (or resets it); what it sent, and how long
+/// that took.
+fn read_until_closed(s: &mut TcpStream) -> (String, Duration) {
+    let t = Instant::now();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(9),
+            "the server kept the connection open"
+        );
+    }
+    (String::from_utf8_lossy(&out).into_owned(), t.elapsed())
+}
+
+#[test]
+fn slow_or_huge_headers_and_too_many_connections_are_cut_off() {
+    let b = Broker::start(
+        "[limits]\nmax_connections = 6\nheader_read_timeout = 2\nmax_header_bytes = 8192\n",
+    );
+    // A connection that sends nothing is closed after the header timeout.
+    let mut idle = b.connect();
+    let (_, took) = read_until_closed(&mut idle);
+    assert!(
+        took >= Duration::from_millis(1500) && took < Duration::from_secs(5),
+        "{took:?}"
+    );
+    // Slowloris: a header line every 300 ms never completes the request: closed at the
+    // timeout, however steadily it trickles.
+    let mut slow = b.connect();
+    let t = Instant::now();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    while t.elapsed() < Duration::from_secs(4) {
+        if slow.write_all(b"X-Slow: 1\r\n").is_err() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let (_, _) = read_until_closed(&mut slow);
+    assert!(t.elapsed() < Duration::from_secs(6), "{:?}", t.elapsed());
+    // Headers over the bound, sent whole: 431.
+    let mut big = b.connect();
+    let header = format!(
+        "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(9000)
+    );
+    big.write_all(header.as_bytes()).unwrap();
+    let (resp, _) = read_until_closed(&mut big);
+    assert!(resp.starts_with("HTTP/1.1 431"), "{resp}");
+    // A header that never ends: the connection is closed once it fills its bounded buffer,
+    // long before the timeout — one such connection holds at most 16 KiB of the broker.
+    let mut endless = b.connect();
+    let _ = endless.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Endless: ");
+    let _ = endless.write_all(&vec![b'a'; 64 * 1024]);
+    let (_, took) = read_until_closed(&mut endless);
+    assert!(took < Duration::from_millis(1000), "{took:?}");
+    // A normal request still works.
+    let mut ok = b.connect();
+    ok.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let (resp, _) = read_until_closed(&mut ok);
+    assert!(
+        resp.starts_with("HTTP/1.1 200") && resp.ends_with("ok"),
+        "{resp}"
+    );
+
+    // Six connections hold every slot: a seventh waits (in the backlog) until one closes —
+    // here at the header timeout — and the log says why.
+    let holders: Vec<TcpStream> = (0..6).map(|_| b.connect()).collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let mut seventh = b.connect();
+    let t = Instant::now();
+    seventh
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let (resp, _) = read_until_closed(&mut seventh);
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    assert!(
+        t.elapsed() >= Duration::from_millis(1000),
+        "served before a slot was free: {:?}",
+        t.elapsed()
+    );
+    drop(holders);
+    let log = b.log();
+    assert!(
+        log.contains("connection limit reached: new connections wait until one closes (limits.max_connections)")
+            && log.contains("max_connections=6"),
+        "{log}"
+    );
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let o = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl runs");
+    assert!(
+        o.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// Two self-signed CA certificates (openssl) in `dir`: a.pem, b.pem.
+fn two_cas(dir: &Path) {
+    for n in ["a", "b"] {
+        openssl(
+            dir,
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                &format!("{n}.key"),
+                "-out",
+                &format!("{n}.pem"),
+                "-days",
+                "30",
+                "-subj",
+                "/C=JP/O=JPKI-TEST/OU=JPKI for user authentication",
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-addext",
+                "keyUsage=critical,keyCertSign,cRLSign",
+            ],
+        );
+    }
+}
+
+fn run(args: &[&str], cfg: &Path) -> std::process::Output {
+    Command::new(BIN)
+        .arg("--config")
+        .arg(cfg)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// A PEM trust-anchor file with several certificates is refused at start (it was silently cut
+/// to the first); `broker policy check` names revocation sources for anchors that are not
+/// configured and anchors without a source.
+#[test]
+fn trust_anchor_files_and_revocation_sources_are_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    two_cas(dir.path());
+    let both = format!(
+        "{}{}",
+        std::fs::read_to_string(dir.path().join("a.pem")).unwrap(),
+        std::fs::read_to_string(dir.path().join("b.pem")).unwrap()
+    );
+    std::fs::write(dir.path().join("both.pem"), both).unwrap();
+    let port = free_port();
+    let cfg = dir.path().join("broker.toml");
+    std::fs::write(
+        &cfg,
+        config_text(
+            dir.path(),
+            port,
+            &format!(
+                "demo = false\ndanger_allow_http_issuer = true\n[[trust_anchors]]\nkind = \"user_auth\"\nfile = \"{}\"\nlabel = \"test-auth\"\n",
+                dir.path().join("both.pem").display()
+            ),
+        ),
+    )
+    .unwrap();
+    for cmd in [&["serve"][..], &["policy", "check"][..]] {
+        let o = run(cmd, &cfg);
+        assert!(!o.status.success(), "{cmd:?}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            err.contains(&format!(
+                "trust anchor {}: the file holds 2 certificates; give each CA certificate its own [[trust_anchors]] entry (and label)",
+                dir.path().join("both.pem").display()
+            )),
+            "{cmd:?}: {err}"
+        );
+    }
+    // One certificate per file: starts. The shipped policy's sources name the demo anchors,
+    // which are not configured here, and the test anchor has none: policy check says both.
+    std::fs::write(
+        &cfg,
+        config_text(
+            dir.path(),
+            port,
+            &format!(
+                "demo = false\ndanger_allow_http_issuer = true\n[[trust_anchors]]\nkind = \"user_auth\"\nfile = \"{}\"\nlabel = \"test-auth\"\n",
+                dir.path().join("a.pem").display()
+            ),
+        ),
+    )
+    .unwrap();
+    let o = run(&["policy", "check"], &cfg);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        out.contains("warning: trust anchor `test-auth` has no revocation source ([[revocation.issuers]] anchor = \"test-auth\"): logins and signatures under this CA fail closed"),
+        "{out}"
+    );
+    assert!(
+        out.contains("warning: revocation sources name anchor `demo-auth-ca`, which is not a configured trust anchor (test-auth): they are never used"),
+        "{out}"
+    );
+}
