@@ -149,7 +149,7 @@ impl Broker {
             &config.relying_parties_dir,
             &config.policies_dir,
         ]);
-        let trust = Arc::new(load_trust(&config, clock.now())?);
+        let trust = Arc::new(load_trust(&config, Some(clock.now()))?);
         let store = open_store(&config).await?;
         let now = clock.now().unix_timestamp();
         let keys = KeySet::load_or_create(store.as_ref(), now).await?;
@@ -504,17 +504,32 @@ pub fn metrics_handle() -> &'static metrics_exporter_prometheus::PrometheusHandl
     })
 }
 
-/// Trust anchors: the configured CA files, plus the demo PKI's CAs in demo mode.
-fn load_trust(config: &Config, now: time::OffsetDateTime) -> anyhow::Result<TrustStore> {
+/// Trust anchors: the configured CA files, plus the demo PKI's CAs in demo mode — created at
+/// `now` if given and missing (the server's start), else only loaded if it exists (operator
+/// tools).
+pub fn load_trust(
+    config: &Config,
+    create_demo_at: Option<time::OffsetDateTime>,
+) -> anyhow::Result<TrustStore> {
     let mut anchors = Vec::new();
-    if config.demo {
-        let (demo, created) =
-            crate::pki::demo::DemoPki::load_or_create(&config.data_dir.join("demo-pki"), now)
-                .context("demo PKI")?;
-        if created {
-            tracing::warn!(dir = %config.data_dir.join("demo-pki").display(), "DEMO: created a demo JPKI PKI");
+    let demo_dir = config.data_dir.join("demo-pki");
+    match create_demo_at {
+        Some(now) if config.demo => {
+            let (demo, created) =
+                crate::pki::demo::DemoPki::load_or_create(&demo_dir, now).context("demo PKI")?;
+            if created {
+                tracing::warn!(dir = %demo_dir.display(), "DEMO: created a demo JPKI PKI");
+            }
+            anchors.extend(demo.anchors());
         }
-        anchors.extend(demo.anchors());
+        None if config.demo && demo_dir.exists() => {
+            anchors.extend(
+                crate::pki::demo::DemoPki::load(&demo_dir)
+                    .context("demo PKI")?
+                    .anchors(),
+            );
+        }
+        _ => {}
     }
     anchors.extend(configured_anchors(config)?);
     if !anchors.iter().any(|a| a.kind == CertKind::UserAuth) {

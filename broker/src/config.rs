@@ -489,6 +489,41 @@ mod tests {
         assert!(c.database_url.starts_with("sqlite://"));
     }
 
+    /// The shipped broker.toml says what the embedded default is, and is it: demo mode because
+    /// no trust anchors are configured (not because it says `demo = true`), the same limits.
+    #[test]
+    fn shipped_broker_toml_is_the_embedded_default() {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../broker.toml");
+        let shipped = Config::load(Some(&p), |_| None).unwrap();
+        let embedded = Config::load(None, |_| None).unwrap();
+        assert!(shipped.demo && embedded.demo);
+        assert_eq!(shipped.issuer, embedded.issuer);
+        assert_eq!(
+            format!("{:?}", shipped.limits),
+            format!("{:?}", embedded.limits)
+        );
+        assert_eq!(
+            format!("{:?}", shipped.lifetimes),
+            format!("{:?}", embedded.lifetimes)
+        );
+        // With a trust anchor added, demo mode is off.
+        let text = std::fs::read_to_string(&p).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let with_anchor = dir.path().join("broker.toml");
+        std::fs::write(
+            &with_anchor,
+            text.replace(
+                "# [[trust_anchors]]\n# kind = \"user_auth\"          # or \"signature\"\n# file = \"certs/jpki-authca02.pem\"",
+                "[[trust_anchors]]\nkind = \"user_auth\"\nfile = \"certs/jpki-authca02.pem\"",
+            )
+            .replace("issuer = \"http://localhost:8080\"", "issuer = \"https://idp.example.jp\""),
+        )
+        .unwrap();
+        let c = Config::load(Some(&with_anchor), |_| None).unwrap();
+        assert_eq!(c.trust_anchors.len(), 1);
+        assert!(!c.demo);
+    }
+
     #[test]
     fn env_overrides_a_key() {
         let c = load_str(

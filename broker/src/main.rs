@@ -527,13 +527,19 @@ fn cert_kind(s: &str) -> anyhow::Result<broker::pki::CertKind> {
     }
 }
 
+/// DER of a PEM or DER certificate file.
+fn cert_der(path: &Path) -> anyhow::Result<Vec<u8>> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(pem::parse(&bytes)
+        .map(|p| p.into_contents())
+        .unwrap_or(bytes))
+}
+
 /// Serial (minimal big-endian bytes) of a PEM or DER certificate file.
 fn cert_serial(path: &Path) -> anyhow::Result<Vec<u8>> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let der = pem::parse(&bytes)
-        .map(|p| p.into_contents())
-        .unwrap_or(bytes);
-    Ok(hex::decode(broker::pki::inspect(&der)?.serial_hex)?)
+    Ok(hex::decode(
+        broker::pki::inspect(&cert_der(path)?)?.serial_hex,
+    )?)
 }
 
 async fn certs(c: Config, cmd: CertsCmd) -> anyhow::Result<()> {
@@ -605,14 +611,23 @@ async fn certs(c: Config, cmd: CertsCmd) -> anyhow::Result<()> {
             } else if let (Some(a), Some(s)) = (anchor, serial) {
                 bodies.push(serde_json::json!({"anchor": a, "serial": s}));
             } else if let Some(card) = card {
-                for (label, file) in [
-                    (broker::pki::demo::AUTH_CA_LABEL, "auth.crt.pem"),
-                    (broker::pki::demo::SIGN_CA_LABEL, "sign.crt.pem"),
-                ] {
-                    if card.join(file).exists() {
-                        let s = hex::encode(cert_serial(&card.join(file))?);
-                        bodies.push(serde_json::json!({"anchor": label, "serial": s}));
+                // Each certificate is named by the anchor whose key signed it — the demo CAs or
+                // any configured one (an imported card from an operator's own test PKI).
+                let trust = broker::app::load_trust(&c, None)?;
+                for file in ["auth.crt.pem", "sign.crt.pem"] {
+                    let path = card.join(file);
+                    if !path.exists() {
+                        continue;
                     }
+                    let der = cert_der(&path)?;
+                    let label = broker::pki::issuing_anchor(&der, &trust).with_context(|| {
+                        format!(
+                            "{}: no configured trust anchor issued this certificate",
+                            path.display()
+                        )
+                    })?;
+                    let s = broker::pki::inspect(&der)?.serial_hex;
+                    bodies.push(serde_json::json!({"anchor": label, "serial": s}));
                 }
             } else {
                 anyhow::bail!("say what to purge: --card DIR, --anchor L --serial HEX, or --all");

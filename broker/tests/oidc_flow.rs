@@ -916,3 +916,78 @@ async fn open_transactions_are_capped_per_source_and_per_client() {
     assert_eq!(purged, 6);
     assert_eq!(t.broker.store.count_transactions().await.unwrap(), 1);
 }
+
+/// Pages' script and style run under a per-response CSP nonce, never `'unsafe-inline'`.
+#[tokio::test]
+async fn pages_scripts_run_under_a_csp_nonce() {
+    let t = TestBroker::new().await;
+    let mut br = t.browser();
+    let r = br.get(&auth_url(&[])).await;
+    let login = r.location.unwrap();
+    let mut nonces = Vec::new();
+    for _ in 0..2 {
+        let page = br.get(&login).await;
+        let csp = page.headers["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        assert!(!csp.contains("unsafe-inline"), "{csp}");
+        let nonce = csp
+            .split("script-src 'nonce-")
+            .nth(1)
+            .and_then(|s| s.split('\'').next())
+            .unwrap()
+            .to_string();
+        assert!(csp.contains(&format!("style-src 'nonce-{nonce}'")), "{csp}");
+        assert!(page.body.contains(&format!("<script nonce=\"{nonce}\">")));
+        assert!(page.body.contains(&format!("<style nonce=\"{nonce}\">")));
+        assert_eq!(page.body.matches("<script").count(), 1);
+        nonces.push(nonce);
+    }
+    assert_ne!(nonces[0], nonces[1], "a fresh nonce per response");
+    // Every page renders the same way.
+    let page = br.get("/").await;
+    assert!(
+        page.headers["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("nonce-")
+    );
+}
+
+/// Behind a reverse proxy (`trust_forwarded_for`), the source is the last X-Forwarded-For
+/// entry (the proxy's own): the entries before it are the client's to choose. Without the
+/// setting the header is ignored.
+#[tokio::test]
+async fn the_source_behind_a_proxy_is_the_last_forwarded_for_entry() {
+    for trust in [true, false] {
+        let t = TestBroker::with_config(|c| {
+            c.limits.open_transactions_per_source = 1;
+            c.limits.trust_forwarded_for = trust;
+        })
+        .await;
+        let start = |xff: &'static str| {
+            let mut br = t.browser_at("127.0.0.1:9999");
+            let req = axum::http::Request::builder()
+                .uri(auth_url(&[]))
+                .header("x-forwarded-for", xff)
+                .body(axum::body::Body::empty())
+                .unwrap();
+            async move { br.send(req).await.location.unwrap() }
+        };
+        let first = start("203.0.113.9, 198.51.100.1").await;
+        assert!(first.starts_with("/login/"));
+        // Another client behind the proxy.
+        let second = start("203.0.113.9, 198.51.100.2").await;
+        // The first client again, claiming another address in front.
+        let third = start("192.0.2.1, 198.51.100.1").await;
+        if trust {
+            assert!(second.starts_with("/login/"), "{second}");
+            assert!(third.contains("error=temporarily_unavailable"), "{third}");
+        } else {
+            // All from the proxy's address: one source.
+            assert!(second.contains("error=temporarily_unavailable"), "{second}");
+            assert!(third.contains("error=temporarily_unavailable"), "{third}");
+        }
+    }
+}

@@ -739,3 +739,39 @@ async fn demo_responder_answers_the_get_form_and_unknown_refuses_login() {
     assert_eq!(r.json()["error"], "revocation_unknown");
     assert_eq!(t.counts().await, broker::store::Counts::default());
 }
+
+/// A purge is applied where it was made at once, and by the others when they read its event —
+/// but not a second time by the process that made it (that would throw away the answer fetched
+/// since, and log the purge twice).
+#[tokio::test]
+async fn a_purge_is_applied_once_by_the_process_that_made_it() {
+    let t = TestBroker::new().await;
+    let card = t.card("card");
+    let der = card.auth_certificate_der().unwrap();
+    let serial = hex::decode(broker::pki::inspect(&der).unwrap().serial_hex).unwrap();
+    let ca: Arc<[u8]> = Arc::from(t.demo_pki().ca_cert_der(CertKind::UserAuth));
+    let cert = broker::revocation::CertRef {
+        anchor_label: "demo-auth-ca".into(),
+        issuer_cert_der: ca.clone(),
+        serial: serial.clone(),
+    };
+    let mut sync = broker::app::SyncState::default();
+    t.broker.sync(&mut sync).await.unwrap();
+    t.broker.checker().check_ref(&cert).await.unwrap();
+    let target = broker::app::PurgeTarget::One {
+        anchor: "demo-auth-ca".into(),
+        serial: hex::encode(&serial),
+    };
+    assert!(
+        t.broker.purge_revocation(&target).await.unwrap(),
+        "it was cached"
+    );
+    // Asked again after the purge: cached again.
+    t.broker.checker().check_ref(&cert).await.unwrap();
+    // This process reads its own event back: nothing happens to the cache.
+    t.broker.sync(&mut sync).await.unwrap();
+    assert!(
+        t.broker.checker().purge("demo-auth-ca", &ca, &serial).await,
+        "the answer fetched after the purge is still cached"
+    );
+}

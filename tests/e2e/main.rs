@@ -526,7 +526,8 @@ fn openssl_made_card_and_card_approve_with_a_separate_browser() {
         "{result}"
     );
 
-    // openssl revokes the card and publishes a new CRL; the operator purges the cache; the
+    // openssl revokes the card and publishes a new CRL; the operator purges the cache (naming
+    // the card: its anchor is found by signature, a configured one here, not a demo CA); the
     // next login is refused with the reason.
     openssl(
         d,
@@ -544,15 +545,13 @@ fn openssl_made_card_and_card_approve_with_a_separate_browser() {
         d,
         &["ca", "-config", "ossl.cnf", "-gencrl", "-out", "ca.crl"],
     );
-    let o = run(&[
-        "certs",
-        "purge",
-        "--anchor",
-        "openssl CA",
-        "--serial",
-        "0a1b2c3d",
-    ]);
+    let o = run(&["certs", "purge", "--card", "card"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("\"anchor\":\"openssl CA\"") && out.contains("\"serial\":\"0a1b2c3d\""),
+        "{out}"
+    );
     let url = auth_url(&issuer, "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM")
         .replace("scope=openid%20profile", "scope=openid");
     let o = run(&[
@@ -745,7 +744,17 @@ fn policy_reload_under_load_on_file_change_and_sighup_keeps_serving() {
     let rps = copy("relying-parties");
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
+    // The load comes from one address and starts logins it never finishes: thousands more
+    // than a source (or a relying party) may have open in production.
+    let cfg = dir.path().join("broker.toml");
+    std::fs::write(
+        &cfg,
+        "[limits]\nopen_transactions_per_source = 1000000\nopen_transactions_per_client = 1000000\n",
+    )
+    .unwrap();
     let mut child = Command::new(BIN)
+        .arg("--config")
+        .arg(&cfg)
         .arg("serve")
         .current_dir(repo())
         .envs(Server::env_for(
@@ -1109,4 +1118,65 @@ fn conformance_suite_registrations_match_the_plan_configurations() {
         }
     }
     assert_eq!(checked, 5);
+}
+
+/// The helper run again on a login that stopped at its proofing stage (a wrong signature PIN)
+/// gives each PIN to its own certificate: the signature PIN to the signature challenge, which
+/// the login is at now — not the 4-digit PIN (once "bad PIN format").
+#[test]
+fn card_approve_again_after_a_wrong_signature_pin() {
+    let s = Server::start();
+    let card = s.issue_card("card");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (browser, login) = rt.block_on(async {
+        let browser = reqwest::Client::builder()
+            .cookie_store(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let r = browser
+            .get(auth_url(
+                &s.issuer,
+                "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+            ))
+            .send()
+            .await
+            .unwrap();
+        let login = r.headers()["location"].to_str().unwrap().to_string();
+        (browser, login)
+    });
+    let status = |browser: &reqwest::Client| -> serde_json::Value {
+        rt.block_on(async {
+            browser
+                .get(format!("{}{login}/status", s.issuer))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap()
+        })
+    };
+    let link = status(&browser)["helper_url"].as_str().unwrap().to_string();
+    let approve = |sign_pin: &str| {
+        s.cli(&[
+            "card",
+            "approve",
+            "--card",
+            card.to_str().unwrap(),
+            "--pin",
+            "1234",
+            "--sign-pin",
+            sign_pin,
+            &link,
+        ])
+    };
+    let o = approve("WRONG1");
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("wrong signature PIN: 4 tries left"), "{err}");
+    assert_eq!(status(&browser)["stage"], "signature");
+    let o = approve("ABC123");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(status(&browser)["status"], "authenticated");
 }

@@ -596,7 +596,13 @@ impl Drop for OwnPostgres {
 fn pg_a_database_restart_is_survived_without_manual_action() {
     let (pg, admin) = OwnPostgres::start();
     let db = db::create_database(&admin);
-    let mut c = Cluster::start_on(1, db.clone(), "\n[database]\nacquire_timeout = 1\n");
+    // The load below starts logins it never finishes, from one address: more than a source may
+    // have open in production.
+    let mut c = Cluster::start_on(
+        1,
+        db.clone(),
+        "\n[database]\nacquire_timeout = 1\n\n[limits]\nopen_transactions_per_source = 100000\n",
+    );
     let card = c.issue_card("card");
     let code = c.code_via(0, &card);
     let rt = tokio::runtime::Runtime::new().unwrap();

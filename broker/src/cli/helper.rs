@@ -30,8 +30,11 @@ async fn error_text(r: reqwest::Response) -> String {
     }
 }
 
-/// Answer the challenges behind `link`: the user-authentication key with `pin`, then — when
-/// the broker asks for identity proofing — the signature key with `sign_pin`.
+/// Answer the challenges behind `link`: each with the key and PIN of the certificate it asks
+/// for — the user-authentication key with `pin`, the signature key with `sign_pin` when the
+/// broker asks for identity proofing. A login may already be at its proofing stage (a first
+/// attempt failed there, say with a wrong signature PIN): the PINs still go to their own
+/// certificates.
 pub async fn approve(
     http: &reqwest::Client,
     card: &mut VirtualCard,
@@ -39,32 +42,33 @@ pub async fn approve(
     sign_pin: Option<&str>,
     link: &str,
 ) -> anyhow::Result<ChallengeView> {
-    let first = approve_one(http, card, pin, link).await?;
-    if first.1 != "proofing_required" {
-        return Ok(first.0);
+    // At most two challenges: user authentication, then proofing.
+    for _ in 0..2 {
+        let ch = challenge(http, link).await?;
+        let status = if ch.certificate == "signature" {
+            let Some(sign_pin) = sign_pin else {
+                bail!(
+                    "the broker asks for identity proofing with your signature certificate; run again with --sign-pin"
+                );
+            };
+            eprintln!(
+                "Identity proofing: signing with the signature certificate (your name, birth date, gender and address will be verified)."
+            );
+            answer(http, card, &ch, Key::Sign, sign_pin).await?
+        } else {
+            answer(http, card, &ch, Key::Auth, pin).await?
+        };
+        match status.as_str() {
+            "authenticated" => return Ok(ch),
+            "proofing_required" => continue,
+            other => bail!("unexpected status `{other}` from the broker"),
+        }
     }
-    let Some(sign_pin) = sign_pin else {
-        bail!(
-            "the broker asks for identity proofing with your signature certificate; run again with --sign-pin"
-        );
-    };
-    eprintln!(
-        "Identity proofing: signing with the signature certificate (your name, birth date, gender and address will be verified)."
-    );
-    let second = approve_one(http, card, sign_pin, link).await?;
-    if second.1 != "authenticated" {
-        bail!("unexpected status `{}` after proofing", second.1);
-    }
-    Ok(second.0)
+    bail!("the broker asked for more than user authentication and identity proofing")
 }
 
-/// One challenge: returns it and the status the broker answered.
-async fn approve_one(
-    http: &reqwest::Client,
-    card: &mut VirtualCard,
-    pin: &str,
-    link: &str,
-) -> anyhow::Result<(ChallengeView, String)> {
+/// The challenge behind `link`, checked to be a login challenge of the link's own origin.
+async fn challenge(http: &reqwest::Client, link: &str) -> anyhow::Result<ChallengeView> {
     let link_url = Url::parse(link).context("the helper link is not a URL")?;
     let r = http
         .get(link)
@@ -81,7 +85,7 @@ async fn approve_one(
     // Show the person where and for whom they sign, and refuse a challenge for another origin.
     let msg = crate::clock::b64url_decode(&ch.to_be_signed)
         .ok_or_else(|| anyhow!("to_be_signed is not base64url"))?;
-    let text = String::from_utf8(msg.clone()).context("to_be_signed is not text")?;
+    let text = String::from_utf8(msg).context("to_be_signed is not text")?;
     let issuer_line = format!("issuer={}", ch.issuer);
     if !text.starts_with(crate::authn::card::CHALLENGE_TAG)
         || !text.lines().any(|l| l == issuer_line)
@@ -102,14 +106,29 @@ async fn approve_one(
         "Logging in to {} ({}) at {} — confirmation code {}",
         ch.client_name, ch.client_id, ch.issuer, ch.binding_code
     );
-    let (cert, sig) = if ch.certificate == "signature" {
-        let cert = card.sign_certificate_der(pin)?;
-        (cert, card.sign(Key::Sign, pin, &msg)?)
-    } else {
-        (
+    Ok(ch)
+}
+
+/// Sign challenge `ch` with the card's `key` (and its PIN) and post the answer; the status the
+/// broker answered.
+async fn answer(
+    http: &reqwest::Client,
+    card: &mut VirtualCard,
+    ch: &ChallengeView,
+    key: Key,
+    pin: &str,
+) -> anyhow::Result<String> {
+    let msg = crate::clock::b64url_decode(&ch.to_be_signed)
+        .ok_or_else(|| anyhow!("to_be_signed is not base64url"))?;
+    let (cert, sig) = match key {
+        Key::Sign => {
+            let cert = card.sign_certificate_der(pin)?;
+            (cert, card.sign(Key::Sign, pin, &msg)?)
+        }
+        Key::Auth => (
             card.auth_certificate_der()?,
             card.sign(Key::Auth, pin, &msg)?,
-        )
+        ),
     };
     let r = http
         .post(&ch.response_uri)
@@ -123,7 +142,7 @@ async fn approve_one(
         bail!("the broker refused the card: {}", error_text(r).await);
     }
     let v: Value = r.json().await.context("the answer is not JSON")?;
-    Ok((ch, v["status"].as_str().unwrap_or_default().to_string()))
+    Ok(v["status"].as_str().unwrap_or_default().to_string())
 }
 
 pub async fn approve_cmd(

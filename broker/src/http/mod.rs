@@ -169,12 +169,12 @@ async fn security_headers(mut res: Response) -> Response {
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/html"))
     {
-        h.insert(
-            header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static(
-                "default-src 'none'; script-src 'self' 'unsafe-inline'; style-src 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; form-action 'self' http: https:; frame-ancestors 'none'; base-uri 'none'",
-            ),
-        );
+        // Pages set their own policy with a nonce (`pages::render`); any other HTML gets one
+        // that runs nothing.
+        h.entry(header::CONTENT_SECURITY_POLICY)
+            .or_insert(HeaderValue::from_static(
+                "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+            ));
         h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     }
     res
@@ -264,15 +264,17 @@ pub(crate) fn source_addr(
     headers: &HeaderMap,
 ) -> Option<std::net::IpAddr> {
     if b.config.limits.trust_forwarded_for {
-        let forwarded = headers
+        // Only the last entry is the proxy's own; the ones before it are the client's to
+        // choose. One that does not parse is not skipped for an earlier one.
+        let last = headers
             .get_all("x-forwarded-for")
             .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|a| a.trim().parse::<std::net::IpAddr>().ok())
-            .last();
-        if forwarded.is_some() {
-            return forwarded;
+            .next_back()
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.rsplit(',').next())
+            .and_then(|a| a.trim().parse::<std::net::IpAddr>().ok());
+        if last.is_some() {
+            return last;
         }
     }
     peer.map(|p| p.ip())

@@ -108,6 +108,11 @@ pub fn validate(
             "client_id `{client_id}` is not registered"
         )))
     })?;
+    if !client.allows_grant(crate::registry::GrantType::AuthorizationCode) {
+        return Err(page(OAuthError::unauthorized_client(format!(
+            "client `{client_id}` is registered for the broker's APIs only, not for logins"
+        ))));
+    }
     if count("redirect_uri") > 1 {
         return Err(page(OAuthError::invalid_request(
             "redirect_uri is repeated",

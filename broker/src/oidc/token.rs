@@ -378,6 +378,11 @@ pub async fn token(
     let client = authenticate_client(b, creds).await?;
     match grant_type {
         "authorization_code" => {
+            if !client.allows_grant(GrantType::AuthorizationCode) {
+                return Err(OAuthError::unauthorized_client(
+                    "this client is registered for the broker's APIs only (client_credentials)",
+                ));
+            }
             let code = get("code").ok_or_else(|| OAuthError::invalid_request("code is missing"))?;
             let redirect_uri = get("redirect_uri")
                 .ok_or_else(|| OAuthError::invalid_request("redirect_uri is missing"))?;
@@ -829,7 +834,9 @@ pub async fn userinfo(b: &Broker, token: &str) -> Result<Value, OAuthError> {
     Ok(Value::Object(out))
 }
 
-/// POST /introspect (RFC 7662). Only authenticated clients; refresh tokens only to their owner.
+/// POST /introspect (RFC 7662). Only authenticated clients, and only about their own tokens —
+/// or, for an access token, a client registered as resource server for its client
+/// (`resource_server_for`). Any other token is `active: false`, as an unknown one is.
 pub async fn introspect(
     b: &Broker,
     client: &Client,
@@ -843,6 +850,13 @@ pub async fn introspect(
     let token = token.ok_or_else(|| OAuthError::invalid_request("token is missing"))?;
     if let Ok(t) = check_access_token(b, token).await {
         let c = &t.claims;
+        let issued_to = c["client_id"].as_str().unwrap_or_default();
+        if issued_to != client.client_id
+            && !client.resource_server_for.iter().any(|r| r == issued_to)
+        {
+            tracing::info!(client = %client.client_id, token_client = issued_to, "introspection of another client's token answered inactive");
+            return Ok(json!({ "active": false }));
+        }
         let mut out = json!({
             "active": true,
             "token_type": "Bearer",
@@ -880,7 +894,9 @@ pub async fn introspect(
 }
 
 /// POST /revoke (RFC 7009): revoking a refresh token revokes its grant (and so every
-/// access token of it); revoking an access token revokes that token.
+/// access token of it); revoking an access token revokes that token. A token issued to another
+/// client is refused (§2.1: the server verifies the token was issued to the client making the
+/// request) and stays valid; a token the broker does not know is answered 200.
 pub async fn revoke(
     b: &Broker,
     client: &Client,
@@ -896,17 +912,23 @@ pub async fn revoke(
         )));
     }
     let now = b.now();
+    let another = || {
+        tracing::warn!(client = %client.client_id, "revocation of another client's token refused");
+        OAuthError::unauthorized_client("the token was not issued to this client")
+    };
     if let Some(r) = b.store.get_refresh(&token_hash(token)).await? {
-        if let Ok(rd) = serde_json::from_str::<RefreshData>(&r.data_json)
-            && rd.client_id == client.client_id
-        {
-            b.store.revoke_grant(&r.grant_id, now).await?;
+        let rd = serde_json::from_str::<RefreshData>(&r.data_json)
+            .map_err(|e| OAuthError::server_error(format!("refresh data: {e}")))?;
+        if rd.client_id != client.client_id {
+            return Err(another());
         }
+        b.store.revoke_grant(&r.grant_id, now).await?;
         return Ok(());
     }
-    if let Some(c) = b.keys().verify_access_token(token, b.issuer(), b.now())
-        && c["client_id"].as_str() == Some(client.client_id.as_str())
-    {
+    if let Some(c) = b.keys().verify_access_token(token, b.issuer(), b.now()) {
+        if c["client_id"].as_str() != Some(client.client_id.as_str()) {
+            return Err(another());
+        }
         b.store
             .revoke_jti(
                 c["jti"].as_str().unwrap_or_default(),

@@ -27,7 +27,7 @@ mod tests;
 pub use basic4::Basic4;
 pub use status::{CertStatus, RevocationReason};
 pub use trust::{TrustAnchor, TrustStore};
-pub use validate::{CertInfo, ValidatedCert, inspect, validate};
+pub use validate::{CertInfo, ValidatedCert, inspect, issuing_anchor, validate};
 pub use verify::{sha256_digest_info, verify_rsa_pkcs1_sha256};
 
 use std::fmt;

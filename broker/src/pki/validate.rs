@@ -426,6 +426,21 @@ enum IssuerSearch<'s> {
     },
 }
 
+/// The label of the trust anchor whose key signed `cert_der` (of either kind), whatever the
+/// certificate's validity period or revocation: what an operator's tool needs to name a
+/// certificate to the revocation cache (`broker certs purge --card`).
+pub fn issuing_anchor(cert_der: &[u8], store: &TrustStore) -> Option<String> {
+    let (_, cert) = X509Certificate::from_der(cert_der).ok()?;
+    let exts = collect_extensions(&cert).ok()?;
+    let aki = authority_key_id(&exts);
+    [CertKind::UserAuth, CertKind::Signature]
+        .into_iter()
+        .find_map(|kind| match find_issuer(&cert, store, kind, aki) {
+            IssuerSearch::Found(anchor, _) => Some(anchor.label.clone()),
+            IssuerSearch::NotFound { .. } => None,
+        })
+}
+
 /// Tries every anchor of `kind` whose subject matches the certificate's issuer DN (JPKI CA
 /// generations share one DN) and returns the first whose key verifies the signature.
 fn find_issuer<'s>(

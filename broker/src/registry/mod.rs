@@ -75,6 +75,9 @@ impl SigAlg {
 pub enum GrantType {
     AuthorizationCode,
     RefreshToken,
+    /// The broker's APIs (`permissions`); a client with permissions may use it whether or not
+    /// it lists it. Listed alone, the client is API-only and registers no redirect URIs.
+    ClientCredentials,
 }
 
 /// Scopes the broker knows. Others in a request are ignored (OIDC Core 5.4 / 3.1.2.1).
@@ -119,6 +122,9 @@ pub struct Client {
     pub permissions: Vec<String>,
     /// Requests per second to the broker's APIs (None: the policy's default).
     pub api_rate_per_second: Option<u32>,
+    /// Clients whose access tokens this client may introspect (it is their resource server);
+    /// a client introspects its own tokens only, otherwise.
+    pub resource_server_for: Vec<String>,
     /// A confidential client may redeem codes obtained without PKCE (OpenID conformance-suite
     /// registrations, old RPs). Logged at load; never for public clients. A code obtained
     /// without a challenge is then redeemed without a verifier — and one with a verifier is
@@ -144,6 +150,7 @@ struct RawClient {
     display_name: Spanned<String>,
     display_name_ja: Option<String>,
     kind: RpKind,
+    #[serde(default = "no_uris")]
     redirect_uris: Spanned<Vec<Spanned<String>>>,
     token_endpoint_auth_method: Spanned<AuthMethod>,
     client_secret_sha256: Option<Spanned<String>>,
@@ -163,6 +170,8 @@ struct RawClient {
     #[serde(default = "no_claims")]
     permissions: Spanned<Vec<String>>,
     api_rate_per_second: Option<u32>,
+    #[serde(default = "no_claims")]
+    resource_server_for: Spanned<Vec<String>>,
     danger_allow_code_without_pkce: Option<Spanned<bool>>,
     /// Let a client-secret client hold API permissions (benchmarks against providers whose
     /// clients use secrets); refused for public clients, logged at load.
@@ -171,6 +180,9 @@ struct RawClient {
 
 fn default_scopes() -> Spanned<Vec<String>> {
     Spanned::new(0..0, vec!["openid".to_string()])
+}
+fn no_uris() -> Spanned<Vec<Spanned<String>>> {
+    Spanned::new(0..0, vec![])
 }
 fn no_claims() -> Spanned<Vec<String>> {
     Spanned::new(0..0, vec![])
@@ -247,8 +259,30 @@ impl Registry {
         }
     }
 
-    /// Cross-check against the policy: every `min_acr` must be a level's acr.
+    /// Cross-check against the policy (every `min_acr` must be a level's acr) and within the
+    /// registry (every `resource_server_for` names a registered client).
     pub fn check_against(&self, policy: &policy::Policy) -> Result<(), FileError> {
+        let line_of_key = |c: &Client, key: &str| {
+            let text = std::fs::read_to_string(&c.source).unwrap_or_default();
+            text.lines()
+                .position(|l| l.trim_start().starts_with(key))
+                .map_or(1, |i| i + 1)
+        };
+        for c in self.clients.values() {
+            if let Some(other) = c
+                .resource_server_for
+                .iter()
+                .find(|o| !self.clients.contains_key(*o))
+            {
+                return Err(FileError {
+                    file: c.source.clone(),
+                    line: line_of_key(c, "resource_server_for"),
+                    reason: format!(
+                        "resource_server_for names `{other}`, which is not a registered client"
+                    ),
+                });
+            }
+        }
         for c in self.clients.values() {
             if let Some(m) = &c.min_acr
                 && !policy.levels.iter().any(|l| &l.acr == m)
@@ -338,11 +372,46 @@ pub fn parse_client(file: &Path, text: &str) -> Result<Client, FileError> {
         return Err(err(raw.display_name.span(), "display_name is empty".into()));
     }
 
-    // Redirect URIs: absolute, no fragment, https unless loopback (RFC 8252 §7.3).
-    if raw.redirect_uris.get_ref().is_empty() {
+    // Grant types: the code flow, or the broker's APIs alone (client_credentials).
+    let code_flow = raw.grant_types.contains(&GrantType::AuthorizationCode);
+    if !code_flow && !raw.grant_types.contains(&GrantType::ClientCredentials) {
+        return Err(err(
+            raw.client_id.span(),
+            "grant_types must include authorization_code (or client_credentials for an API-only client)".into(),
+        ));
+    }
+    if !code_flow && raw.grant_types.contains(&GrantType::RefreshToken) {
+        return Err(err(
+            raw.client_id.span(),
+            "grant_types: refresh_token needs authorization_code".into(),
+        ));
+    }
+    if raw.grant_types.contains(&GrantType::ClientCredentials) {
+        if raw.permissions.get_ref().is_empty() {
+            return Err(err(
+                raw.client_id.span(),
+                "grant_types: client_credentials gives access to the broker's APIs only; list them in `permissions`".into(),
+            ));
+        }
+        if *raw.token_endpoint_auth_method.get_ref() == AuthMethod::None {
+            return Err(err(
+                raw.token_endpoint_auth_method.span(),
+                "client_credentials needs a confidential client (not token_endpoint_auth_method = \"none\")".into(),
+            ));
+        }
+    }
+    // Redirect URIs: absolute, no fragment, https unless loopback (RFC 8252 §7.3); none for
+    // an API-only client, at least one for the code flow.
+    if code_flow && raw.redirect_uris.get_ref().is_empty() {
         return Err(err(
             raw.redirect_uris.span(),
             "redirect_uris must list at least one URI".into(),
+        ));
+    }
+    if !code_flow && !raw.redirect_uris.get_ref().is_empty() {
+        return Err(err(
+            raw.redirect_uris.span(),
+            "redirect_uris are for the authorization code flow, which this API-only client does not use".into(),
         ));
     }
     let mut hosts = BTreeSet::new();
@@ -510,12 +579,6 @@ pub fn parse_client(file: &Path, text: &str) -> Result<Client, FileError> {
         }
         None => hosts.into_iter().next().unwrap_or_default(),
     };
-    if raw.grant_types.is_empty() || !raw.grant_types.contains(&GrantType::AuthorizationCode) {
-        return Err(err(
-            raw.client_id.span(),
-            "grant_types must include authorization_code".into(),
-        ));
-    }
 
     for p in raw.permissions.get_ref() {
         if !crate::oidc::token::API_SCOPES.contains(&p.as_str()) {
@@ -579,6 +642,7 @@ pub fn parse_client(file: &Path, text: &str) -> Result<Client, FileError> {
         min_acr: raw.min_acr,
         permissions: raw.permissions.into_inner(),
         api_rate_per_second: raw.api_rate_per_second,
+        resource_server_for: raw.resource_server_for.into_inner(),
         danger_allow_code_without_pkce: no_pkce,
         source: file.to_path_buf(),
     })
@@ -658,6 +722,58 @@ scopes = ["openid", "profile"]
                 .reason
                 .starts_with("permission `signatures:verify` needs")
         );
+    }
+
+    /// A client for the broker's APIs alone registers no redirect URIs (it never sees a person).
+    #[test]
+    fn api_only_clients_need_no_redirect_uris() {
+        let api = r#"
+client_id = "bank-api"
+display_name = "Bank back office"
+kind = "bank"
+token_endpoint_auth_method = "client_secret_basic"
+client_secret_sha256 = "2bb80d537b1da3e38bd30361aa855686bde0eacd7162fef6a25fe97bf527a25b"
+grant_types = ["client_credentials"]
+permissions = ["signatures:verify"]
+danger_allow_api_with_client_secret = true
+"#;
+        let c = parse(api).unwrap();
+        assert!(c.redirect_uris.is_empty());
+        assert!(!c.allows_grant(GrantType::AuthorizationCode));
+        for (change, reason) in [
+            (
+                ("permissions = [\"signatures:verify\"]", "permissions = []"),
+                "grant_types: client_credentials gives access to the broker's APIs only; list them in `permissions`",
+            ),
+            (
+                (
+                    "grant_types = [\"client_credentials\"]",
+                    "grant_types = [\"client_credentials\", \"refresh_token\"]",
+                ),
+                "grant_types: refresh_token needs authorization_code",
+            ),
+            (
+                (
+                    "grant_types = [\"client_credentials\"]",
+                    "grant_types = [\"client_credentials\"]\nredirect_uris = [\"https://x.example.jp/cb\"]",
+                ),
+                "redirect_uris are for the authorization code flow, which this API-only client does not use",
+            ),
+            (
+                (
+                    "grant_types = [\"client_credentials\"]",
+                    "grant_types = [\"refresh_token\"]",
+                ),
+                "grant_types must include authorization_code (or client_credentials for an API-only client)",
+            ),
+        ] {
+            let e = parse(&api.replace(change.0, change.1)).unwrap_err();
+            assert_eq!(e.reason, reason);
+        }
+        // The code flow still needs its redirect URIs.
+        let e = parse(&GOOD.replace("redirect_uris = [\"https://city.example.jp/cb\"]\n", ""))
+            .unwrap_err();
+        assert_eq!(e.reason, "redirect_uris must list at least one URI");
     }
 
     #[test]
