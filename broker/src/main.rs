@@ -301,6 +301,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     broker::pki::demo::SIGN_CA_LABEL,
                 ]);
             }
+            if !c.demo
+                && !anchors
+                    .iter()
+                    .any(|a| a.kind == broker::pki::CertKind::UserAuth)
+            {
+                anyhow::bail!(
+                    "no user-authentication trust anchor: configure [[trust_anchors]] with kind = \"user_auth\" (or run in demo mode)"
+                );
+            }
             for w in broker::revocation::source_warnings(&pol.revocation, &labels) {
                 println!("warning: {w}");
             }

@@ -429,14 +429,20 @@ async fn expired_records_are_purged_and_live_ones_kept() {
         (before.codes, before.sessions, before.refresh_tokens),
         (1, 1, 1)
     );
-    // Past every lifetime (refresh tokens: 30 days): code, transaction, session, refresh token go.
+    // The transaction goes as soon as it expires (10 min); the code, expired after 60 s, stays
+    // an hour longer so that a replay still meets its record and revokes the grant.
+    assert_eq!(t.broker.store.purge_expired(now + 61).await.unwrap(), 0);
+    assert_eq!(t.broker.store.purge_expired(now + 601).await.unwrap(), 1);
+    assert_eq!(t.broker.store.count_transactions().await.unwrap(), 0);
+    assert_eq!(t.counts().await.codes, 1);
+    // Past every lifetime (refresh tokens: 30 days): code, session, refresh token go.
     let n = t
         .broker
         .store
         .purge_expired(now + 31 * 86_400)
         .await
         .unwrap();
-    assert_eq!(n, 4);
+    assert_eq!(n, 3);
     let after = t.counts().await;
     assert_eq!(
         (after.codes, after.sessions, after.refresh_tokens),

@@ -621,8 +621,9 @@ async fn responder_down_fails_closed_or_open_only_as_policy_allows() {
 
 /// A CRL says it is good until its nextUpdate (a day or a week), but the broker promises that
 /// a revocation is seen within `max_cache_seconds`: a loaded CRL is fetched again after that
-/// (in the background before then, so logins do not wait), and an older CRL than the one in
-/// use is refused rather than bringing revoked certificates back.
+/// (in the background before then, so logins do not wait), an answer taken from a CRL lives no
+/// longer than the CRL's own freshness, and an older CRL than one seen before is refused rather
+/// than bringing revoked certificates back.
 #[tokio::test]
 async fn crls_are_fetched_again_within_max_cache_seconds_and_never_go_back() {
     let p = pkis();
@@ -630,42 +631,45 @@ async fn crls_are_fetched_again_within_max_cache_seconds_and_never_go_back() {
     let path = dir.path().join("ca.crl");
     let loc = format!("file:{}", path.display());
     let cert = card_cert(&p.demo, CertKind::UserAuth);
+    let late = card_cert(&p.demo, CertKind::UserAuth);
     let ca = p.demo.ca_cert_der(CertKind::UserAuth);
     let key = p.demo.ca_key_pkcs8(CertKind::UserAuth);
     let now = OffsetDateTime::now_utc();
     let week = time::Duration::days(7);
-    let crl = |revoked: bool, this_update: OffsetDateTime, n| {
-        let entries = if revoked {
-            vec![(
-                cert.serial.clone(),
-                this_update,
-                Some(RevocationReason::KeyCompromise),
-            )]
-        } else {
-            vec![]
-        };
+    let crl = |revoked: &[&ValidatedCert], this_update: OffsetDateTime, n| {
+        let entries: Vec<_> = revoked
+            .iter()
+            .map(|c| {
+                (
+                    c.serial.clone(),
+                    this_update,
+                    Some(RevocationReason::KeyCompromise),
+                )
+            })
+            .collect();
         broker::pki::crl::build_crl(&ca, &key, &entries, this_update, now + week, n).unwrap()
     };
-    std::fs::write(&path, crl(false, now, 1)).unwrap();
+    let revoked = |s: &CertStatus| matches!(s, CertStatus::Revoked { .. });
+    std::fs::write(&path, crl(&[], now, 1)).unwrap();
     let mut pol = policy(None, &[&loc]);
     pol.max_cache_seconds = 30;
     pol.refresh_ahead_seconds = 10;
     let (c, clock) = checker(pol);
     assert_eq!(c.check(&cert).await.unwrap().status, CertStatus::Good);
-    // The CA publishes a CRL revoking the card at the same location. Its nextUpdate is a week
-    // away, yet the revocation is seen once max_cache_seconds have passed.
-    std::fs::write(&path, crl(true, now + time::Duration::seconds(5), 2)).unwrap();
-    clock.advance(time::Duration::seconds(10));
-    assert_eq!(
-        c.check(&cert).await.unwrap().status,
-        CertStatus::Good,
-        "the status entry still stands"
-    );
-    clock.advance(time::Duration::seconds(21));
-    assert!(matches!(
-        c.check(&cert).await.unwrap().status,
-        CertStatus::Revoked { .. }
-    ));
+    // 25 s later another certificate is answered from the CRL loaded at 0: its answer lives
+    // until the CRL's freshness ends (30 s), not 30 s from now.
+    clock.advance(time::Duration::seconds(25));
+    assert_eq!(c.check(&late).await.unwrap().status, CertStatus::Good);
+    // The CA publishes a CRL revoking both cards at the same location. Its nextUpdate is a
+    // week away, yet the revocation is seen once max_cache_seconds have passed.
+    std::fs::write(
+        &path,
+        crl(&[&cert, &late], now + time::Duration::seconds(5), 2),
+    )
+    .unwrap();
+    clock.advance(time::Duration::seconds(6));
+    assert!(revoked(&c.check(&cert).await.unwrap().status));
+    assert!(revoked(&c.check(&late).await.unwrap().status));
 
     // The background refresh fetches a CRL before its freshness ends (fresh_until −
     // refresh_ahead), so the check after that finds it loaded: here the location is broken
@@ -676,17 +680,18 @@ async fn crls_are_fetched_again_within_max_cache_seconds_and_never_go_back() {
         .await;
     std::fs::write(&path, b"not a CRL").unwrap();
     clock.advance(time::Duration::seconds(10));
-    assert!(matches!(
-        c.check(&cert).await.unwrap().status,
-        CertStatus::Revoked { .. }
-    ));
-    // An older CRL (a stale mirror) where the current one was: refused, the certificate is
-    // not taken back to good — no answer at all (fail closed).
-    std::fs::write(&path, crl(false, now - time::Duration::seconds(60), 1)).unwrap();
+    assert!(revoked(&c.check(&cert).await.unwrap().status));
+    // An older CRL (a stale mirror) where the current one was: refused; the newer CRL in use
+    // stays the answer — the certificate is not taken back to good.
+    std::fs::write(&path, crl(&[], now - time::Duration::seconds(60), 1)).unwrap();
     clock.advance(time::Duration::seconds(31));
+    assert!(revoked(&c.check(&cert).await.unwrap().status));
+    // After a purge nothing newer is loaded: the older CRL is still refused (fail closed).
+    c.purge("demo-auth-ca", &ca, &cert.serial).await;
     let e = c.check(&cert).await.unwrap_err();
     assert!(
-        e.to_string().contains("is older than the one in use"),
+        e.to_string()
+            .contains("is older than one seen before at this location"),
         "{e}"
     );
 }

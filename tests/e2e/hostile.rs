@@ -94,7 +94,7 @@ fn read_until_closed(s: &mut TcpStream) -> (String, Duration) {
 #[test]
 fn slow_or_huge_headers_and_too_many_connections_are_cut_off() {
     let b = Broker::start(
-        "[limits]\nmax_connections = 6\nheader_read_timeout = 2\nmax_header_bytes = 8192\n",
+        "[limits]\nmax_connections = 6\nheader_read_timeout = 2\nrequest_timeout = 2\nmax_header_bytes = 8192\n",
     );
     // A connection that sends nothing is closed after the header timeout.
     let mut idle = b.connect();
@@ -133,6 +133,20 @@ fn slow_or_huge_headers_and_too_many_connections_are_cut_off() {
     let _ = endless.write_all(&vec![b'a'; 64 * 1024]);
     let (_, took) = read_until_closed(&mut endless);
     assert!(took < Duration::from_millis(1000), "{took:?}");
+    // A body that never arrives whole (a trickle that stops, or goes on forever): 408 at the
+    // request timeout, and the connection closes.
+    let mut body = b.connect();
+    body.write_all(
+        b"POST /token HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 1000\r\n\r\ngrant_type=",
+    )
+    .unwrap();
+    let (resp, took) = read_until_closed(&mut body);
+    assert!(resp.starts_with("HTTP/1.1 408"), "{resp}");
+    assert!(resp.contains("request_timeout"), "{resp}");
+    assert!(
+        took >= Duration::from_millis(1500) && took < Duration::from_secs(5),
+        "{took:?}"
+    );
     // A normal request still works.
     let mut ok = b.connect();
     ok.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")

@@ -214,7 +214,13 @@ pub async fn consent_post(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let form = form_pairs(&body).unwrap_or_default();
+    let form = match form_pairs(&body) {
+        Ok(f) => f,
+        Err(e) => {
+            let (lang, _) = load(&s, &tx, &headers, &HashMap::new()).await;
+            return pages::error_page(&s, lang, StatusCode::BAD_REQUEST, e.code, &e.description);
+        }
+    };
     let get = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
     let approve = match get("decision") {
         Some("approve") => true,

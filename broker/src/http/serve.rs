@@ -6,7 +6,9 @@
 //!   start and again after each response (so idle kept-alive connections close too): a client
 //!   that sends slowly, or nothing, cannot hold a connection;
 //! - `max_header_bytes` of request line and headers (more: 431), and a read buffer of twice
-//!   that: a connection sending a huge header is closed before it holds more.
+//!   that: a connection sending a huge header is closed before it holds more;
+//! - `request_timeout` from the headers to the response, body included: a body trickled in
+//!   slowly gets 408 and the connection closes.
 //!
 //! Each request carries the peer address (`ConnectInfo<SocketAddr>`) for the per-source limits.
 
@@ -28,6 +30,21 @@ use tower::ServiceExt;
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// The "connection limit reached" warning is repeated at most this often.
 const FULL_WARNING_EVERY: Duration = Duration::from_secs(60);
+
+/// 408 for a request that took longer than `request_timeout`; the connection is not reused
+/// (its body may be half read).
+fn timed_out() -> axum::response::Response {
+    use axum::response::IntoResponse;
+    (
+        axum::http::StatusCode::REQUEST_TIMEOUT,
+        [(axum::http::header::CONNECTION, "close")],
+        axum::Json(serde_json::json!({
+            "error": "request_timeout",
+            "error_description": "the request took too long to arrive or to answer",
+        })),
+    )
+        .into_response()
+}
 
 /// Serve `app` on `listener` until `shutdown` resolves, within `limits`.
 pub async fn serve(
@@ -80,9 +97,19 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let app = app.clone();
+        let request_timeout = Duration::from_secs(limits.request_timeout);
         let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
             req.extensions_mut().insert(ConnectInfo(peer));
-            app.clone().oneshot(req)
+            let handled = app.clone().oneshot(req);
+            async move {
+                match tokio::time::timeout(request_timeout, handled).await {
+                    Ok(response) => response,
+                    Err(_) => {
+                        tracing::info!(%peer, "request timed out (limits.request_timeout): 408");
+                        Ok(timed_out())
+                    }
+                }
+            }
         });
         let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {

@@ -300,6 +300,8 @@ async fn new_transaction(
     Ok(match b.store.create_tx(&rec, caps).await? {
         crate::store::TxCreated::Created => Ok((tx_id, browser_secret)),
         crate::store::TxCreated::ClientFull => {
+            metrics::counter!("broker_login_transactions_refused_total", "cap" => "client")
+                .increment(1);
             tracing::warn!(client = %client.client_id, cap = caps.per_client, "open login transactions per client at the cap: request refused");
             Err(OAuthError::temporarily_unavailable(format!(
                 "too many logins to this service are in progress ({}); try again in a few minutes",
@@ -307,6 +309,8 @@ async fn new_transaction(
             )))
         }
         crate::store::TxCreated::SourceFull => {
+            metrics::counter!("broker_login_transactions_refused_total", "cap" => "source")
+                .increment(1);
             tracing::warn!(client = %client.client_id, cap = caps.per_source, "open login transactions per source address at the cap: request refused");
             Err(OAuthError::temporarily_unavailable(format!(
                 "too many logins are in progress from your network address ({}); try again in a few minutes",

@@ -146,6 +146,10 @@ pub struct Evidence {
     pub next_update: Option<OffsetDateTime>,
     #[serde(with = "time::serde::rfc3339")]
     pub checked_at: OffsetDateTime,
+    /// The broker trusts this answer until then at the latest, whatever its nextUpdate: for a
+    /// CRL, the end of the CRL's freshness (`max_cache_seconds` after it was fetched).
+    #[serde(skip)]
+    pub trusted_until: Option<OffsetDateTime>,
 }
 
 impl Evidence {
@@ -308,6 +312,9 @@ pub struct Checker {
     cache: moka::future::Cache<Key, Arc<Cached>>,
     fast: Arc<FastMap>,
     crls: RwLock<HashMap<String, LoadedCrl>>,
+    /// The newest thisUpdate seen per CRL location (kept through purges): an older CRL is
+    /// never taken.
+    crl_newest: std::sync::Mutex<HashMap<String, OffsetDateTime>>,
     /// Loads of one CRL location coalesce too.
     crl_loads: moka::future::Cache<String, Result<Arc<CrlIndex>, String>>,
     /// (issuer name hash, issuer key hash) per anchor label.
@@ -363,6 +370,7 @@ impl Checker {
             cache,
             fast,
             crls: RwLock::new(HashMap::new()),
+            crl_newest: Default::default(),
             crl_loads,
             issuer_ids: RwLock::new(HashMap::new()),
             hits: metrics::counter!("revocation_cache_hits_total"),
@@ -465,9 +473,13 @@ impl Checker {
         self.fast.remove(&key);
         self.cache.invalidate(&key).await;
         if let Some(src) = self.sources.get(anchor) {
-            let mut crls = self.crls.write().unwrap_or_else(|e| e.into_inner());
             for loc in &src.crls {
-                crls.remove(loc);
+                self.crls
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(loc);
+                // A load that finished a moment ago is not handed out again either.
+                self.crl_loads.invalidate(loc).await;
             }
         }
         had
@@ -478,6 +490,7 @@ impl Checker {
         self.fast.clear();
         self.cache.invalidate_all();
         self.crls.write().unwrap_or_else(|e| e.into_inner()).clear();
+        self.crl_loads.invalidate_all();
     }
 
     /// Ask upstream and wrap the outcome with its cache lifetime.
@@ -488,6 +501,7 @@ impl Checker {
         let (valid_until, refresh_from) = match &outcome {
             Ok(ev) => {
                 let until = ev.next_update.map_or(now + max, |n| n.min(now + max));
+                let until = ev.trusted_until.map_or(until, |t| t.min(until));
                 let ahead = time::Duration::seconds(self.policy.refresh_ahead_seconds as i64);
                 (until, until - ahead)
             }
@@ -526,7 +540,7 @@ impl Checker {
         }
         for loc in &src.crls {
             match self.crl(loc, cert).await {
-                Ok(idx) => {
+                Ok((idx, fresh_until)) => {
                     return Ok(Arc::new(Evidence {
                         status: idx.status(&cert.serial),
                         source: SourceKind::Crl,
@@ -534,6 +548,7 @@ impl Checker {
                         this_update: idx.this_update(),
                         next_update: Some(idx.next_update()),
                         checked_at: self.clock.now(),
+                        trusted_until: Some(fresh_until),
                     }));
                 }
                 Err(msg) => {
@@ -597,21 +612,37 @@ impl Checker {
             this_update: ans.this_update,
             next_update: ans.next_update,
             checked_at: now,
+            trusted_until: None,
         })
     }
 
-    /// The CRL at `loc`, loaded (once, however many ask at the same time) if absent or stale.
-    async fn crl(&self, loc: &str, cert: &CertRef) -> Result<Arc<CrlIndex>, String> {
+    /// The CRL at `loc` and until when it is fresh, loaded (once, however many ask at the
+    /// same time) if absent or no longer fresh.
+    async fn crl(
+        &self,
+        loc: &str,
+        cert: &CertRef,
+    ) -> Result<(Arc<CrlIndex>, OffsetDateTime), String> {
         let now = self.clock.now();
-        if let Some(c) = self.crls.read().unwrap_or_else(|e| e.into_inner()).get(loc)
-            && c.fresh_until > now
+        if let Some(c) = self.loaded_crl(loc)
+            && c.1 > now
         {
-            return Ok(c.index.clone());
+            return Ok(c);
         }
         let issuer = cert.issuer_cert_der.clone();
         self.crl_loads
             .get_with(loc.to_string(), self.load_crl(loc, issuer))
-            .await
+            .await?;
+        self.loaded_crl(loc)
+            .ok_or_else(|| format!("the CRL at {loc} was purged while loading"))
+    }
+
+    fn loaded_crl(&self, loc: &str) -> Option<(Arc<CrlIndex>, OffsetDateTime)> {
+        self.crls
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(loc)
+            .map(|c| (c.index.clone(), c.fresh_until))
     }
 
     async fn load_crl(
@@ -661,18 +692,33 @@ impl Checker {
         let idx = Arc::new(idx);
         let fresh_until = idx.next_update().min(now + fresh_for);
         {
-            let mut crls = self.crls.write().unwrap_or_else(|e| e.into_inner());
-            // An older CRL than the one in use (a stale mirror, a replayed file) would bring
-            // back certificates revoked since: refused.
-            if let Some(old) = crls.get(loc)
-                && idx.this_update() < old.index.this_update()
+            // An older CRL than the newest seen at this location (a stale mirror, a replayed
+            // file) would bring back certificates revoked since: refused. The CRL in use, if
+            // any, stays in use (it is newer); after a purge there is none, and the check
+            // fails closed.
+            let mut newest = self.crl_newest.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(seen) = newest.get(loc)
+                && idx.this_update() < *seen
             {
-                return Err(format!(
-                    "the CRL fetched (thisUpdate {}) is older than the one in use (thisUpdate {})",
-                    idx.this_update(),
-                    old.index.this_update()
-                ));
+                let msg = format!(
+                    "the CRL fetched (thisUpdate {}) is older than one seen before at this location (thisUpdate {seen})",
+                    idx.this_update()
+                );
+                tracing::warn!(location = loc, "{msg}");
+                // The newer CRL in use stays the answer, asked again after the negative-cache
+                // time (not at every check).
+                let mut crls = self.crls.write().unwrap_or_else(|e| e.into_inner());
+                return match crls.get_mut(loc) {
+                    Some(c) if c.index.next_update() > now => {
+                        c.fresh_until = now
+                            + time::Duration::seconds(self.policy.negative_cache_seconds as i64);
+                        Ok(c.index.clone())
+                    }
+                    _ => Err(msg),
+                };
             }
+            newest.insert(loc.to_string(), idx.this_update());
+            let mut crls = self.crls.write().unwrap_or_else(|e| e.into_inner());
             crls.insert(
                 loc.to_string(),
                 LoadedCrl {
