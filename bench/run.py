@@ -25,7 +25,8 @@ import urllib.parse
 import urllib.request
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BROKER = os.path.join(REPO, "target/release/broker")
+# BENCH_BROKER_BIN: another build of the broker to measure (a before/after comparison).
+BROKER = os.environ.get("BENCH_BROKER_BIN", os.path.join(REPO, "target/release/broker"))
 DRIVER = os.path.join(REPO, "target/release/examples/bench_load")
 SERVER_CORE, LOAD_CORE = "0", "1"
 SECRET = "bench-confidential-secret"

@@ -431,11 +431,7 @@ impl Broker {
 
     /// The CA certificate (DER) of the trust anchor labelled `label`.
     pub fn anchor_der(&self, label: &str) -> Option<Arc<[u8]>> {
-        self.trust
-            .anchors()
-            .iter()
-            .find(|a| a.label == label)
-            .map(|a| Arc::from(a.cert_der.as_slice()))
+        self.trust.anchor_der(label)
     }
 }
 

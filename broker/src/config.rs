@@ -46,8 +46,8 @@ pub struct Limits {
     /// Bytes of request line and headers (more: 431). A connection's read buffer is bounded to
     /// twice this, so one slow connection holds at most that much memory.
     pub max_header_bytes: usize,
-    /// Login transactions (started at /authorize, not finished, not expired) one relying party
-    /// may have open; more are refused with `temporarily_unavailable`.
+    /// Login transactions (started at /authorize, still waiting for the card, not expired) one
+    /// relying party may have open; more are refused with `temporarily_unavailable`.
     pub open_transactions_per_client: i64,
     /// Login transactions one source address (an IPv4 address, an IPv6 /64) may have open.
     pub open_transactions_per_source: i64,

@@ -604,3 +604,94 @@ async fn claims_stop_at_userinfo_when_the_signature_certificate_is_revoked() {
         .unwrap();
     assert_eq!(v.stale_reason.as_deref(), Some("affiliationChanged"));
 }
+
+/// The same card's first login in two tabs at once: both proofings see a person new to the
+/// broker; one links the certificates first, the other's write meets those links, is undone,
+/// and is decided again over them — both logins succeed, on one account.
+#[tokio::test]
+async fn a_cards_first_login_in_two_tabs_at_once_makes_one_account() {
+    let t = TestBroker::new().await;
+    let mut card = t.card("card");
+    let (mut b1, mut b2) = (t.browser(), t.browser());
+    let s1 = start_login(&mut b1, &auth_url(&[])).await;
+    let s2 = start_login(&mut b2, &auth_url(&[])).await;
+    for (br, s) in [(&mut b1, &s1), (&mut b2, &s2)] {
+        let r = helper_answer_once(br, &s.helper_path, &mut card, "1234").await;
+        assert_eq!(r.json()["status"], "proofing_required");
+    }
+    // Both signature answers made before either is posted.
+    let mut bodies = Vec::new();
+    for (br, s) in [(&mut b1, &s1), (&mut b2, &s2)] {
+        let ch = br.get(&s.helper_path).await.json();
+        let msg = broker::clock::b64url_decode(ch["to_be_signed"].as_str().unwrap()).unwrap();
+        bodies.push(json!({
+            "certificate": b64url(&card.sign_certificate_der("ABC123").unwrap()),
+            "signature": b64url(&card.sign(Key::Sign, "ABC123", &msg).unwrap()),
+        }));
+    }
+    let a1 = b1.post_json(&s1.helper_path, &bodies[0]);
+    let a2 = b2.post_json(&s2.helper_path, &bodies[1]);
+    let (r1, r2) = tokio::join!(a1, a2);
+    assert_eq!(r1.json()["status"], "authenticated", "{}", r1.body);
+    assert_eq!(r2.json()["status"], "authenticated", "{}", r2.body);
+    let c = t.counts().await;
+    assert_eq!((c.accounts, c.cert_links, c.verified_claims), (1, 2, 1));
+}
+
+/// The store's own guard: a plan decided before another login linked the certificates is
+/// refused inside the database transaction, with nothing written (the challenge stays unused).
+#[tokio::test]
+async fn a_plan_overtaken_by_another_link_writes_nothing() {
+    use broker::authn::proofing::LinkPlan;
+    use broker::store::{CardLoginOutcome, CertLink, Proofing};
+    let t = TestBroker::new().await;
+    let mut card = t.card("card");
+    sub_of(&mut t.browser(), &mut card, &[]).await;
+    // Another transaction at its signature stage, answered with a plan made as if the card were
+    // new to the broker.
+    let mut br = t.browser();
+    let s = start_login(&mut br, &auth_url(&[("prompt", "login")])).await;
+    let tx = t.broker.store.get_tx(&s.tx).await.unwrap().unwrap();
+    let before = t.counts().await;
+    let auth = broker::pki::inspect(&card.auth_certificate_der().unwrap()).unwrap();
+    let sign = broker::pki::inspect(&card.sign_certificate_der("ABC123").unwrap()).unwrap();
+    let link = |i: &broker::pki::CertInfo, kind: &str| CertLink {
+        issuer: i.issuer.clone(),
+        serial: i.serial_hex.clone(),
+        kind: kind.into(),
+        not_after: 0,
+    };
+    let p = Proofing {
+        auth: link(&auth, "user_auth"),
+        sign: link(&sign, "signature"),
+        sign_anchor: "demo-sign-ca".into(),
+        claims_json: "{}".into(),
+        evidence_json: "{}".into(),
+        facts_json: "{}".into(),
+        plan: LinkPlan::New,
+    };
+    // Put the transaction at its signature stage as begin_proofing would.
+    assert!(
+        t.broker
+            .store
+            .begin_proofing(
+                &tx.helper_hash,
+                &tx.challenge_nonce,
+                "n2",
+                t.broker.now() + 60,
+                "{}"
+            )
+            .await
+            .unwrap()
+    );
+    let out = t
+        .broker
+        .store
+        .complete_proofing(&tx.helper_hash, "n2", &p, t.broker.now())
+        .await
+        .unwrap();
+    assert_eq!(out, CardLoginOutcome::LinkConflict);
+    assert_eq!(t.counts().await, before);
+    let tx = t.broker.store.get_tx(&s.tx).await.unwrap().unwrap();
+    assert!(!tx.challenge_used, "the challenge is still unused");
+}

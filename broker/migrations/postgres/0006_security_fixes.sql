@@ -13,12 +13,12 @@ CREATE INDEX client_assertion_jtis_expiry ON client_assertion_jtis(expires_at);
 -- Where a login transaction came from (server HMAC of the source address, an IPv6 /64; never
 -- the address itself), for the caps on open transactions per source and per client.
 ALTER TABLE transactions ADD COLUMN source_hash TEXT;
--- Only open transactions count (finished ones stay until they expire): partial indexes keep
--- the count to the open ones.
-CREATE INDEX transactions_open_source ON transactions(source_hash, expires_at)
-    WHERE status <> 'done';
-CREATE INDEX transactions_open_client ON transactions(client_id, expires_at)
-    WHERE status <> 'done';
+-- Only transactions still waiting for the card count: partial indexes hold just those (a
+-- transaction leaves them once, when the card answers; finished ones stay out).
+CREATE INDEX transactions_pending_source ON transactions(source_hash, expires_at)
+    WHERE status = 'pending';
+CREATE INDEX transactions_pending_client ON transactions(client_id, expires_at)
+    WHERE status = 'pending';
 
 -- What was done to an account (a certificate linked, the person's identity proofed): the
 -- person's record and the audit log. Rows are only ever added.

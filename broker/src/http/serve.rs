@@ -100,8 +100,18 @@ pub async fn serve(
         let request_timeout = Duration::from_secs(limits.request_timeout);
         let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
             req.extensions_mut().insert(ConnectInfo(peer));
+            // Only a request with a body can be held open by its client after its headers; one
+            // without is answered at the pace of the broker alone (and spares a timer).
+            let has_body = req.headers().contains_key(hyper::header::TRANSFER_ENCODING)
+                || req
+                    .headers()
+                    .get(hyper::header::CONTENT_LENGTH)
+                    .is_some_and(|v| v.as_bytes() != b"0");
             let handled = app.clone().oneshot(req);
             async move {
+                if !has_body {
+                    return handled.await;
+                }
                 match tokio::time::timeout(request_timeout, handled).await {
                     Ok(response) => response,
                     Err(_) => {

@@ -236,10 +236,13 @@ pub fn helper_url(b: &Broker, helper_secret: &str) -> String {
 /// The server HMAC of a source address: an IPv4 address, or the /64 of an IPv6 address (one
 /// subscriber's network; a single host may hold all of it).
 pub fn source_hash(b: &Broker, source: std::net::IpAddr) -> String {
-    match source.to_canonical() {
+    let mut h = match source.to_canonical() {
         std::net::IpAddr::V4(v4) => b.mac("source", &v4.octets()),
         std::net::IpAddr::V6(v6) => b.mac("source", &v6.octets()[..8]),
-    }
+    };
+    // 132 bits tell sources apart; a shorter key keeps its index small.
+    h.truncate(22);
+    h
 }
 
 /// Store a new login transaction: its id and the browser's secret, or — when its relying party
@@ -933,12 +936,11 @@ async fn proofing_stage(
     }
     let claims = crate::authn::proofing::IdentityClaims::from(basic4);
     let evidence = crate::authn::proofing::ProofingEvidence::of(cert, b.clock.now());
-    let plan = link_plan(b, &pending, cert, &claims.birthdate).await?;
-    let p = crate::store::Proofing {
+    let mut p = crate::store::Proofing {
         sign_anchor: cert.anchor_label.clone(),
         auth: CertLink {
-            issuer: pending.issuer,
-            serial: pending.serial,
+            issuer: pending.issuer.clone(),
+            serial: pending.serial.clone(),
             kind: "user_auth".into(),
             not_after: pending.not_after,
         },
@@ -951,24 +953,31 @@ async fn proofing_stage(
         claims_json: serde_json::to_string(&claims).map_err(internal)?,
         evidence_json: serde_json::to_string(&evidence).map_err(internal)?,
         facts_json: serde_json::to_string(&facts).map_err(internal)?,
-        plan,
+        plan: crate::authn::proofing::LinkPlan::New,
     };
-    match b
-        .store
-        .complete_proofing(&tx.helper_hash, &tx.challenge_nonce, &p, now)
-        .await
-        .map_err(internal)?
-    {
-        CardLoginOutcome::Authenticated {
-            account_id,
-            new_account,
-        } => {
-            tracing::info!(target: "audit", tx = %tx.id, account = %account_id, new_account, sign_serial = %cert.serial_hex, "identity proofed");
-            Ok(CardOutcome::Authenticated)
+    // A link made meanwhile by another login (the same card's first login in two tabs, say)
+    // undoes the write; the decision is made again over the links as they are now, once.
+    for attempt in 0..2 {
+        p.plan = link_plan(b, &pending, cert, &claims.birthdate).await?;
+        match b
+            .store
+            .complete_proofing(&tx.helper_hash, &tx.challenge_nonce, &p, now)
+            .await
+            .map_err(internal)?
+        {
+            CardLoginOutcome::Authenticated {
+                account_id,
+                new_account,
+            } => {
+                tracing::info!(target: "audit", tx = %tx.id, account = %account_id, new_account, sign_serial = %cert.serial_hex, "identity proofed");
+                return Ok(CardOutcome::Authenticated);
+            }
+            CardLoginOutcome::ChallengeUsed => return Err(CardLoginError::ChallengeUsed),
+            CardLoginOutcome::LinkConflict if attempt == 0 => continue,
+            CardLoginOutcome::LinkConflict => return Err(CardLoginError::LinkConflict),
         }
-        CardLoginOutcome::ChallengeUsed => Err(CardLoginError::ChallengeUsed),
-        CardLoginOutcome::LinkConflict => Err(CardLoginError::LinkConflict),
     }
+    Err(CardLoginError::LinkConflict)
 }
 
 /// Which account the two certificates of a proofing may join (`authn::proofing::decide_link`

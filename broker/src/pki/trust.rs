@@ -122,6 +122,13 @@ impl TrustStore {
         self.anchors.iter().any(|a| a.demo)
     }
 
+    /// The DER of the anchor labelled `label`, shared (no copy).
+    pub fn anchor_der(&self, label: &str) -> Option<Arc<[u8]>> {
+        self.iter()
+            .find(|(a, _)| a.label == label)
+            .map(|(_, p)| p.cert_der.clone())
+    }
+
     /// Anchors with their parsed data.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (&TrustAnchor, &ParsedAnchor)> {
         self.anchors.iter().zip(self.parsed.iter())
