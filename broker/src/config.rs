@@ -40,8 +40,9 @@ pub struct Limits {
     /// connection's start, and again from the end of each response on a kept-alive connection
     /// (so it also closes idle connections).
     pub header_read_timeout: u64,
-    /// Seconds a request may take from its headers to its response — reading its body (a body
-    /// trickled in slowly) and handling it; past it the answer is 408 and the connection closes.
+    /// Seconds a request with a body may take from its headers to its response — reading the
+    /// body (one trickled in slowly) and handling it; past it the answer is 408 and the
+    /// connection closes.
     pub request_timeout: u64,
     /// Bytes of request line and headers (more: 431). A connection's read buffer is bounded to
     /// twice this, so one slow connection holds at most that much memory.

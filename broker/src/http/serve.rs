@@ -7,8 +7,8 @@
 //!   that sends slowly, or nothing, cannot hold a connection;
 //! - `max_header_bytes` of request line and headers (more: 431), and a read buffer of twice
 //!   that: a connection sending a huge header is closed before it holds more;
-//! - `request_timeout` from the headers to the response, body included: a body trickled in
-//!   slowly gets 408 and the connection closes.
+//! - `request_timeout` from the headers to the response of a request with a body: a body
+//!   trickled in slowly gets 408 and the connection closes.
 //!
 //! Each request carries the peer address (`ConnectInfo<SocketAddr>`) for the per-source limits.
 
