@@ -27,7 +27,7 @@ pub struct Broker {
     checker: RwLock<Arc<crate::revocation::Checker>>,
     /// Broker events this process posted and applied already (purges): the sync that reads
     /// them back skips them.
-    applied_here: std::sync::Mutex<std::collections::HashSet<i64>>,
+    pub(crate) applied_here: std::sync::Mutex<std::collections::HashSet<i64>>,
     /// Where the checker fetches OCSP responses and CRLs (kept for rebuilding it).
     fetcher: Arc<dyn crate::revocation::Fetcher>,
     /// The demo CA (demo mode): revocation database, OCSP responder, CRL publisher.
@@ -38,7 +38,7 @@ pub struct Broker {
     pub rate_limits: RateLimits,
     /// Server MAC key: pairwise subjects and helper-link derivation (separate labels).
     mac_key: aws_lc_rs::hmac::Key,
-    /// `registry::reload::content_digest` of the served snapshot's files.
+    /// `registry::files::content_digest` of the served snapshot's files.
     snapshot_digest: std::sync::Mutex<String>,
     /// Access tokens whose signature was verified, by SHA-256 of the token: a token presented
     /// again (userinfo, the signature API) skips the ECDSA verification (~40 µs). Pure: the
@@ -61,33 +61,6 @@ fn publish_snapshot_digest(slot: &std::sync::Mutex<String>, digest: String) {
         *cur = digest;
     }
     metrics::gauge!("broker_policy_snapshot", "digest" => cur.clone()).set(1.0);
-}
-
-/// Seconds of broker events each sync reads back.
-const EVENT_WINDOW: i64 = 120;
-const EVENT_REVOCATION_PURGE: &str = "revocation_purge";
-
-/// What a revocation-cache purge removes (the payload of its broker event).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(tag = "purge", rename_all = "snake_case")]
-pub enum PurgeTarget {
-    One {
-        anchor: String,
-        /// Lower-case hex, no prefix.
-        serial: String,
-    },
-    All,
-}
-
-/// Which broker events this process has applied.
-#[derive(Debug, Default)]
-pub struct SyncState {
-    /// id → created_at of the events applied within the window.
-    seen: std::collections::HashMap<i64, i64>,
-    /// The newest event id seen.
-    max_id: i64,
-    /// When events were last read successfully.
-    last_ok: Option<i64>,
 }
 
 type Limiter = governor::DefaultDirectRateLimiter;
@@ -145,14 +118,14 @@ impl Broker {
         let policy = Policy::load_dir(&config.policies_dir)?;
         registry.check_against(&policy)?;
         registry.restrict_claims(&policy);
-        let digest = crate::registry::reload::content_digest(&[
+        let digest = crate::registry::files::content_digest(&[
             &config.relying_parties_dir,
             &config.policies_dir,
         ]);
         let trust = Arc::new(load_trust(&config, Some(clock.now()))?);
         let store = open_store(&config).await?;
         let now = clock.now().unix_timestamp();
-        let keys = KeySet::load_or_create(store.as_ref(), now).await?;
+        let keys = load_or_create_keys(store.as_ref(), now).await?;
         let mac = store.secret("mac_key", &random_token()).await?;
         let mac_key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, mac.as_bytes());
         let checker = crate::revocation::Checker::new(
@@ -206,7 +179,7 @@ impl Broker {
             .clone()
     }
 
-    /// Swap in a new relying-party and policy snapshot, whole (see `registry::reload`), and
+    /// Swap in a new relying-party and policy snapshot, whole (see `service::reload`), and
     /// publish the `digest` of its files. Requests in flight keep the snapshot they started
     /// with. A changed `[revocation]` section gets a new revocation checker (with an empty
     /// cache: answers cached under the old sources or bounds are not kept); true if so.
@@ -259,7 +232,8 @@ impl Broker {
             return doc.clone();
         }
         let doc = axum::body::Bytes::from(
-            serde_json::to_vec(&crate::oidc::discovery::metadata(self)).unwrap_or_default(),
+            serde_json::to_vec(&crate::oidc::discovery::metadata(self.issuer(), &policy))
+                .unwrap_or_default(),
         );
         *self
             .discovery_doc
@@ -293,97 +267,9 @@ impl Broker {
         self.keys.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// Follow the other processes sharing the store: apply broker events not applied yet,
-    /// and reload the signing keys (a rotation published a next key, or retired an old one).
-    /// Run every `cluster.sync_interval` seconds.
-    pub async fn sync(&self, applied: &mut SyncState) -> anyhow::Result<()> {
-        let now = self.now();
-        // Events are read by id (everything newer than the newest seen) and over a window of
-        // creation times (one whose id was allocated before a later-committed one); each is
-        // applied once. After a gap longer than the window, events may have been missed: the
-        // revocation cache is emptied rather than trusted.
-        let window = now - EVENT_WINDOW;
-        if applied.last_ok.is_some_and(|t| t < window) {
-            tracing::warn!(
-                "cluster sync was interrupted longer than the event window; revocation cache purged"
-            );
-            self.checker().purge_all();
-        }
-        let events = self.store.events_since(window, applied.max_id).await;
-        let keys = KeySet::load(self.store.as_ref(), now).await;
-        for e in events? {
-            applied.max_id = applied.max_id.max(e.id);
-            let posted_here = self
-                .applied_here
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&e.id);
-            if applied.seen.insert(e.id, e.created_at).is_none() && !posted_here {
-                self.apply_event(&e.kind, &e.payload).await;
-            }
-        }
-        applied
-            .seen
-            .retain(|id, created| *created >= window || *id == applied.max_id);
-        applied.last_ok = Some(now);
-        let keys = keys?;
-        if keys.kids() != self.keys().kids() {
-            tracing::info!(kids = ?keys.kids(), "signing keys changed");
-            *self.keys.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(keys);
-        }
-        Ok(())
-    }
-
-    /// Apply one broker event to this process's caches.
-    async fn apply_event(&self, kind: &str, payload: &str) {
-        match kind {
-            EVENT_REVOCATION_PURGE => match serde_json::from_str::<PurgeTarget>(payload) {
-                Ok(PurgeTarget::All) => {
-                    self.checker().purge_all();
-                    tracing::warn!("revocation cache purged entirely (operator event)");
-                }
-                Ok(PurgeTarget::One { anchor, serial }) => {
-                    let (Some(ca), Ok(serial_bytes)) =
-                        (self.anchor_der(&anchor), hex::decode(&serial))
-                    else {
-                        tracing::warn!(%anchor, %serial, "purge event names an unknown anchor or a bad serial; ignored");
-                        return;
-                    };
-                    let had = self.checker().purge(&anchor, &ca, &serial_bytes).await;
-                    tracing::warn!(%anchor, %serial, had, "revocation cache entry purged (operator event)");
-                }
-                Err(e) => tracing::warn!(error = %e, "unreadable purge event; ignored"),
-            },
-            other => tracing::warn!(kind = other, "unknown broker event; ignored"),
-        }
-    }
-
-    /// Purge `target` from the revocation cache of every process: record the event, then apply
-    /// it here at once (the others follow within `cluster.sync_interval`).
-    pub async fn purge_revocation(&self, target: &PurgeTarget) -> anyhow::Result<bool> {
-        let payload = serde_json::to_string(target)?;
-        let id = self
-            .store
-            .post_event(EVENT_REVOCATION_PURGE, &payload, self.now())
-            .await?;
-        // Applied here now; the sync that reads the event back must not apply it again (it
-        // would throw away what was fetched since, and log the purge twice).
-        self.applied_here
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(id);
-        Ok(match target {
-            PurgeTarget::All => {
-                self.checker().purge_all();
-                true
-            }
-            PurgeTarget::One { anchor, serial } => {
-                match (self.anchor_der(anchor), hex::decode(serial)) {
-                    (Some(ca), Ok(s)) => self.checker().purge(anchor, &ca, &s).await,
-                    _ => false,
-                }
-            }
-        })
+    /// Serve `keys` from now on (`service::cluster::sync` after a rotation).
+    pub fn set_keys(&self, keys: KeySet) {
+        *self.keys.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(keys);
     }
 
     /// The current policy snapshot.
@@ -433,6 +319,21 @@ impl Broker {
     pub fn anchor_der(&self, label: &str) -> Option<Arc<[u8]>> {
         self.trust.anchor_der(label)
     }
+}
+
+/// Start-up: load the published keys, first generating and storing a signing key for any
+/// algorithm that has none active now (safe when several processes start at once).
+pub async fn load_or_create_keys(store: &dyn Store, now: i64) -> anyhow::Result<KeySet> {
+    use crate::oidc::keys::{ALGS, active_record, new_record};
+    let recs = store.signing_keys().await?;
+    for (alg, _) in ALGS {
+        if !recs.iter().any(|k| active_record(k, alg, now)) {
+            store
+                .insert_first_signing_key(&new_record(alg, now, now)?, now)
+                .await?;
+        }
+    }
+    Ok(KeySet::from_records(&store.signing_keys().await?, now)?)
 }
 
 /// Open (and migrate) the configured database with this process's pool settings.

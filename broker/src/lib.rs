@@ -13,5 +13,6 @@ pub mod oidc;
 pub mod pki;
 pub mod registry;
 pub mod revocation;
+pub mod service;
 pub mod signatures;
 pub mod store;

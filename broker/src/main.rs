@@ -718,7 +718,8 @@ async fn keys(c: Config, cmd: KeysCmd) -> anyhow::Result<()> {
                 broker::oidc::keys::check_rotatable(&recs, a, now)?;
             }
             for a in algs {
-                let kid = broker::oidc::keys::rotate(store.as_ref(), a, now, lead, grace).await?;
+                let kid =
+                    broker::service::keys::rotate(store.as_ref(), a, now, lead, grace).await?;
                 println!(
                     "{a}: new key {kid} published now, signs from {}; the keys it replaces retire at {}",
                     when(now + lead),
@@ -775,7 +776,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let broker = Broker::start(config, Arc::new(SystemClock)).await?;
     let app = broker::http::app(broker.clone());
     // Policy and relying-party files reload on SIGHUP and when they change.
-    tokio::spawn(broker::registry::reload::watch(broker.clone()));
+    tokio::spawn(broker::service::reload::watch(broker.clone()));
     let refresher = broker.clone();
     tokio::spawn(async move {
         // CRLs are reloaded before their nextUpdate, so logins never wait on a CRL download.
@@ -794,10 +795,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         let mut every = tokio::time::interval(std::time::Duration::from_secs(
             follower.config.cluster.sync_interval,
         ));
-        let mut state = broker::app::SyncState::default();
+        let mut state = broker::service::cluster::SyncState::default();
         loop {
             every.tick().await;
-            if let Err(e) = follower.sync(&mut state).await {
+            if let Err(e) = broker::service::cluster::sync(&follower, &mut state).await {
                 tracing::warn!(error = %e, "cluster sync failed; retrying");
             }
         }

@@ -751,13 +751,15 @@ async fn served_jwks_drops_a_retired_key_at_its_time() {
     let before = kids(br.get("/jwks").await.json());
     let now = t.broker.now();
     let new =
-        broker::oidc::keys::rotate(&*t.broker.store, broker::oidc::keys::EC_ALG, now, 60, 100)
+        broker::service::keys::rotate(&*t.broker.store, broker::oidc::keys::EC_ALG, now, 60, 100)
             .await
             .unwrap();
-    t.broker
-        .sync(&mut broker::app::SyncState::default())
-        .await
-        .unwrap();
+    broker::service::cluster::sync(
+        &t.broker,
+        &mut broker::service::cluster::SyncState::default(),
+    )
+    .await
+    .unwrap();
     let during = kids(br.get("/jwks").await.json());
     assert_eq!(during.len(), before.len() + 1, "{during:?}");
     assert!(during.contains(&new));

@@ -1,10 +1,10 @@
 //! Reloading relying parties and policies while the broker runs, through the real router:
-//! `registry::reload::reload` swaps both snapshots only when both directories are valid.
+//! `service::reload::reload` swaps both snapshots only when both directories are valid.
 
 mod common;
 use axum::http::StatusCode;
 use broker::registry::policy::KNOWN_METHODS;
-use broker::registry::reload::{POLL_INTERVAL, ReloadOutcome, reload};
+use broker::service::reload::{POLL_INTERVAL, ReloadOutcome, reload};
 use common::*;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -313,7 +313,7 @@ async fn revocation_change_takes_effect_at_once() {
 async fn watcher_reloads_changed_files() {
     let t = TestBroker::new().await;
     let mut br = t.browser();
-    let watcher = tokio::spawn(broker::registry::reload::watch(t.broker.clone()));
+    let watcher = tokio::spawn(broker::service::reload::watch(t.broker.clone()));
     // Let it take its first look at the files.
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     let assurance = policies(&t).join("assurance.toml");

@@ -760,21 +760,27 @@ async fn a_purge_is_applied_once_by_the_process_that_made_it() {
         issuer_cert_der: ca.clone(),
         serial: serial.clone(),
     };
-    let mut sync = broker::app::SyncState::default();
-    t.broker.sync(&mut sync).await.unwrap();
+    let mut sync = broker::service::cluster::SyncState::default();
+    broker::service::cluster::sync(&t.broker, &mut sync)
+        .await
+        .unwrap();
     t.broker.checker().check_ref(&cert).await.unwrap();
-    let target = broker::app::PurgeTarget::One {
+    let target = broker::service::cluster::PurgeTarget::One {
         anchor: "demo-auth-ca".into(),
         serial: hex::encode(&serial),
     };
     assert!(
-        t.broker.purge_revocation(&target).await.unwrap(),
+        broker::service::cluster::purge_revocation(&t.broker, &target)
+            .await
+            .unwrap(),
         "it was cached"
     );
     // Asked again after the purge: cached again.
     t.broker.checker().check_ref(&cert).await.unwrap();
     // This process reads its own event back: nothing happens to the cache.
-    t.broker.sync(&mut sync).await.unwrap();
+    broker::service::cluster::sync(&t.broker, &mut sync)
+        .await
+        .unwrap();
     assert!(
         t.broker.checker().purge("demo-auth-ca", &ca, &serial).await,
         "the answer fetched after the purge is still cached"

@@ -765,7 +765,7 @@ fn policy_reload_under_load_on_file_change_and_sighup_keeps_serving() {
         ))
         .env("BROKER_POLICIES_DIR", &pol)
         .env("BROKER_RELYING_PARTIES_DIR", &rps)
-        .env("RUST_LOG", "warn,broker::registry::reload=info")
+        .env("RUST_LOG", "warn,broker::service::reload=info")
         .env("NO_COLOR", "1")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

@@ -697,7 +697,7 @@ fn pg_processes_starting_together_on_an_empty_database_share_one_key_set() {
             let store = broker::store::sql::SqlStore::connect(&db, Default::default())
                 .await
                 .unwrap();
-            broker::oidc::keys::KeySet::load_or_create(&store, 1_000)
+            broker::app::load_or_create_keys(&store, 1_000)
                 .await
                 .unwrap()
                 .kids()

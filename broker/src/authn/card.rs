@@ -46,7 +46,7 @@ pub enum CardLoginError {
     #[error("the signature does not match this challenge and certificate")]
     BadSignature,
     /// The certificate is revoked (reason-aware message).
-    #[error("the certificate is revoked ({}): {}", reason.map_or("unspecified", |r| r.as_str()), crate::revocation::Evidence::describe_revocation(*reason))]
+    #[error("the certificate is revoked ({}): {}", reason.map_or("unspecified", |r| r.as_str()), crate::pki::RevocationReason::meaning(*reason))]
     Revoked {
         reason: Option<crate::pki::RevocationReason>,
     },
@@ -54,8 +54,8 @@ pub enum CardLoginError {
     #[error("the revocation responder does not know this certificate")]
     RevocationUnknown,
     /// No revocation answer could be had and the policy does not allow logging in without one.
-    /// The text is [`crate::revocation::RevocationError::public_message`] (or names the policy):
-    /// never a responder URL or file path.
+    /// The text says what failed (no answer from the revocation sources, or the policy), never
+    /// a responder URL or file path.
     #[error("cannot confirm that the certificate is not revoked ({0}); try again later")]
     RevocationUnavailable(&'static str),
     /// The signature certificate carries no basic information (not a JPKI signature certificate).

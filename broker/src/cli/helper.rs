@@ -3,7 +3,8 @@
 //! authorization URL to the final redirect.
 
 use crate::card::{Key, VirtualCard};
-use crate::oidc::flow::{ChallengeView, TxStatusView};
+use crate::service::card::ChallengeView;
+use crate::service::login::TxStatusView;
 use anyhow::{Context, anyhow, bail};
 use reqwest::header::LOCATION;
 use serde_json::{Value, json};

@@ -2,7 +2,7 @@
 
 use super::AppState;
 use crate::authn::card::{CardLoginError, CardResponse};
-use crate::oidc::flow;
+use crate::service::card as flow;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};

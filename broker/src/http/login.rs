@@ -2,7 +2,7 @@
 
 use super::pages::{self, Lang};
 use super::{AppState, SESSION_COOKIE, cookie, form_pairs, set_cookie, tx_cookie_name};
-use crate::oidc::flow::{self, BrowserTx, ContinueOutcome, Next, TxError};
+use crate::service::login::{self as flow, BrowserTx, ContinueOutcome, Next, TxError};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -83,7 +83,10 @@ pub async fn login_page(
         Err(e) => return tx_error_page(&s, lang, &e),
     };
     let secret = cookie(&headers, &tx_cookie_name(&tx)).unwrap_or_default();
-    let helper_url = flow::helper_url(&s, &flow::helper_secret(&s, &tx, secret));
+    let helper_url = crate::service::authorize::helper_url(
+        &s,
+        &crate::service::authorize::helper_secret(&s, &tx, secret),
+    );
     let rp_name = if lang == Lang::Ja {
         &bt.client.display_name_ja
     } else {

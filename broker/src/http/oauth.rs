@@ -3,8 +3,9 @@
 use super::pages::{self, Lang};
 use super::{ApiError, AppState, SESSION_COOKIE, cookie, form_pairs, set_cookie, tx_cookie_name};
 use crate::oidc::OAuthError;
-use crate::oidc::flow::{self, AuthorizeOutcome};
-use crate::oidc::token::{self, PresentedCredentials};
+use crate::oidc::token::PresentedCredentials;
+use crate::service::authorize::{self as flow, AuthorizeOutcome};
+use crate::service::token;
 use axum::Extension;
 use axum::Json;
 use axum::body::Bytes;

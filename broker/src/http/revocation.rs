@@ -121,7 +121,7 @@ pub async fn purge(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -
         Err(e) => return err(StatusCode::BAD_REQUEST, "invalid_request", &e.to_string()),
     };
     let target = match (req.all, req.anchor, req.serial) {
-        (true, None, None) => crate::app::PurgeTarget::All,
+        (true, None, None) => crate::service::cluster::PurgeTarget::All,
         (false, Some(anchor), Some(serial)) => {
             if s.anchor_der(&anchor).is_none() {
                 return err(
@@ -137,7 +137,7 @@ pub async fn purge(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -
                     "serial must be hexadecimal",
                 );
             };
-            crate::app::PurgeTarget::One {
+            crate::service::cluster::PurgeTarget::One {
                 anchor,
                 serial: hex::encode(serial_bytes),
             }
@@ -151,12 +151,16 @@ pub async fn purge(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -
         }
     };
     // Recorded for every process first; if that fails nothing is purged anywhere.
-    match s.purge_revocation(&target).await {
+    match crate::service::cluster::purge_revocation(&s, &target).await {
         Ok(had) => {
             tracing::warn!(?target, had, "revocation cache purged by the operator");
             match target {
-                crate::app::PurgeTarget::All => Json(json!({"purged": "all"})).into_response(),
-                crate::app::PurgeTarget::One { .. } => Json(json!({"purged": had})).into_response(),
+                crate::service::cluster::PurgeTarget::All => {
+                    Json(json!({"purged": "all"})).into_response()
+                }
+                crate::service::cluster::PurgeTarget::One { .. } => {
+                    Json(json!({"purged": had})).into_response()
+                }
             }
         }
         Err(e) => {

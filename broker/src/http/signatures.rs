@@ -2,9 +2,9 @@
 
 use super::{ApiError, AppState};
 use crate::oidc::OAuthError;
-use crate::oidc::token::check_access_token;
 use crate::registry::Client;
-use crate::signatures::service::{self, ItemRequest};
+use crate::service::signatures::{self as service, ItemRequest};
+use crate::service::token::check_access_token;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;

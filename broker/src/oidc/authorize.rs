@@ -317,6 +317,22 @@ pub fn validate(
     Ok((client, req))
 }
 
+/// What `req` (and the RP's minimum) asks of the authentication.
+pub fn requirement(
+    policy: &crate::registry::policy::Policy,
+    client: &Client,
+    req: &AuthRequest,
+) -> crate::assurance::Requirement {
+    let min = policy.minimum_for(client.kind, client.min_acr.as_deref());
+    crate::assurance::Requirement::of(
+        policy,
+        min.as_deref(),
+        None,
+        &req.acr_values,
+        req.claims.as_ref(),
+    )
+}
+
 /// Append `params` to `redirect_uri`'s query, keeping any query it has.
 pub fn redirect_with(redirect_uri: &str, params: &[(&str, &str)]) -> String {
     match url::Url::parse(redirect_uri) {

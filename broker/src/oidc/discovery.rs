@@ -1,7 +1,6 @@
 //! OpenID Provider metadata (OIDC Discovery 1.0 §3, RFC 8414, RFC 9207, and OpenID Connect for
 //! Identity Assurance 1.0 §8).
 
-use crate::app::Broker;
 use crate::registry::{SUPPORTED_CLAIMS, SUPPORTED_SCOPES};
 use serde_json::{Map, Value, json};
 
@@ -82,9 +81,8 @@ pub fn claims_supported() -> Vec<&'static str> {
     claims
 }
 
-pub fn metadata(b: &Broker) -> Value {
-    let iss = b.issuer();
-    let policy = b.policy();
+/// The provider's metadata for `iss` under `policy`.
+pub fn metadata(iss: &str, policy: &crate::registry::policy::Policy) -> Value {
     let auth_methods = [
         "client_secret_basic",
         "client_secret_post",

@@ -46,15 +46,3 @@ impl OAuthError {
     ctor!(server_error, "server_error", 500);
     ctor!(temporarily_unavailable, "temporarily_unavailable", 503);
 }
-
-impl From<crate::store::StoreError> for OAuthError {
-    fn from(e: crate::store::StoreError) -> Self {
-        tracing::error!(error = %e, "store failure");
-        match e {
-            crate::store::StoreError::Unavailable(_) => OAuthError::temporarily_unavailable(
-                "the broker's database is unavailable; retry shortly",
-            ),
-            _ => OAuthError::server_error("internal error"),
-        }
-    }
-}

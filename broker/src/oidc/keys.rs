@@ -11,13 +11,27 @@
 
 use crate::clock::{b64url, random_id};
 use crate::registry::SigAlg;
-use crate::store::{RotateOutcome, SigningKeyRecord, Store, StoreError};
+
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::rsa::KeySize;
 use aws_lc_rs::signature::{self, EcdsaKeyPair, KeyPair, RsaKeyPair};
-use axum::body::Bytes;
+use bytes::Bytes;
 use serde_json::{Value, json};
 use std::sync::RwLock;
+
+/// A signing key as stored.
+#[derive(Debug, Clone)]
+pub struct SigningKeyRecord {
+    pub kid: String,
+    pub alg: String,
+    pub private_pem: String,
+    pub created_at: i64,
+    pub status: String,
+    /// Signs from this time on; published from the moment it is stored.
+    pub activate_at: i64,
+    /// Unpublished (and deleted) from this time on; set when a newer key takes over.
+    pub retire_at: Option<i64>,
+}
 
 enum Material {
     Ec(EcdsaKeyPair, jsonwebtoken::DecodingKey),
@@ -41,7 +55,7 @@ impl SigningKey {
 }
 
 /// Is `k` a key of `alg` that signs (or may sign) at `now`?
-fn active_record(k: &SigningKeyRecord, alg: &str, now: i64) -> bool {
+pub fn active_record(k: &SigningKeyRecord, alg: &str, now: i64) -> bool {
     k.alg == alg && k.activate_at <= now && k.retire_at.is_none_or(|r| r > now)
 }
 
@@ -67,8 +81,6 @@ pub struct KeySet {
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
-    #[error("store: {0}")]
-    Store(#[from] StoreError),
     #[error("key material: {0}")]
     Bad(String),
     #[error("no {0} key is active: start the broker once before rotating its keys")]
@@ -86,11 +98,11 @@ pub enum KeyError {
 pub const EC_ALG: &str = "EC-P256";
 pub const RSA_ALG: &str = "RSA-2048";
 /// Generates a private key, PEM.
-type Generate = fn() -> Result<String, KeyError>;
-const ALGS: [(&str, Generate); 2] = [(EC_ALG, generate_ec), (RSA_ALG, generate_rsa)];
+pub type Generate = fn() -> Result<String, KeyError>;
+pub const ALGS: [(&str, Generate); 2] = [(EC_ALG, generate_ec), (RSA_ALG, generate_rsa)];
 
 /// A fresh key record of `alg` that signs from `activate_at`.
-fn new_record(alg: &str, now: i64, activate_at: i64) -> Result<SigningKeyRecord, KeyError> {
+pub fn new_record(alg: &str, now: i64, activate_at: i64) -> Result<SigningKeyRecord, KeyError> {
     let make = ALGS
         .iter()
         .find(|(a, _)| *a == alg)
@@ -122,50 +134,11 @@ pub fn check_rotatable(recs: &[SigningKeyRecord], alg: &str, now: i64) -> Result
     Ok(())
 }
 
-/// Rotate the keys of `alg`: a new key, published now, signs from `now + lead`; the current
-/// ones retire at `now + lead + grace`. Returns the new key's kid.
-pub async fn rotate(
-    store: &dyn Store,
-    alg: &str,
-    now: i64,
-    lead: i64,
-    grace: i64,
-) -> Result<String, KeyError> {
-    check_rotatable(&store.signing_keys().await?, alg, now)?;
-    let rec = new_record(alg, now, now + lead)?;
-    match store
-        .rotate_signing_key(&rec, now + lead + grace, now)
-        .await?
-    {
-        RotateOutcome::Rotated => Ok(rec.kid),
-        RotateOutcome::AlreadyPending { kid, activate_at } => Err(KeyError::Pending {
-            alg: alg.into(),
-            kid,
-            activate_at,
-        }),
-    }
-}
-
 impl KeySet {
-    /// Load the published keys, first generating and storing a signing key for any algorithm
-    /// that has none active now (safe when several processes start at once).
-    pub async fn load_or_create(store: &dyn Store, now: i64) -> Result<KeySet, KeyError> {
-        let recs = store.signing_keys().await?;
-        for (alg, _) in ALGS {
-            if !recs.iter().any(|k| active_record(k, alg, now)) {
-                store
-                    .insert_first_signing_key(&new_record(alg, now, now)?, now)
-                    .await?;
-            }
-        }
-        Self::load(store, now).await
-    }
-
-    /// Load the keys published at `now` (stored and not retired).
-    pub async fn load(store: &dyn Store, now: i64) -> Result<KeySet, KeyError> {
-        let mut keys = store
-            .signing_keys()
-            .await?
+    /// The keys published at `now` among `recs` (stored and not retired), each algorithm with
+    /// a key that signs now.
+    pub fn from_records(recs: &[SigningKeyRecord], now: i64) -> Result<KeySet, KeyError> {
+        let mut keys = recs
             .iter()
             .filter(|k| k.retire_at.is_none_or(|r| r > now))
             .map(load_key)

@@ -4,7 +4,6 @@ pub mod authorize;
 pub mod claims;
 pub mod discovery;
 pub mod error;
-pub mod flow;
 pub mod keys;
 pub mod token;
 

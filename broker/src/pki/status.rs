@@ -74,6 +74,23 @@ impl RevocationReason {
         }
     }
 
+    /// What a revocation with `reason` means, for a person (reason-aware: on a JPKI signature
+    /// certificate `affiliationChanged` is a change of name or address, not a compromise).
+    pub fn meaning(reason: Option<RevocationReason>) -> &'static str {
+        match reason {
+            Some(RevocationReason::AffiliationChanged) => {
+                "the person's basic information (name, address, …) changed"
+            }
+            Some(RevocationReason::Superseded) => "the card was renewed",
+            Some(RevocationReason::KeyCompromise) => {
+                "the card's key is compromised (card lost or stolen)"
+            }
+            Some(RevocationReason::CessationOfOperation) => "the card was returned or cancelled",
+            Some(RevocationReason::CertificateHold) => "the certificate is suspended",
+            _ => "the certificate was revoked",
+        }
+    }
+
     /// Parse the RFC 5280 name, case-insensitively.
     pub fn parse(s: &str) -> Option<RevocationReason> {
         (0..=10)

@@ -735,22 +735,21 @@ fn openssl_made_jpki_profile_validates_and_signs() {
     assert_eq!(v.subject, "C=JP, CN=OPENSSLTESTCARD0000001");
     assert_eq!(v.issuer, "C=JP, O=OSSL-TEST, CN=OpenSSL test JPKI CA");
 
-    // The openssl cert and key as a virtual card: sign a challenge, verify with the cert's key.
-    let card_dir = dir.join("card");
-    let mut card = crate::card::VirtualCard::create_from_pem(
-        &card_dir,
-        &std::fs::read_to_string(dir.join("ee.crt")).unwrap(),
-        &std::fs::read_to_string(dir.join("ee.key")).unwrap(),
-        None,
-        "4321",
-        "",
-    )
-    .expect("card from openssl PEM");
-    assert_eq!(card.auth_certificate_der().unwrap(), ee);
+    // The openssl key signs a challenge (PKCS#1 v1.5, SHA-256, as the card does); the
+    // certificate's key verifies it.
+    let key_pem = std::fs::read(dir.join("ee.key")).unwrap();
+    let key =
+        aws_lc_rs::signature::RsaKeyPair::from_pkcs8(pem::parse(&key_pem).unwrap().contents())
+            .expect("openssl PKCS#8 key");
     let challenge = b"login challenge: nonce=abc123";
-    let sig = card
-        .sign(crate::card::Key::Auth, "4321", challenge)
-        .expect("sign");
+    let mut sig = vec![0u8; key.public_modulus_len()];
+    key.sign(
+        &aws_lc_rs::signature::RSA_PKCS1_SHA256,
+        &aws_lc_rs::rand::SystemRandom::new(),
+        challenge,
+        &mut sig,
+    )
+    .expect("sign");
     assert_eq!(sig.len(), 256);
     verify_rsa_pkcs1_sha256(&v.public_key_pkcs1, challenge, &sig).expect("signature verifies");
     assert_eq!(

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use url::Url;
 
+pub mod files;
 pub mod policy;
-pub mod reload;
 
 /// The kinds of relying party the operator distinguishes (policy may set minimums per kind).
 #[derive(
@@ -90,6 +90,10 @@ pub const SUPPORTED_SCOPES: &[&str] = &[
     "address",
     "offline_access",
 ];
+
+/// Scopes for APIs rather than people, granted by client_credentials to RPs whose registration
+/// lists them in `permissions`.
+pub const API_SCOPES: &[&str] = &["signatures:verify"];
 
 /// Claims the broker can release (the basic four of the signature certificate, and the
 /// OpenID Connect for Identity Assurance container).
@@ -581,12 +585,12 @@ pub fn parse_client(file: &Path, text: &str) -> Result<Client, FileError> {
     };
 
     for p in raw.permissions.get_ref() {
-        if !crate::oidc::token::API_SCOPES.contains(&p.as_str()) {
+        if !API_SCOPES.contains(&p.as_str()) {
             return Err(err(
                 raw.permissions.span(),
                 format!(
                     "permission `{p}` is not an API scope of the broker ({})",
-                    crate::oidc::token::API_SCOPES.join(", ")
+                    API_SCOPES.join(", ")
                 ),
             ));
         }

@@ -9,7 +9,7 @@
 use crate::clock::Clock;
 use crate::pki::crl::CrlIndex;
 use crate::pki::ocsp::{self, CertId, Freshness, NonceCheck};
-use crate::pki::{CertStatus, RevocationReason, ValidatedCert};
+use crate::pki::{CertStatus, ValidatedCert};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,6 +20,7 @@ use time::OffsetDateTime;
 pub mod demo_ca;
 pub mod fetch;
 
+pub use crate::registry::policy::{IssuerSources, RevocationPolicy};
 pub use fetch::{Fetcher, HttpFetcher};
 
 /// What the checker needs of a certificate: its CA (trust-anchor label and certificate) and
@@ -40,64 +41,6 @@ impl From<&ValidatedCert> for CertRef {
             serial: c.serial.clone(),
         }
     }
-}
-
-/// Operator settings (`[revocation]` in a policy file). Every window is in seconds.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields, default)]
-pub struct RevocationPolicy {
-    /// Upper bound on how long a good answer is trusted (the TTL is min(nextUpdate, this)).
-    /// This is how long a card revoked meanwhile can still log in, at most.
-    pub max_cache_seconds: u64,
-    /// How long a failure (responder down, bad response) is remembered.
-    pub negative_cache_seconds: u64,
-    /// An entry with less than this left is served and refreshed in the background.
-    pub refresh_ahead_seconds: u64,
-    /// Per upstream request.
-    pub timeout_ms: u64,
-    /// Clock skew tolerated on thisUpdate/nextUpdate.
-    pub max_skew_seconds: u64,
-    /// An OCSP response without nextUpdate is fresh for this long after thisUpdate.
-    pub max_age_without_next_update_seconds: u64,
-    /// Maximum number of cached certificate statuses.
-    pub cache_capacity: u64,
-    /// Send an OCSP nonce (responses that omit it are still accepted; a different one is not).
-    pub ocsp_nonce: bool,
-    /// Levels that may be granted when no revocation answer could be had (fail-open).
-    /// Empty (the default): fail closed. Such levels cannot require `revocation_confirmed`.
-    pub fail_open_levels: Vec<String>,
-    /// Where to ask, per trust anchor.
-    pub issuers: Vec<IssuerSources>,
-}
-
-impl Default for RevocationPolicy {
-    fn default() -> Self {
-        RevocationPolicy {
-            max_cache_seconds: 300,
-            negative_cache_seconds: 10,
-            refresh_ahead_seconds: 60,
-            timeout_ms: 2000,
-            max_skew_seconds: 300,
-            max_age_without_next_update_seconds: 3600,
-            cache_capacity: 1_000_000,
-            ocsp_nonce: true,
-            fail_open_levels: vec![],
-            issuers: vec![],
-        }
-    }
-}
-
-/// Revocation sources of one CA (named by its trust-anchor label). JPKI's CRL distribution
-/// points are directory names and its OCSP responder serves registered verifiers only, so the
-/// operator says where to ask. `{issuer}` in a URL stands for the broker's issuer URL.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct IssuerSources {
-    pub anchor: String,
-    pub ocsp_url: Option<String>,
-    /// CRL locations: http(s) URLs or `file:` paths.
-    #[serde(default)]
-    pub crls: Vec<String>,
 }
 
 /// What an operator must hear about `policy`'s revocation sources against the trust anchors
@@ -160,22 +103,6 @@ impl Evidence {
             &self.location
         } else {
             "local CRL file"
-        }
-    }
-
-    /// A person-readable meaning of a revocation, reason-aware.
-    pub fn describe_revocation(reason: Option<RevocationReason>) -> &'static str {
-        match reason {
-            Some(RevocationReason::AffiliationChanged) => {
-                "the person's basic information (name, address, …) changed"
-            }
-            Some(RevocationReason::Superseded) => "the card was renewed",
-            Some(RevocationReason::KeyCompromise) => {
-                "the card's key is compromised (card lost or stolen)"
-            }
-            Some(RevocationReason::CessationOfOperation) => "the card was returned or cancelled",
-            Some(RevocationReason::CertificateHold) => "the certificate is suspended",
-            _ => "the certificate was revoked",
         }
     }
 }

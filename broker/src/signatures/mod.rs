@@ -12,13 +12,12 @@
 //! software key.
 //!
 //! The core ([`decode_cms`], [`verify`], [`sign`]) is pure: no I/O, no clock, no async (the
-//! HTTP-facing [`service`] adds revocation and records). Every failure is a [`Failure`] with a
+//! conductor, `service::signatures`, adds revocation and records). Every failure is a [`Failure`] with a
 //! stable machine-readable [`code`] and a message for humans; untrusted input never panics.
 
 mod cms;
 mod decode;
 mod der;
-pub mod service;
 mod sign;
 mod verify;
 

@@ -5,6 +5,8 @@
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+pub use crate::oidc::keys::SigningKeyRecord;
+
 mod conn;
 mod query;
 pub mod sql;
@@ -288,19 +290,6 @@ pub struct RefreshRecord {
     pub created_at: i64,
     pub expires_at: i64,
     pub used_at: Option<i64>,
-}
-
-#[derive(Debug, Clone)]
-pub struct SigningKeyRecord {
-    pub kid: String,
-    pub alg: String,
-    pub private_pem: String,
-    pub created_at: i64,
-    pub status: String,
-    /// Signs from this time on; published from the moment it is stored.
-    pub activate_at: i64,
-    /// Unpublished (and deleted) from this time on; set when a newer key takes over.
-    pub retire_at: Option<i64>,
 }
 
 /// Why a rotation was refused.

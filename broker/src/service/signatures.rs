@@ -1,11 +1,11 @@
-//! The verification service behind `POST /api/v1/signatures/verify`: verify (pure), check the
+//! The conductor of the verification API behind `POST /api/v1/signatures/verify`: verify (pure), check the
 //! signer certificate's revocation now (fail closed), shape the answer, keep the record.
 
-use super::{Failure, Input, RawAlgorithm, Verified};
 use crate::app::Broker;
 use crate::pki::CertStatus;
 use crate::registry::Client;
 use crate::revocation::Evidence;
+use crate::signatures::{Failure, Input, RawAlgorithm, Verified, decode_cms, verify};
 use crate::store::VerificationRecord;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -56,7 +56,7 @@ impl ItemRequest {
                     return Err(bad("signature_algorithm belongs to the raw form"));
                 }
                 Ok(Input::Cms {
-                    cms: super::decode_cms(cms.as_bytes())?,
+                    cms: decode_cms(cms.as_bytes())?,
                     detached_content: self
                         .content
                         .as_deref()
@@ -133,7 +133,7 @@ fn revocation_json(ev: Result<&Evidence, &str>) -> Value {
             if let CertStatus::Revoked { revoked_at, .. } = &e.status {
                 v["revoked_at"] = json!(rfc3339(*revoked_at));
                 v["reason"] = json!(reason.flatten().map_or("unspecified", |r| r.as_str()));
-                v["meaning"] = json!(Evidence::describe_revocation(reason.flatten()));
+                v["meaning"] = json!(crate::pki::RevocationReason::meaning(reason.flatten()));
             }
             v
         }
@@ -164,7 +164,7 @@ pub async fn verify_one(
         created_at: now.unix_timestamp(),
         retain_until,
     };
-    match item.and_then(|i| super::verify(&i, &b.trust, now)) {
+    match item.and_then(|i| verify(&i, &b.trust, now)) {
         Err(f) => reasons.push(json!({"code": f.code, "message": f.message})),
         Ok(v) => {
             record.document_sha256 = Some(v.content_sha256.clone());
@@ -199,7 +199,7 @@ pub async fn verify_one(
                         "message": format!(
                             "the certificate is revoked ({}): {}",
                             reason.map_or("unspecified", |r| r.as_str()),
-                            Evidence::describe_revocation(*reason)
+                            crate::pki::RevocationReason::meaning(*reason)
                         ),
                     })),
                     CertStatus::Unknown => reasons.push(json!({

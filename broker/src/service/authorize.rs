@@ -1,0 +1,375 @@
+//! The conductor's authorization step: an authorization request (validated by
+//! `oidc::authorize`), the browser's SSO session and the person's consent decide whether a code
+//! is issued at once, consent is asked, or a login transaction starts.
+
+use super::card::PendingAuth;
+use crate::app::Broker;
+use crate::authn::AuthFacts;
+use crate::clock::{random_bytes, random_token, token_hash};
+use crate::oidc::OAuthError;
+use crate::oidc::authorize::{self, AuthRequest, AuthorizeError, requirement};
+use crate::oidc::keys::HintError;
+use crate::oidc::token::CodeData;
+use crate::registry::Client;
+use crate::store::{CodeRecord, Finish, SessionRecord, TxRecord, TxStatus};
+
+/// What /authorize does next.
+#[derive(Debug)]
+pub enum AuthorizeOutcome {
+    /// Redirect the browser to the relying party (code or error).
+    Redirect(String),
+    /// Show an error page; never redirect (unknown client or unregistered redirect URI).
+    ErrorPage(OAuthError),
+    /// Start a login: set the transaction cookie and show the login page.
+    Login {
+        tx_id: String,
+        browser_secret: String,
+    },
+    /// The person is logged in but must consent: set the cookie and show the consent page.
+    Consent {
+        tx_id: String,
+        browser_secret: String,
+    },
+}
+
+/// A session looked up from its cookie, if valid now.
+pub async fn current_session(
+    b: &Broker,
+    cookie: Option<&str>,
+) -> Result<Option<(SessionRecord, AuthFacts)>, OAuthError> {
+    let Some(c) = cookie else { return Ok(None) };
+    let Some(s) = b.store.get_session(&token_hash(c)).await? else {
+        return Ok(None);
+    };
+    if s.expires_at <= b.now() {
+        return Ok(None);
+    }
+    let facts: AuthFacts = serde_json::from_str(&s.facts_json)
+        .map_err(|e| OAuthError::server_error(format!("session facts: {e}")))?;
+    Ok(Some((s, facts)))
+}
+
+/// Handle an authorization request (GET query or POST form) from `source` (the client's
+/// address, when known).
+pub async fn authorize(
+    b: &Broker,
+    params: &[(String, String)],
+    session_cookie: Option<&str>,
+    source: Option<std::net::IpAddr>,
+) -> Result<AuthorizeOutcome, OAuthError> {
+    let registry = b.registry();
+    let (client, mut req) = match authorize::validate(params, &registry) {
+        Ok(v) => v,
+        Err(AuthorizeError::Page { error }) => return Ok(AuthorizeOutcome::ErrorPage(error)),
+        Err(AuthorizeError::Redirect {
+            redirect_uri,
+            state,
+            error,
+        }) => {
+            return Ok(AuthorizeOutcome::Redirect(authorize::error_redirect(
+                &redirect_uri,
+                state.as_deref(),
+                &error,
+                b.issuer(),
+            )));
+        }
+    };
+    let now = b.now();
+    let fail = |e: OAuthError| {
+        Ok(AuthorizeOutcome::Redirect(authorize::error_redirect(
+            &req.redirect_uri,
+            req.state.as_deref(),
+            &e,
+            b.issuer(),
+        )))
+    };
+    // id_token_hint: an ID token this broker issued to this client names the person expected
+    // to be logged in; a session of someone else is not used (OIDC Core 3.1.2.1).
+    let hint_sub = match params.iter().find(|(k, _)| k == "id_token_hint") {
+        None => None,
+        Some((_, hint)) => {
+            match b
+                .keys()
+                .verify_own_id_token(hint, b.issuer(), &client.client_id, now)
+            {
+                Ok(c) => c["sub"].as_str().map(str::to_string),
+                // Signed by a key retired since: it cannot be checked, and it only narrows
+                // who may be logged in, so it is ignored (the person logs in as usual).
+                Err(HintError::UnknownKey) => None,
+                Err(HintError::Invalid) => {
+                    return fail(OAuthError::invalid_request(
+                        "id_token_hint is not an ID token this broker issued to this client",
+                    ));
+                }
+            }
+        }
+    };
+    req.hint_sub = hint_sub.clone();
+    let hint_ok = |s: &SessionRecord| {
+        hint_sub
+            .as_deref()
+            .is_none_or(|h| h == super::token::subject(b, &client, &s.account_id))
+    };
+    let policy = b.policy();
+    let need = requirement(&policy, &client, &req);
+    let session = current_session(b, session_cookie).await?;
+    // A session is reused unless the request wants a fresh login (prompt=login, max_age) or
+    // more than the session's facts hold (a step-up). auth_time has whole seconds, so the time
+    // really elapsed may be up to a second more than `now - auth_time`: a difference equal to
+    // max_age may already exceed it, and counts as too old (max_age=0 always re-authenticates).
+    let fresh =
+        |f: &AuthFacts| !req.prompt_login && req.max_age.is_none_or(|m| now - f.auth_time < m);
+    let usable = session
+        .clone()
+        .filter(|(s, f)| hint_ok(s) && fresh(f) && !need.wants_step_up(&policy, f, now));
+    // A step-up where proofing is all that is missing asks only for the signature certificate.
+    let proofing_only = match (&session, &usable) {
+        (Some((s, f)), None) if hint_ok(s) && fresh(f) && !f.proofed => {
+            let proofed = AuthFacts {
+                proofed: true,
+                ..f.clone()
+            };
+            match (&f.cert_issuer, &f.cert_serial) {
+                (Some(issuer), Some(serial)) if !need.wants_step_up(&policy, &proofed, now) => {
+                    Some(PendingAuth {
+                        issuer: issuer.clone(),
+                        serial: serial.clone(),
+                        not_after: 0,
+                        facts: f.clone(),
+                    })
+                }
+                _ => None,
+            }
+        }
+        _ => None,
+    };
+    let Some((session, facts)) = usable else {
+        if req.prompt_none && session.as_ref().is_some_and(|(s, _)| !hint_ok(s)) {
+            return fail(OAuthError::login_required(
+                "the person logged in is not the one id_token_hint names, and prompt=none forbids asking",
+            ));
+        }
+        if req.prompt_none {
+            return fail(OAuthError::login_required(
+                "the person is not logged in (or must log in again) and prompt=none forbids asking",
+            ));
+        }
+        let (tx_id, browser_secret) =
+            match new_transaction(b, &client, &req, None, proofing_only.as_ref(), source).await? {
+                Ok(t) => t,
+                Err(e) => return fail(e),
+            };
+        return Ok(AuthorizeOutcome::Login {
+            tx_id,
+            browser_secret,
+        });
+    };
+    if !req.prompt_consent && has_consent(b, &session.account_id, &client, &req).await? {
+        let url = issue_code(b, &client, &req, &session.account_id, &facts, None)
+            .await?
+            .ok_or_else(|| OAuthError::server_error("no login transaction to finish"))?;
+        return Ok(AuthorizeOutcome::Redirect(url));
+    }
+    if req.prompt_none {
+        return fail(OAuthError::consent_required(
+            "the person has not consented to this relying party and scope, and prompt=none forbids asking",
+        ));
+    }
+    let (tx_id, browser_secret) =
+        match new_transaction(b, &client, &req, Some((&session, &facts)), None, source).await? {
+            Ok(t) => t,
+            Err(e) => return fail(e),
+        };
+    Ok(AuthorizeOutcome::Consent {
+        tx_id,
+        browser_secret,
+    })
+}
+
+pub(super) async fn has_consent(
+    b: &Broker,
+    account_id: &str,
+    client: &Client,
+    req: &AuthRequest,
+) -> Result<bool, OAuthError> {
+    let items = crate::oidc::claims::consent_items(client, req);
+    if items.is_empty() {
+        // Only a pairwise identifier leaves: nothing to consent to.
+        return Ok(true);
+    }
+    let Some(granted) = b.store.get_consent(account_id, &client.client_id).await? else {
+        return Ok(false);
+    };
+    let granted: Vec<&str> = granted.split(' ').collect();
+    Ok(items.iter().all(|s| granted.contains(&s.as_str())))
+}
+
+/// The secret in the card-helper link, derived from the transaction and the browser's
+/// secret so that only the browser that started the login can show it.
+pub fn helper_secret(b: &Broker, tx_id: &str, browser_secret: &str) -> String {
+    b.mac(
+        "helper-link",
+        format!("{tx_id}\n{browser_secret}").as_bytes(),
+    )
+}
+
+pub fn helper_url(b: &Broker, helper_secret: &str) -> String {
+    format!("{}/card/v1/tx/{helper_secret}", b.issuer())
+}
+
+/// The server HMAC of a source address: an IPv4 address, or the /64 of an IPv6 address (one
+/// subscriber's network; a single host may hold all of it).
+pub fn source_hash(b: &Broker, source: std::net::IpAddr) -> String {
+    let mut h = match source.to_canonical() {
+        std::net::IpAddr::V4(v4) => b.mac("source", &v4.octets()),
+        std::net::IpAddr::V6(v6) => b.mac("source", &v6.octets()[..8]),
+    };
+    // 132 bits tell sources apart; a shorter key keeps its index small.
+    h.truncate(22);
+    h
+}
+
+/// Store a new login transaction: its id and the browser's secret, or — when its relying party
+/// or its source has as many transactions open as `[limits]` allow — the refusal to redirect.
+async fn new_transaction(
+    b: &Broker,
+    client: &Client,
+    req: &AuthRequest,
+    session: Option<(&SessionRecord, &AuthFacts)>,
+    proofing: Option<&PendingAuth>,
+    source: Option<std::net::IpAddr>,
+) -> Result<Result<(String, String), OAuthError>, OAuthError> {
+    let now = b.now();
+    let lt = b.config.lifetimes;
+    let tx_id = crate::clock::random_id();
+    let browser_secret = random_token();
+    let helper = helper_secret(b, &tx_id, &browser_secret);
+    let code_num = u16::from_be_bytes(random_bytes::<2>()) % 10_000;
+    let rec = TxRecord {
+        id: tx_id.clone(),
+        browser_hash: token_hash(&browser_secret),
+        helper_hash: token_hash(&helper),
+        client_id: client.client_id.clone(),
+        request_json: serde_json::to_string(req)
+            .map_err(|e| OAuthError::server_error(e.to_string()))?,
+        created_at: now,
+        expires_at: now + lt.transaction,
+        status: if session.is_some() {
+            TxStatus::Authenticated
+        } else {
+            TxStatus::Pending
+        },
+        challenge_nonce: random_token(),
+        challenge_expires_at: now + lt.challenge,
+        challenge_used: session.is_some(),
+        binding_code: format!("{code_num:04}"),
+        csrf: random_token(),
+        account_id: session.map(|(s, _)| s.account_id.clone()),
+        facts_json: session.map(|(s, _)| s.facts_json.clone()),
+        session_hash: session.map(|(s, _)| s.id_hash.clone()),
+        stage: if proofing.is_some() {
+            "signature"
+        } else {
+            "user_auth"
+        }
+        .into(),
+        pending_json: proofing
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(|e| OAuthError::server_error(e.to_string()))?,
+        source_hash: source.map(|s| source_hash(b, s)),
+    };
+    let limits = b.config.limits;
+    let caps = crate::store::TxCaps {
+        per_client: limits.open_transactions_per_client,
+        per_source: limits.open_transactions_per_source,
+    };
+    Ok(match b.store.create_tx(&rec, caps).await? {
+        crate::store::TxCreated::Created => Ok((tx_id, browser_secret)),
+        crate::store::TxCreated::ClientFull => {
+            metrics::counter!("broker_login_transactions_refused_total", "cap" => "client")
+                .increment(1);
+            tracing::warn!(client = %client.client_id, cap = caps.per_client, "open login transactions per client at the cap: request refused");
+            Err(OAuthError::temporarily_unavailable(format!(
+                "too many logins to this service are in progress ({}); try again in a few minutes",
+                caps.per_client
+            )))
+        }
+        crate::store::TxCreated::SourceFull => {
+            metrics::counter!("broker_login_transactions_refused_total", "cap" => "source")
+                .increment(1);
+            tracing::warn!(client = %client.client_id, cap = caps.per_source, "open login transactions per source address at the cap: request refused");
+            Err(OAuthError::temporarily_unavailable(format!(
+                "too many logins are in progress from your network address ({}); try again in a few minutes",
+                caps.per_source
+            )))
+        }
+    })
+}
+
+/// Issue a code for `req` and return the success redirect (RFC 9207 `iss` included) — or,
+/// when the authentication does not meet an essential acr or the RP's minimum, the
+/// `unmet_authentication_requirements` error redirect. With `finish_tx`, that login
+/// transaction is marked done in the same database transaction as the code is stored;
+/// `None` if it was done already (another request of the same browser won).
+pub async fn issue_code(
+    b: &Broker,
+    client: &Client,
+    req: &AuthRequest,
+    account_id: &str,
+    facts: &AuthFacts,
+    finish: Option<Finish<'_>>,
+) -> Result<Option<String>, OAuthError> {
+    let policy = b.policy();
+    let acr = match requirement(&policy, client, req).select(&policy, facts, b.now()) {
+        Ok(l) => Some(l.acr.clone()),
+        Err(why) => {
+            if let Some(f) = finish
+                && !b.store.finish_tx(f).await?
+            {
+                return Ok(None);
+            }
+            return Ok(Some(authorize::error_redirect(
+                &req.redirect_uri,
+                req.state.as_deref(),
+                &OAuthError::unmet_authentication_requirements(why),
+                b.issuer(),
+            )));
+        }
+    };
+    let data = CodeData {
+        redirect_uri: req.redirect_uri.clone(),
+        scope: req.scope.clone(),
+        nonce: req.nonce.clone(),
+        code_challenge: req.code_challenge.clone(),
+        acr,
+        facts: facts.clone(),
+        claims: req.claims.clone(),
+    };
+    let code = random_token();
+    let stored = b
+        .store
+        .insert_code(
+            &CodeRecord {
+                code_hash: token_hash(&code),
+                grant_id: uuid::Uuid::new_v4().to_string(),
+                client_id: client.client_id.clone(),
+                account_id: account_id.to_string(),
+                data_json: serde_json::to_string(&data)
+                    .map_err(|e| OAuthError::server_error(e.to_string()))?,
+                expires_at: b.now() + b.config.lifetimes.code,
+                used_at: None,
+            },
+            finish,
+        )
+        .await?;
+    if !stored {
+        return Ok(None);
+    }
+    let mut p = vec![("code", code.as_str())];
+    if let Some(s) = &req.state {
+        p.push(("state", s));
+    }
+    p.push(("iss", b.issuer()));
+    Ok(Some(authorize::redirect_with(&req.redirect_uri, &p)))
+}
