@@ -25,7 +25,6 @@ pub fn challenge_message(c: &IssuedChallenge<'_>) -> Vec<u8> {
 
 /// Why a card response was refused. Each names what was wrong.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum CardLoginError {
     /// No such transaction (or the helper link is wrong).
     #[error("unknown or finished login transaction")]

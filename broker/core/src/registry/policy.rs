@@ -308,7 +308,7 @@ mod tests {
 
     #[test]
     fn shipped_policy_loads() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies");
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../policies");
         let p = Policy::load_dir(&dir).unwrap();
         assert!(p.levels.len() >= 2);
         assert!(!p.revocation.issuers.is_empty());

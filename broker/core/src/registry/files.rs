@@ -8,7 +8,7 @@ use std::time::SystemTime;
 /// The observable state of both directories: changes whenever a `*.toml` file in either is
 /// added, removed, renamed, resized, touched or replaced.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Fingerprint(Vec<DirState>);
+pub struct Fingerprint(Vec<DirState>);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum DirState {
@@ -59,7 +59,7 @@ pub fn content_digest(dirs: &[&Path]) -> String {
     hex::encode(&h.finish().as_ref()[..8])
 }
 
-pub(crate) fn fingerprint(dirs: &[&Path]) -> Fingerprint {
+pub fn fingerprint(dirs: &[&Path]) -> Fingerprint {
     Fingerprint(dirs.iter().map(|d| dir_state(d)).collect())
 }
 

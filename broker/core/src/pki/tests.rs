@@ -464,7 +464,7 @@ fn trust_store_rejects_bad_anchors() {
 fn real_cert_path() -> &'static str {
     concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/fixtures/jpki-user-auth-real.der"
+        "/../../../shared/fixtures/jpki-user-auth-real.der"
     )
 }
 

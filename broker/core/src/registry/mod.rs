@@ -782,7 +782,7 @@ danger_allow_api_with_client_secret = true
 
     #[test]
     fn benchmark_relying_parties_load() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../bench/relying-parties");
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench/relying-parties");
         let reg = Registry::load_dir(&dir).unwrap();
         assert!(reg.get("bench-public").unwrap().is_public());
         assert_eq!(
@@ -811,7 +811,7 @@ danger_allow_api_with_client_secret = true
 
     #[test]
     fn shipped_examples_load() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../relying-parties");
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../relying-parties");
         let reg = Registry::load_dir(&dir).unwrap();
         for id in [
             "city-portal",

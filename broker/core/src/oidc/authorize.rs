@@ -422,7 +422,7 @@ mod tests {
     use super::*;
 
     fn reg() -> Registry {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../relying-parties");
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../relying-parties");
         Registry::load_dir(&dir).unwrap()
     }
 
