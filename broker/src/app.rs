@@ -37,7 +37,7 @@ pub struct Broker {
     /// Per-client rate limits of the broker's APIs.
     pub rate_limits: RateLimits,
     /// Server MAC key: pairwise subjects and helper-link derivation (separate labels).
-    mac_key: aws_lc_rs::hmac::Key,
+    mac_key: crate::clock::ServerKey,
     /// `registry::files::content_digest` of the served snapshot's files.
     snapshot_digest: std::sync::Mutex<String>,
     /// Access tokens whose signature was verified, by SHA-256 of the token: a token presented
@@ -127,7 +127,7 @@ impl Broker {
         let now = clock.now().unix_timestamp();
         let keys = load_or_create_keys(store.as_ref(), now).await?;
         let mac = store.secret("mac_key", &random_token()).await?;
-        let mac_key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, mac.as_bytes());
+        let mac_key = crate::clock::ServerKey::new(mac.as_bytes());
         let checker = crate::revocation::Checker::new(
             policy.revocation.clone(),
             config.issuer_str(),
@@ -291,11 +291,12 @@ impl Broker {
 
     /// HMAC-SHA256 under the server key of `label` ‖ 0 ‖ `data`, base64url.
     pub fn mac(&self, label: &str, data: &[u8]) -> String {
-        let mut ctx = aws_lc_rs::hmac::Context::with_key(&self.mac_key);
-        ctx.update(label.as_bytes());
-        ctx.update(&[0]);
-        ctx.update(data);
-        crate::clock::b64url(ctx.sign().as_ref())
+        self.mac_key.mac(label, data)
+    }
+
+    /// The server's MAC key.
+    pub fn server_key(&self) -> &crate::clock::ServerKey {
+        &self.mac_key
     }
 
     pub fn demo(&self) -> bool {

@@ -679,7 +679,17 @@ async fn a_plan_overtaken_by_another_link_writes_nothing() {
                 &tx.challenge_nonce,
                 "n2",
                 t.broker.now() + 60,
-                "{}"
+                &broker::authn::ceremony::PendingAuth {
+                    issuer: auth.issuer.clone(),
+                    serial: auth.serial_hex.clone(),
+                    not_after: 0,
+                    facts: broker::authn::AuthFacts::jpki_user_auth(
+                        &auth.issuer,
+                        &auth.serial_hex,
+                        broker::authn::RevocationFact::Good,
+                        0,
+                    ),
+                },
             )
             .await
             .unwrap()

@@ -97,3 +97,31 @@ pub fn token_hash(token: &str) -> String {
 pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && aws_lc_rs::constant_time::verify_slices_are_equal(a, b).is_ok()
 }
+
+/// The server's MAC key (HMAC-SHA256), one per deployment (kept in the store): pairwise
+/// subjects, helper links and source addresses are derived with it, each under its own label.
+pub struct ServerKey(aws_lc_rs::hmac::Key);
+
+impl ServerKey {
+    pub fn new(secret: &[u8]) -> ServerKey {
+        ServerKey(aws_lc_rs::hmac::Key::new(
+            aws_lc_rs::hmac::HMAC_SHA256,
+            secret,
+        ))
+    }
+
+    /// HMAC-SHA256 of `label` ‖ 0 ‖ `data`, base64url.
+    pub fn mac(&self, label: &str, data: &[u8]) -> String {
+        let mut ctx = aws_lc_rs::hmac::Context::with_key(&self.0);
+        ctx.update(label.as_bytes());
+        ctx.update(&[0]);
+        ctx.update(data);
+        b64url(ctx.sign().as_ref())
+    }
+}
+
+impl std::fmt::Debug for ServerKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ServerKey(…)")
+    }
+}

@@ -2,9 +2,9 @@
 //! `oidc::authorize`), the browser's SSO session and the person's consent decide whether a code
 //! is issued at once, consent is asked, or a login transaction starts.
 
-use super::card::PendingAuth;
 use crate::app::Broker;
 use crate::authn::AuthFacts;
+use crate::authn::ceremony::{PendingAuth, Stage};
 use crate::clock::{random_bytes, random_token, token_hash};
 use crate::oidc::OAuthError;
 use crate::oidc::authorize::{self, AuthRequest, AuthorizeError, requirement};
@@ -106,9 +106,9 @@ pub async fn authorize(
     };
     req.hint_sub = hint_sub.clone();
     let hint_ok = |s: &SessionRecord| {
-        hint_sub
-            .as_deref()
-            .is_none_or(|h| h == super::token::subject(b, &client, &s.account_id))
+        hint_sub.as_deref().is_none_or(|h| {
+            h == crate::oidc::token::subject(b.server_key(), &client, &s.account_id)
+        })
     };
     let policy = b.policy();
     let need = requirement(&policy, &client, &req);
@@ -267,16 +267,10 @@ async fn new_transaction(
         account_id: session.map(|(s, _)| s.account_id.clone()),
         facts_json: session.map(|(s, _)| s.facts_json.clone()),
         session_hash: session.map(|(s, _)| s.id_hash.clone()),
-        stage: if proofing.is_some() {
-            "signature"
-        } else {
-            "user_auth"
-        }
-        .into(),
-        pending_json: proofing
-            .map(serde_json::to_string)
-            .transpose()
-            .map_err(|e| OAuthError::server_error(e.to_string()))?,
+        stage: match proofing {
+            Some(p) => Stage::Proofing(p.clone()),
+            None => Stage::UserAuth,
+        },
         source_hash: source.map(|s| source_hash(b, s)),
     };
     let limits = b.config.limits;

@@ -1,15 +1,17 @@
 //! The conductor's card-helper steps: the challenge behind a helper link, and the helper's
-//! answer — user authentication, then identity proofing when it is needed.
+//! answer. Each answer is loaded (the transaction), checked (`authn::card::verify_response`, the
+//! revocation status), decided (`authn::ceremony`: authenticated, or on to proofing; then
+//! `authn::proofing::decide_link`), and written once.
 
 use super::authorize::helper_url;
 use crate::app::Broker;
+use crate::authn::RevocationFact;
 use crate::authn::card::{self, CardLoginError, CardResponse, IssuedChallenge};
-use crate::authn::{AuthFacts, RevocationFact};
+use crate::authn::ceremony::{self, Needs, PendingAuth, Stage, Step, UserAuthAnswer};
 use crate::clock::{random_token, token_hash};
-use crate::oidc::authorize::AuthRequest;
-use crate::oidc::authorize::requirement;
-use crate::pki::CertKind;
-use crate::store::{CardLoginOutcome, CertLink, TxRecord, TxStatus};
+use crate::oidc::authorize::{AuthRequest, requirement};
+use crate::pki::{CertKind, ValidatedCert};
+use crate::store::{CardLoginOutcome, CertLink, StoreError, TxRecord, TxStatus};
 use serde::{Deserialize, Serialize};
 
 /// What the card helper sees when it opens the link.
@@ -24,48 +26,32 @@ pub struct ChallengeView {
     pub client_name_ja: String,
     pub binding_code: String,
     pub expires_at: i64,
-    /// Which certificate and PIN: `user_auth`.
+    /// Which certificate and PIN: `user_auth`, or `signature` for identity proofing.
     pub certificate: String,
     /// Where to POST the response.
     pub response_uri: String,
 }
 
-/// Check the certificate's revocation status; fail closed unless the policy names fail-open
-/// levels (then the session records that revocation was not confirmed).
-async fn revocation_fact(
-    b: &Broker,
-    cert: &crate::pki::ValidatedCert,
-) -> Result<RevocationFact, CardLoginError> {
-    use crate::pki::CertStatus;
-    match b.checker().check(cert).await {
-        Ok(ev) => match ev.status {
-            CertStatus::Good => Ok(RevocationFact::Good),
-            CertStatus::Revoked { reason, .. } => {
-                tracing::info!(serial = %cert.serial_hex, reason = reason.map_or("unspecified", |r| r.as_str()), "revoked card refused");
-                Err(CardLoginError::Revoked { reason })
-            }
-            CertStatus::Unknown => Err(CardLoginError::RevocationUnknown),
-        },
-        // The detail (responder URL, CRL location) goes to the log, never to the person.
-        Err(e) if b.policy().revocation.fail_open_levels.is_empty() => {
-            tracing::warn!(serial = %cert.serial_hex, error = %e, "revocation status unavailable: login refused");
-            Err(CardLoginError::RevocationUnavailable(e.public_message()))
-        }
-        Err(e) => {
-            tracing::warn!(serial = %cert.serial_hex, error = %e, "revocation unconfirmed: fail-open by policy");
-            Ok(RevocationFact::Unconfirmed)
-        }
-    }
+/// What a helper's answer achieved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CardOutcome {
+    /// The transaction is authenticated; the browser continues.
+    Authenticated,
+    /// The account must be proofed first: answer the next challenge (GET the link again) with
+    /// the signature certificate and its PIN.
+    ProofingRequired,
 }
 
-fn internal<E: std::fmt::Display + 'static>(e: E) -> CardLoginError {
-    tracing::error!(error = %e, "card login: internal failure");
-    match (&e as &dyn std::any::Any).downcast_ref::<crate::store::StoreError>() {
-        Some(crate::store::StoreError::Unavailable(_)) => CardLoginError::Unavailable,
+/// The store failing during a card step (the detail is logged).
+fn internal(e: StoreError) -> CardLoginError {
+    tracing::error!(error = %e, "card login: store failure");
+    match e {
+        StoreError::Unavailable(_) => CardLoginError::Unavailable,
         _ => CardLoginError::Internal,
     }
 }
 
+/// The transaction behind a helper link, while its challenge may still be answered.
 async fn helper_tx(b: &Broker, helper_secret: &str) -> Result<TxRecord, CardLoginError> {
     let tx = b
         .store
@@ -85,21 +71,13 @@ async fn helper_tx(b: &Broker, helper_secret: &str) -> Result<TxRecord, CardLogi
 /// The challenge a transaction currently asks for.
 fn issued<'a>(b: &'a Broker, tx: &'a TxRecord) -> IssuedChallenge<'a> {
     IssuedChallenge {
-        kind: stage_kind(&tx.stage),
+        kind: tx.stage.kind(),
         issuer: b.issuer(),
         transaction: &tx.id,
         client_id: &tx.client_id,
         nonce: &tx.challenge_nonce,
         expires_at: tx.challenge_expires_at,
         used: tx.challenge_used,
-    }
-}
-
-fn stage_kind(stage: &str) -> CertKind {
-    if stage == "signature" {
-        CertKind::Signature
-    } else {
-        CertKind::UserAuth
     }
 }
 
@@ -124,28 +102,37 @@ pub async fn card_challenge(
         client_name_ja: client.display_name_ja.clone(),
         binding_code: tx.binding_code.clone(),
         expires_at: tx.challenge_expires_at,
-        certificate: tx.stage.clone(),
+        certificate: tx.stage.name().into(),
         response_uri: helper_url(b, helper_secret),
     })
 }
 
-/// What a helper's answer achieved.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CardOutcome {
-    /// The transaction is authenticated; the browser continues.
-    Authenticated,
-    /// The account must be proofed first: answer the next challenge (GET the link again) with
-    /// the signature certificate and its PIN.
-    ProofingRequired,
-}
-
-/// What stage one (user-authentication certificate) established, kept while proofing runs.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct PendingAuth {
-    pub issuer: String,
-    pub serial: String,
-    pub not_after: i64,
-    pub facts: AuthFacts,
+/// The certificate's revocation status as the ceremony's fact (`ceremony::revocation_fact`):
+/// fail closed unless the policy names fail-open levels. Why no answer could be had is logged,
+/// never shown.
+async fn revocation(b: &Broker, cert: &ValidatedCert) -> Result<RevocationFact, CardLoginError> {
+    let checked = b.checker().check(cert).await;
+    let fail_open = !b.policy().revocation.fail_open_levels.is_empty();
+    match &checked {
+        Ok(ev) => {
+            if let crate::pki::CertStatus::Revoked { reason, .. } = &ev.status {
+                tracing::info!(serial = %cert.serial_hex, reason = reason.map_or("unspecified", |r| r.as_str()), "revoked card refused");
+            }
+        }
+        Err(e) if fail_open => {
+            tracing::warn!(serial = %cert.serial_hex, error = %e, "revocation unconfirmed: fail-open by policy")
+        }
+        Err(e) => {
+            tracing::warn!(serial = %cert.serial_hex, error = %e, "revocation status unavailable: login refused")
+        }
+    }
+    ceremony::revocation_fact(
+        checked
+            .as_deref()
+            .map(|ev| &ev.status)
+            .map_err(|e| e.public_message()),
+        fail_open,
+    )
 }
 
 /// POST of the helper link: certificate + signature. On success the transaction is
@@ -158,136 +145,175 @@ pub async fn card_submit(
 ) -> Result<CardOutcome, CardLoginError> {
     let tx = helper_tx(b, helper_secret).await?;
     let cert = card::verify_response(&issued(b, &tx), response, &b.trust, b.clock.now())?;
-    let revocation = revocation_fact(b, &cert).await?;
-    if tx.stage == "signature" {
-        return proofing_stage(b, &tx, &cert, revocation).await;
+    let revocation = revocation(b, &cert).await?;
+    match &tx.stage {
+        Stage::UserAuth => user_authentication(b, &tx, &cert, revocation).await,
+        Stage::Proofing(pending) => proofing(b, &tx, pending, &cert, revocation).await,
     }
+}
+
+/// The user-authentication certificate answered.
+async fn user_authentication(
+    b: &Broker,
+    tx: &TxRecord,
+    cert: &ValidatedCert,
+    revocation: RevocationFact,
+) -> Result<CardOutcome, CardLoginError> {
     let now = b.now();
-    let mut facts = AuthFacts::jpki_user_auth(&cert.issuer, &cert.serial_hex, revocation, now);
-    let policy = b.policy();
+    // Load: the account of the certificate, and whether its verified claims are current.
     let account = b
         .store
         .account_by_cert(&cert.issuer, &cert.serial_hex)
         .await
         .map_err(internal)?;
-    if let Some(a) = &account
-        && let Some(v) = b.store.verified_claims(a).await.map_err(internal)?
-        && v.stale_since.is_none()
-    {
-        facts.proofed = !signature_cert_revoked(b, &v).await.map_err(internal)?;
-    }
-    if crate::assurance::choose_acr(&policy, &facts, &[]).is_none() {
-        // Fail-open was allowed, but no fail-open level fits these facts.
-        return Err(CardLoginError::RevocationUnavailable(
-            "no level of the policy may be granted without it",
-        ));
-    }
-    let req: AuthRequest = serde_json::from_str(&tx.request_json).map_err(internal)?;
-    let client = b.registry().get(&tx.client_id).cloned();
-    let wants_identity = client
-        .as_deref()
-        .is_some_and(|c| crate::oidc::claims::wants_identity(c, &req));
-    let needs_level = client
-        .as_deref()
-        .is_some_and(|c| requirement(&policy, c, &req).needs_proofing(&policy, &facts, now));
-    // Proofing is asked for when a new account would be created without it (unless the
-    // policy allows unproofed accounts), or when the request needs it and the account's claims
-    // are missing or stale.
-    let new_unproofed = account.is_none() && !policy.proofing.allow_unproofed;
-    if new_unproofed || (!facts.proofed && (wants_identity || needs_level)) {
-        let pending = PendingAuth {
-            issuer: cert.issuer.clone(),
-            serial: cert.serial_hex.clone(),
-            not_after: cert.not_after.unix_timestamp(),
-            facts,
-        };
-        let ok = b
-            .store
-            .begin_proofing(
-                &tx.helper_hash,
-                &tx.challenge_nonce,
-                &random_token(),
-                now + b.config.lifetimes.challenge,
-                &serde_json::to_string(&pending).map_err(internal)?,
-            )
-            .await
-            .map_err(internal)?;
-        if !ok {
-            return Err(CardLoginError::ChallengeUsed);
-        }
-        tracing::info!(tx = %tx.id, "identity proofing required");
-        return Ok(CardOutcome::ProofingRequired);
-    }
-    let link = CertLink {
-        issuer: cert.issuer.clone(),
-        serial: cert.serial_hex.clone(),
-        kind: "user_auth".into(),
-        not_after: cert.not_after.unix_timestamp(),
+    let claims_current = match &account {
+        Some(a) => super::claims::current(b, a).await.map_err(internal)?,
+        None => false,
     };
-    let facts_json = serde_json::to_string(&facts).map_err(internal)?;
-    let outcome = b
-        .store
-        .complete_card_login(
-            &tx.helper_hash,
-            &tx.challenge_nonce,
-            &link,
-            account.as_deref(),
-            &facts_json,
-            now,
-        )
-        .await
-        .map_err(internal)?;
-    match outcome {
-        CardLoginOutcome::Authenticated {
-            account_id,
-            new_account,
-        } => {
-            tracing::info!(tx = %tx.id, account = %account_id, new_account, serial = %cert.serial_hex, "card login");
-            Ok(CardOutcome::Authenticated)
+    // Decide.
+    let policy = b.policy();
+    let req: AuthRequest = serde_json::from_str(&tx.request_json).map_err(|e| {
+        tracing::error!(error = %e, "stored authorization request unreadable");
+        CardLoginError::Internal
+    })?;
+    let client = b.registry().get(&tx.client_id).cloned();
+    let required = client.as_deref().map(|c| requirement(&policy, c, &req));
+    let needs = Needs {
+        allow_unproofed: policy.proofing.allow_unproofed,
+        identity: client
+            .as_deref()
+            .is_some_and(|c| crate::oidc::claims::wants_identity(c, &req)),
+        grantable: &|f| crate::assurance::choose_acr(&policy, f, &[]).is_some(),
+        level_needs_proofing: &|f| {
+            required
+                .as_ref()
+                .is_some_and(|r| r.needs_proofing(&policy, f, now))
+        },
+    };
+    let answer = UserAuthAnswer {
+        cert,
+        revocation,
+        account: account.as_deref(),
+        claims_current,
+        now,
+    };
+    // Write once.
+    match ceremony::on_user_auth(&tx.stage, &answer, &needs)? {
+        Step::Proof(pending) => {
+            let moved = b
+                .store
+                .begin_proofing(
+                    &tx.helper_hash,
+                    &tx.challenge_nonce,
+                    &random_token(),
+                    now + b.config.lifetimes.challenge,
+                    &pending,
+                )
+                .await
+                .map_err(internal)?;
+            if !moved {
+                return Err(CardLoginError::ChallengeUsed);
+            }
+            tracing::info!(tx = %tx.id, "identity proofing required");
+            Ok(CardOutcome::ProofingRequired)
         }
-        CardLoginOutcome::ChallengeUsed => Err(CardLoginError::ChallengeUsed),
-        CardLoginOutcome::LinkConflict => Err(CardLoginError::LinkConflict),
+        Step::Authenticated { facts } => {
+            let link = CertLink {
+                issuer: cert.issuer.clone(),
+                serial: cert.serial_hex.clone(),
+                kind: "user_auth".into(),
+                not_after: cert.not_after.unix_timestamp(),
+            };
+            let facts_json = to_json(&facts)?;
+            match b
+                .store
+                .complete_card_login(
+                    &tx.helper_hash,
+                    &tx.challenge_nonce,
+                    &link,
+                    account.as_deref(),
+                    &facts_json,
+                    now,
+                )
+                .await
+                .map_err(internal)?
+            {
+                CardLoginOutcome::Authenticated {
+                    account_id,
+                    new_account,
+                } => {
+                    tracing::info!(tx = %tx.id, account = %account_id, new_account, serial = %cert.serial_hex, "card login");
+                    Ok(CardOutcome::Authenticated)
+                }
+                CardLoginOutcome::ChallengeUsed => Err(CardLoginError::ChallengeUsed),
+                CardLoginOutcome::LinkConflict => Err(CardLoginError::LinkConflict),
+            }
+        }
     }
 }
 
-/// 現況確認: is the signature certificate behind an account's verified claims revoked now?
-/// If so the claims are marked stale (e.g. `affiliationChanged`: the person's basic
-/// information changed) and are not released until the person proofs again. Without an
-/// answer the claims stand (they were verified; the login itself was checked separately).
-/// Asked at every login and every release of the claims (token, userinfo): a cache hit costs a
-/// hash lookup, and a revocation is seen within the revocation cache's bound (at once after
-/// `broker certs purge`).
-pub(crate) async fn signature_cert_revoked(
+/// The signature certificate answered: it proofs the person; its basic four become the
+/// account's verified claims and both certificates are linked to the account the link rules
+/// allow.
+async fn proofing(
     b: &Broker,
-    v: &crate::store::VerifiedClaimsRecord,
-) -> Result<bool, crate::store::StoreError> {
-    let (Some(issuer_cert_der), Ok(serial)) =
-        (b.anchor_der(&v.sign_anchor), hex::decode(&v.sign_serial))
-    else {
-        return Ok(false);
-    };
-    let cert = crate::revocation::CertRef {
-        anchor_label: v.sign_anchor.clone(),
-        issuer_cert_der,
-        serial,
-    };
-    match b.checker().check_ref(&cert).await {
-        Ok(ev) => match &ev.status {
-            crate::pki::CertStatus::Revoked { reason, .. } => {
-                let why = reason.map_or("unspecified", |r| r.as_str());
-                b.store
-                    .mark_claims_stale(&v.sign_issuer, &v.sign_serial, why, b.now())
-                    .await?;
-                tracing::info!(account = %v.account_id, reason = why, "verified claims are stale: the signature certificate was revoked");
-                Ok(true)
-            }
-            _ => Ok(false),
+    tx: &TxRecord,
+    pending: &PendingAuth,
+    cert: &ValidatedCert,
+    revocation: RevocationFact,
+) -> Result<CardOutcome, CardLoginError> {
+    let proofed = ceremony::on_signature(&tx.stage, cert, revocation, b.clock.now())?;
+    let mut p = crate::store::Proofing {
+        sign_anchor: cert.anchor_label.clone(),
+        auth: CertLink {
+            issuer: pending.issuer.clone(),
+            serial: pending.serial.clone(),
+            kind: "user_auth".into(),
+            not_after: pending.not_after,
         },
-        Err(e) => {
-            tracing::warn!(account = %v.account_id, error = %e, "cannot re-check the signature certificate; verified claims kept");
-            Ok(false)
+        sign: CertLink {
+            issuer: cert.issuer.clone(),
+            serial: cert.serial_hex.clone(),
+            kind: "signature".into(),
+            not_after: cert.not_after.unix_timestamp(),
+        },
+        claims_json: to_json(&proofed.claims)?,
+        evidence_json: to_json(&proofed.evidence)?,
+        facts_json: to_json(&proofed.facts)?,
+        plan: crate::authn::proofing::LinkPlan::New,
+    };
+    let now = b.now();
+    // A link made meanwhile by another login (the same card's first login in two tabs, say)
+    // undoes the write; the decision is made again over the links as they are now, once.
+    for attempt in 0..2 {
+        p.plan = link_plan(b, pending, cert, &proofed.claims.birthdate).await?;
+        match b
+            .store
+            .complete_proofing(&tx.helper_hash, &tx.challenge_nonce, &p, now)
+            .await
+            .map_err(internal)?
+        {
+            CardLoginOutcome::Authenticated {
+                account_id,
+                new_account,
+            } => {
+                tracing::info!(target: "audit", tx = %tx.id, account = %account_id, new_account, sign_serial = %cert.serial_hex, "identity proofed");
+                return Ok(CardOutcome::Authenticated);
+            }
+            CardLoginOutcome::ChallengeUsed => return Err(CardLoginError::ChallengeUsed),
+            CardLoginOutcome::LinkConflict if attempt == 0 => continue,
+            CardLoginOutcome::LinkConflict => return Err(CardLoginError::LinkConflict),
         }
     }
+    Err(CardLoginError::LinkConflict)
+}
+
+/// A record as stored (JSON).
+fn to_json<T: Serialize>(v: &T) -> Result<String, CardLoginError> {
+    serde_json::to_string(v).map_err(|e| {
+        tracing::error!(error = %e, "record not serializable");
+        CardLoginError::Internal
+    })
 }
 
 /// The account of the certificate this one renews, following J-LIS-style link information
@@ -317,76 +343,6 @@ async fn renewed_account(
         serial = prev;
     }
     Ok(None)
-}
-
-/// Stage two: the signature certificate proofs the person; its basic four become the
-/// account's verified claims and both certificates are linked to the account.
-async fn proofing_stage(
-    b: &Broker,
-    tx: &TxRecord,
-    cert: &crate::pki::ValidatedCert,
-    revocation: RevocationFact,
-) -> Result<CardOutcome, CardLoginError> {
-    let pending: PendingAuth = tx
-        .pending_json
-        .as_deref()
-        .and_then(|p| serde_json::from_str(p).ok())
-        .ok_or(CardLoginError::UnknownTransaction)?;
-    let basic4 = cert
-        .basic4
-        .as_ref()
-        .ok_or(CardLoginError::NoBasicInformation)?;
-    let now = b.now();
-    let mut facts = pending.facts.clone();
-    facts.proofed = true;
-    // The weaker of the two certificates' revocation answers stands.
-    if revocation == RevocationFact::Unconfirmed {
-        facts.revocation = RevocationFact::Unconfirmed;
-    }
-    let claims = crate::authn::proofing::IdentityClaims::from(basic4);
-    let evidence = crate::authn::proofing::ProofingEvidence::of(cert, b.clock.now());
-    let mut p = crate::store::Proofing {
-        sign_anchor: cert.anchor_label.clone(),
-        auth: CertLink {
-            issuer: pending.issuer.clone(),
-            serial: pending.serial.clone(),
-            kind: "user_auth".into(),
-            not_after: pending.not_after,
-        },
-        sign: CertLink {
-            issuer: cert.issuer.clone(),
-            serial: cert.serial_hex.clone(),
-            kind: "signature".into(),
-            not_after: cert.not_after.unix_timestamp(),
-        },
-        claims_json: serde_json::to_string(&claims).map_err(internal)?,
-        evidence_json: serde_json::to_string(&evidence).map_err(internal)?,
-        facts_json: serde_json::to_string(&facts).map_err(internal)?,
-        plan: crate::authn::proofing::LinkPlan::New,
-    };
-    // A link made meanwhile by another login (the same card's first login in two tabs, say)
-    // undoes the write; the decision is made again over the links as they are now, once.
-    for attempt in 0..2 {
-        p.plan = link_plan(b, &pending, cert, &claims.birthdate).await?;
-        match b
-            .store
-            .complete_proofing(&tx.helper_hash, &tx.challenge_nonce, &p, now)
-            .await
-            .map_err(internal)?
-        {
-            CardLoginOutcome::Authenticated {
-                account_id,
-                new_account,
-            } => {
-                tracing::info!(target: "audit", tx = %tx.id, account = %account_id, new_account, sign_serial = %cert.serial_hex, "identity proofed");
-                return Ok(CardOutcome::Authenticated);
-            }
-            CardLoginOutcome::ChallengeUsed => return Err(CardLoginError::ChallengeUsed),
-            CardLoginOutcome::LinkConflict if attempt == 0 => continue,
-            CardLoginOutcome::LinkConflict => return Err(CardLoginError::LinkConflict),
-        }
-    }
-    Err(CardLoginError::LinkConflict)
 }
 
 /// Which account the two certificates of a proofing may join (`authn::proofing::decide_link`

@@ -113,7 +113,7 @@ pub async fn continue_login(
     // The request named someone (id_token_hint) and someone else logged in: no session, no
     // code — login_required back to the relying party (OIDC Core 3.1.2.1).
     if let Some(h) = &req.hint_sub
-        && *h != super::token::subject(b, &client, &account_id)
+        && *h != crate::oidc::token::subject(b.server_key(), &client, &account_id)
     {
         if !b.store.finish_tx(Finish::tx(&tx.id)).await? {
             return Err(TxError::Gone);
@@ -234,6 +234,6 @@ pub async fn tx_status(
         helper_url: helper_url(b, &helper_secret(b, tx_id, secret)),
         binding_code: bt.tx.binding_code.clone(),
         continue_url: format!("{}/login/{}/continue", b.issuer(), tx_id),
-        stage: bt.tx.stage.clone(),
+        stage: bt.tx.stage.name().into(),
     })
 }

@@ -6,6 +6,7 @@ use crate::oidc::OAuthError;
 
 pub mod authorize;
 pub mod card;
+pub mod claims;
 pub mod cluster;
 pub mod keys;
 pub mod login;

@@ -1,19 +1,19 @@
 //! The conductor's token endpoint, userinfo, introspection and revocation: loads what each
 //! request needs, has `oidc::token` check and mint, writes once.
 
+use super::claims::released;
 use crate::app::Broker;
-use crate::authn::proofing::{IdentityClaims, ProofingEvidence};
 use crate::clock::{ct_eq, sha256};
 use crate::clock::{random_token, token_hash};
 use crate::oidc::OAuthError;
-use crate::oidc::claims::{self, Identity, Target};
+use crate::oidc::claims::Target;
 use crate::oidc::keys::half_hash;
 use crate::oidc::token::{
     IssuedCode, JWT_BEARER, PresentedCredentials, RefreshData, TokenResponse, assertion_subject,
-    check_code, target_member, verify_assertion,
+    check_code, subject, verify_assertion,
 };
 use crate::registry::API_SCOPES;
-use crate::registry::{AuthMethod, Client, GrantType, SubjectType};
+use crate::registry::{AuthMethod, Client, GrantType};
 use crate::store::{GrantRecord, Redeem, RefreshRecord};
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
@@ -102,68 +102,6 @@ pub async fn authenticate_client(
         }
     }
     Ok(client)
-}
-
-/// The account's current (not stale) verified claims, if any.
-async fn load_identity(
-    b: &Broker,
-    account_id: &str,
-) -> Result<Option<(IdentityClaims, ProofingEvidence, i64)>, OAuthError> {
-    let Some(v) = b.store.verified_claims(account_id).await? else {
-        return Ok(None);
-    };
-    if v.stale_since.is_some() || super::card::signature_cert_revoked(b, &v).await? {
-        return Ok(None);
-    }
-    let claims: IdentityClaims = serde_json::from_str(&v.claims_json)
-        .map_err(|e| OAuthError::server_error(format!("verified claims: {e}")))?;
-    let evidence: ProofingEvidence = serde_json::from_str(&v.evidence_json)
-        .map_err(|e| OAuthError::server_error(format!("evidence: {e}")))?;
-    Ok(Some((claims, evidence, v.verified_at)))
-}
-
-/// The personal claims for `target` of this grant.
-async fn released(
-    b: &Broker,
-    client: &Client,
-    account_id: &str,
-    scope: &[String],
-    claims_param: Option<&Value>,
-    target: Target,
-) -> Result<Map<String, Value>, OAuthError> {
-    if claims::requested(client, scope, claims_param, target).is_empty()
-        && claims_param
-            .and_then(|c| c.pointer(&format!("/{}/verified_claims", target_member(target))))
-            .is_none()
-    {
-        return Ok(Map::new());
-    }
-    let loaded = load_identity(b, account_id).await?;
-    let identity = loaded.as_ref().map(|(c, e, t)| Identity {
-        claims: c,
-        evidence: e,
-        verified_at: *t,
-    });
-    let policy = b.policy();
-    Ok(claims::release(
-        client,
-        scope,
-        claims_param,
-        identity.as_ref(),
-        &policy.proofing.trust_framework,
-        target,
-    ))
-}
-
-/// The pairwise (or public) subject of `account_id` for `client`.
-pub fn subject(b: &Broker, client: &Client, account_id: &str) -> String {
-    match client.subject_type {
-        SubjectType::Public => account_id.to_string(),
-        SubjectType::Pairwise => b.mac(
-            "pairwise-sub",
-            format!("{}\n{account_id}", client.sector).as_bytes(),
-        ),
-    }
 }
 
 /// POST /token.
@@ -485,7 +423,7 @@ fn mint(
 ) -> TokenResponse {
     let now = b.now();
     let lt = b.config.lifetimes;
-    let sub = subject(b, client, &rd.account_id);
+    let sub = subject(b.server_key(), client, &rd.account_id);
     let scope = rd.scope.join(" ");
     let mut at = json!({
         "iss": b.issuer(),
@@ -653,7 +591,7 @@ pub async fn introspect(
             "token_type": "refresh_token",
             "scope": rd.scope.join(" "),
             "client_id": rd.client_id,
-            "sub": subject(b, client, &rd.account_id),
+            "sub": subject(b.server_key(), client, &rd.account_id),
             "exp": r.expires_at, "iat": r.created_at, "iss": b.issuer(),
             "auth_time": rd.facts.auth_time,
         }));

@@ -1,4 +1,4 @@
-//! Connections of [`super::sql::SqlStore`]: sqlx's pool for PostgreSQL; for SQLite, a fixed set
+//! Connections of the `SqlStore` (sql.rs): sqlx's pool for PostgreSQL; for SQLite, a fixed set
 //! of rusqlite connections of our own — one writer, which also serves reads while it is free,
 //! and readers for the reads that come while a transaction holds it — whose statements run on
 //! the calling thread (see [`super::query`]).

@@ -118,10 +118,8 @@ pub struct TxRecord {
     pub account_id: Option<String>,
     pub facts_json: Option<String>,
     pub session_hash: Option<String>,
-    /// `user_auth`, or `signature` once identity proofing was asked for.
-    pub stage: String,
-    /// What the first stage established, kept until proofing completes.
-    pub pending_json: Option<String>,
+    /// What the ceremony waits for (columns `stage` and `pending_json`).
+    pub stage: crate::authn::ceremony::Stage,
     /// Server HMAC of the source address (IPv4, or IPv6 /64) that started it, if known.
     pub source_hash: Option<String>,
 }
@@ -351,15 +349,15 @@ pub trait Store: Send + Sync + 'static {
     /// The account a certificate is linked to.
     async fn account_by_cert(&self, issuer: &str, serial: &str) -> Result<Option<String>>;
     /// Move a pending transaction from its user-authentication challenge (`nonce`, unused) to a
-    /// signature-certificate challenge (`new_nonce`), keeping `pending_json`. False if the
-    /// challenge was used meanwhile.
+    /// signature-certificate challenge (`new_nonce`): the proofing stage, keeping what the user
+    /// authentication established. False if the challenge was used meanwhile.
     async fn begin_proofing(
         &self,
         helper_hash: &str,
         nonce: &str,
         new_nonce: &str,
         new_expires_at: i64,
-        pending_json: &str,
+        pending: &crate::authn::ceremony::PendingAuth,
     ) -> Result<bool>;
     /// In one database transaction: the signature challenge `nonce` is used; the account is
     /// the plan's (or a new one); the certificates not linked yet are linked to it — if one

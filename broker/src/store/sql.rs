@@ -10,6 +10,7 @@
 use super::conn::{Backend, Lite, Tx, sqlite_path};
 use super::query::{Exec, FromRow, Row, from_row, query, query_as, query_scalar};
 use super::*;
+use crate::authn::ceremony::Stage;
 use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyConnection, Connection, Executor};
 use std::time::Duration;
@@ -251,6 +252,27 @@ async fn finish_login(db: &mut (impl Exec + ?Sized), f: Finish<'_>) -> Result<bo
         == 1)
 }
 
+/// The ceremony stage of a transaction from its columns.
+fn stage_from_columns(stage: &str, pending_json: Option<String>) -> Result<Stage> {
+    match (stage, pending_json) {
+        ("user_auth", _) => Ok(Stage::UserAuth),
+        ("signature", Some(p)) => serde_json::from_str(&p)
+            .map(Stage::Proofing)
+            .map_err(|e| StoreError::Corrupt(format!("pending authentication: {e}"))),
+        (other, _) => Err(StoreError::Corrupt(format!("transaction stage {other}"))),
+    }
+}
+
+/// The `pending_json` column of a stage.
+fn pending_json(stage: &Stage) -> Result<Option<String>> {
+    match stage {
+        Stage::UserAuth => Ok(None),
+        Stage::Proofing(p) => serde_json::to_string(p)
+            .map(Some)
+            .map_err(|e| StoreError::Corrupt(format!("pending authentication: {e}"))),
+    }
+}
+
 fn tx_from_row(r: &Row) -> Result<TxRecord> {
     Ok(TxRecord {
         id: r.try_get("id")?,
@@ -269,8 +291,10 @@ fn tx_from_row(r: &Row) -> Result<TxRecord> {
         account_id: r.try_get("account_id")?,
         facts_json: r.try_get("facts_json")?,
         session_hash: r.try_get("session_hash")?,
-        stage: r.try_get("stage")?,
-        pending_json: r.try_get("pending_json")?,
+        stage: stage_from_columns(
+            &r.try_get::<String>("stage")?,
+            r.try_get::<Option<String>>("pending_json")?,
+        )?,
         source_hash: r.try_get("source_hash")?,
     })
 }
@@ -379,8 +403,8 @@ impl Store for SqlStore {
         .bind(&t.account_id)
         .bind(&t.facts_json)
         .bind(&t.session_hash)
-        .bind(&t.stage)
-        .bind(&t.pending_json)
+        .bind(t.stage.name())
+        .bind(pending_json(&t.stage)?)
         .bind(&t.source_hash)
         .bind(caps.per_client)
         .bind(caps.per_source)
@@ -503,8 +527,10 @@ impl Store for SqlStore {
         nonce: &str,
         new_nonce: &str,
         new_expires_at: i64,
-        pending_json: &str,
+        pending: &crate::authn::ceremony::PendingAuth,
     ) -> Result<bool> {
+        let pending_json = serde_json::to_string(pending)
+            .map_err(|e| StoreError::Corrupt(format!("pending authentication: {e}")))?;
         let r = query(
             "UPDATE transactions SET stage = 'signature', challenge_nonce = $1,
                challenge_expires_at = $2, pending_json = $3
@@ -513,7 +539,7 @@ impl Store for SqlStore {
         )
         .bind(new_nonce)
         .bind(new_expires_at)
-        .bind(pending_json)
+        .bind(&pending_json)
         .bind(helper_hash)
         .bind(nonce)
         .execute(&mut self.backend.write().await?)
@@ -607,7 +633,7 @@ impl Store for SqlStore {
         .await?;
         query(
             "UPDATE transactions SET status = 'authenticated', account_id = $1,
-               facts_json = $2, pending_json = NULL
+               facts_json = $2
              WHERE helper_hash = $3",
         )
         .bind(&account_id)

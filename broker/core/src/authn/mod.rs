@@ -6,6 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 pub mod card;
+pub mod ceremony;
 pub mod proofing;
 
 /// The revocation status of the certificate used, as far as the broker could tell.

@@ -282,3 +282,15 @@ pub struct CodeData {
     pub facts: AuthFacts,
     pub claims: Option<serde_json::Value>,
 }
+
+/// The pairwise (or public) subject of `account_id` for `client`: an HMAC under the server key
+/// of the client's sector and the account, so that two sectors cannot link a person.
+pub fn subject(key: &crate::clock::ServerKey, client: &Client, account_id: &str) -> String {
+    match client.subject_type {
+        crate::registry::SubjectType::Public => account_id.to_string(),
+        crate::registry::SubjectType::Pairwise => key.mac(
+            "pairwise-sub",
+            format!("{}\n{account_id}", client.sector).as_bytes(),
+        ),
+    }
+}

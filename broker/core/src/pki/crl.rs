@@ -14,7 +14,8 @@
 use super::der::{self as tlv, Tlv};
 use super::ocsp::{integer_der, sha1, take_raw};
 use super::trust::same_name;
-use super::validate::{SigCheck, rfc3339, verify_signed_data};
+use super::validate::rfc3339;
+use super::verify::{SigCheck, verify_signed_data};
 use super::{CertStatus, RevocationReason};
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{self, KeyPair, RsaKeyPair};

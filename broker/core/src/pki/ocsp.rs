@@ -11,9 +11,8 @@
 
 use super::der as tlv;
 use super::trust::same_name;
-use super::validate::{
-    SigCheck, accepted_signature_algorithm, minimal_serial, rfc3339, verify_signed_data,
-};
+use super::validate::{minimal_serial, rfc3339};
+use super::verify::{SigCheck, accepted_signature_algorithm, verify_signed_data};
 use super::{CertStatus, RevocationReason};
 use aws_lc_rs::digest;
 use aws_lc_rs::rand::SystemRandom;
@@ -1138,7 +1137,7 @@ mod tests {
             "id-pkix-ocsp-nocheck"
         );
         assert_eq!(
-            crate::pki::validate::rsa_modulus_bits(&cert.public_key().subject_public_key.data),
+            crate::pki::verify::rsa_modulus_bits(&cert.public_key().subject_public_key.data),
             Ok(2048)
         );
 

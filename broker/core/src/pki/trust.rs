@@ -1,5 +1,6 @@
 //! Trust anchors (JPKI root CAs) and the parsed trust store.
 
+use super::verify::AnchorKey;
 use super::{CertKind, PkiError};
 use aws_lc_rs::digest;
 use std::sync::Arc;
@@ -56,15 +57,6 @@ impl TrustAnchor {
             demo,
         })
     }
-}
-
-/// Public key of an anchor, in the form aws-lc-rs verifies with.
-#[derive(Debug, Clone)]
-pub(crate) enum AnchorKey {
-    /// DER RSAPublicKey (PKCS#1).
-    Rsa(Vec<u8>),
-    /// Uncompressed P-256 point.
-    EcP256(Vec<u8>),
 }
 
 /// What the validator needs of an anchor, extracted once.
@@ -175,12 +167,12 @@ fn parse_anchor(anchor: &TrustAnchor) -> Result<ParsedAnchor, PkiError> {
         return Err(bad("keyUsage lacks keyCertSign".into()));
     }
     let key = anchor_key(cert.public_key()).map_err(bad)?;
-    match super::validate::verify_signed_by(&cert, &key) {
+    match super::verify::verify_signed_by(&cert, &key) {
         Ok(()) => {}
-        Err(super::validate::SigCheck::Unsupported(alg)) => {
+        Err(super::verify::SigCheck::Unsupported(alg)) => {
             return Err(bad(format!("unsupported self-signature algorithm {alg}")));
         }
-        Err(super::validate::SigCheck::Invalid) => {
+        Err(super::verify::SigCheck::Invalid) => {
             return Err(bad("self-signature does not verify".into()));
         }
     }
@@ -215,7 +207,7 @@ fn anchor_key(spki: &SubjectPublicKeyInfo<'_>) -> Result<AnchorKey, String> {
     match alg.as_str() {
         "1.2.840.113549.1.1.1" => {
             let bits = spki.subject_public_key.data.as_ref();
-            let size = super::validate::rsa_modulus_bits(bits)?;
+            let size = super::verify::rsa_modulus_bits(bits)?;
             if size < 2048 {
                 return Err(format!("RSA key of {size} bits; at least 2048 required"));
             }

@@ -1,15 +1,14 @@
 //! The RFC 5280 subset JPKI needs: one self-signed CA, one end-entity certificate.
 
-use super::trust::{AnchorKey, ParsedAnchor, normalized_name};
-use super::{Basic4, CertKind, PkiError, TrustStore, basic4, der};
-use aws_lc_rs::signature::{self, UnparsedPublicKey};
+use super::trust::{ParsedAnchor, normalized_name};
+use super::verify::{
+    OID_ECDSA_WITH_SHA256, OID_SHA256_WITH_RSA, rsa_modulus_bits, verify_signed_by,
+};
+use super::{Basic4, CertKind, PkiError, TrustStore, basic4};
 use std::collections::HashMap;
 use std::sync::Arc;
 use time::OffsetDateTime;
-use x509_parser::prelude::{
-    AlgorithmIdentifier, FromDer, ParsedExtension, SubjectPublicKeyInfo, X509Certificate,
-    X509Error, X509Extension, X509Version,
-};
+use x509_parser::prelude::{FromDer, ParsedExtension, X509Certificate, X509Extension, X509Version};
 
 /// An end-entity JPKI certificate that passed [`validate`].
 #[derive(Clone, Debug, serde::Serialize)]
@@ -49,8 +48,6 @@ pub struct ValidatedCert {
     pub serial: Vec<u8>,
 }
 
-const OID_SHA256_WITH_RSA: &str = "1.2.840.113549.1.1.11";
-const OID_ECDSA_WITH_SHA256: &str = "1.2.840.10045.4.3.2";
 const OID_RSA_ENCRYPTION: &str = "1.2.840.113549.1.1.1";
 
 const EXT_SUBJECT_KEY_ID: &str = "2.5.29.14";
@@ -468,61 +465,6 @@ fn find_issuer<'s>(
     IssuerSearch::NotFound { key_id_matched }
 }
 
-/// Why a certificate signature check failed.
-pub(crate) enum SigCheck {
-    /// Algorithm other than sha256WithRSA / ecdsa-with-SHA256.
-    Unsupported(String),
-    /// Wrong key type or the signature does not verify.
-    Invalid,
-}
-
-/// Verifies the certificate's signature with `key` (sha256WithRSA or ECDSA P-256/SHA-256).
-pub(crate) fn verify_signed_by(
-    cert: &X509Certificate<'_>,
-    key: &AnchorKey,
-) -> Result<(), SigCheck> {
-    let alg = cert.signature_algorithm.algorithm.to_id_string();
-    let tbs = cert.tbs_certificate.as_ref();
-    let sig = cert.signature_value.data.as_ref();
-    let result = match (alg.as_str(), key) {
-        (OID_SHA256_WITH_RSA, AnchorKey::Rsa(k)) => {
-            UnparsedPublicKey::new(&signature::RSA_PKCS1_2048_8192_SHA256, k).verify(tbs, sig)
-        }
-        (OID_ECDSA_WITH_SHA256, AnchorKey::EcP256(k)) => {
-            UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_ASN1, k).verify(tbs, sig)
-        }
-        (OID_SHA256_WITH_RSA | OID_ECDSA_WITH_SHA256, _) => return Err(SigCheck::Invalid),
-        _ => return Err(SigCheck::Unsupported(alg)),
-    };
-    result.map_err(|_| SigCheck::Invalid)
-}
-
-/// Size in bits of the modulus of a DER RSAPublicKey.
-pub(crate) fn rsa_modulus_bits(pkcs1: &[u8]) -> Result<usize, String> {
-    let body = der::read_single(pkcs1, der::tag::SEQUENCE, "RSAPublicKey")?;
-    let (modulus, rest) = der::read_tlv(body).map_err(|e| format!("RSA modulus: {e}"))?;
-    if modulus.tag != der::tag::INTEGER {
-        return Err("RSA modulus is not an INTEGER".into());
-    }
-    let (exponent, rest) = der::read_tlv(rest).map_err(|e| format!("RSA exponent: {e}"))?;
-    if exponent.tag != der::tag::INTEGER || !rest.is_empty() {
-        return Err("RSAPublicKey is not SEQUENCE { INTEGER, INTEGER }".into());
-    }
-    if modulus.value.first().is_some_and(|b| b & 0x80 != 0) {
-        return Err("RSA modulus is negative".into());
-    }
-    let significant: Vec<u8> = modulus
-        .value
-        .iter()
-        .copied()
-        .skip_while(|b| *b == 0)
-        .collect();
-    match significant.first() {
-        None => Err("RSA modulus is zero".into()),
-        Some(first) => Ok(significant.len() * 8 - first.leading_zeros() as usize),
-    }
-}
-
 /// Lowercase hex of the minimal big-endian bytes of a serial number.
 fn serial_hex(raw: &[u8]) -> String {
     hex::encode(minimal_serial(raw))
@@ -537,69 +479,6 @@ pub(crate) fn minimal_serial(raw: &[u8]) -> &[u8] {
         .count()
         .min(raw.len().saturating_sub(1));
     raw.get(skip..).unwrap_or_default()
-}
-
-/// Signature algorithms accepted on OCSP responses, responder certificates and CRLs, by OID.
-/// SHA-1 based algorithms are deliberately absent.
-const DATA_SIGNATURE_ALGORITHMS: [&str; 6] = [
-    OID_SHA256_WITH_RSA,
-    "1.2.840.113549.1.1.12", // sha384WithRSAEncryption
-    "1.2.840.113549.1.1.13", // sha512WithRSAEncryption
-    "1.2.840.113549.1.1.10", // RSASSA-PSS (SHA-256/384/512 per its parameters)
-    OID_ECDSA_WITH_SHA256,
-    "1.2.840.10045.4.3.3", // ecdsa-with-SHA384
-];
-
-/// A signature algorithm OID with its name when it is a well-known one, for error messages.
-pub(crate) fn signature_algorithm_name(oid: &str) -> String {
-    let name = match oid {
-        "1.2.840.113549.1.1.4" => "md5WithRSAEncryption",
-        "1.2.840.113549.1.1.5" | "1.3.14.3.2.29" => "sha1WithRSAEncryption",
-        OID_SHA256_WITH_RSA => "sha256WithRSAEncryption",
-        "1.2.840.113549.1.1.12" => "sha384WithRSAEncryption",
-        "1.2.840.113549.1.1.13" => "sha512WithRSAEncryption",
-        "1.2.840.113549.1.1.10" => "RSASSA-PSS",
-        "1.2.840.10045.4.1" => "ecdsa-with-SHA1",
-        OID_ECDSA_WITH_SHA256 => "ecdsa-with-SHA256",
-        "1.2.840.10045.4.3.3" => "ecdsa-with-SHA384",
-        "1.3.101.112" => "Ed25519",
-        _ => return oid.to_owned(),
-    };
-    format!("{name} ({oid})")
-}
-
-/// `Err(name)` when `algorithm` is not one [`verify_signed_data`] accepts.
-pub(crate) fn accepted_signature_algorithm(
-    algorithm: &AlgorithmIdentifier<'_>,
-) -> Result<(), String> {
-    let oid = algorithm.algorithm.to_id_string();
-    if DATA_SIGNATURE_ALGORITHMS.contains(&oid.as_str()) {
-        Ok(())
-    } else {
-        Err(signature_algorithm_name(&oid))
-    }
-}
-
-/// Verifies `signature` over `data` (raw bytes as received) with the key `spki`, for the
-/// algorithms of [`DATA_SIGNATURE_ALGORITHMS`]: sha256/384/512WithRSA, RSASSA-PSS with a SHA-2
-/// hash, ECDSA with SHA-256/384 (P-256 or P-384 keys). RSA keys must have at least 2048 bits.
-pub(crate) fn verify_signed_data(
-    spki: &SubjectPublicKeyInfo<'_>,
-    algorithm: &AlgorithmIdentifier<'_>,
-    signature: &[u8],
-    data: &[u8],
-) -> Result<(), SigCheck> {
-    accepted_signature_algorithm(algorithm).map_err(SigCheck::Unsupported)?;
-    let oid = algorithm.algorithm.to_id_string();
-    let value = x509_parser::der_parser::asn1_rs::BitString::new(0, signature);
-    match x509_parser::verify::verify_signature(spki, algorithm, &value, data) {
-        Ok(()) => Ok(()),
-        Err(X509Error::SignatureUnsupportedAlgorithm) => Err(SigCheck::Unsupported(format!(
-            "{} with these parameters or this key",
-            signature_algorithm_name(&oid)
-        ))),
-        Err(_) => Err(SigCheck::Invalid),
-    }
 }
 
 pub(crate) fn rfc3339(t: OffsetDateTime) -> String {

@@ -1,5 +1,5 @@
 //! The few DER pieces this module reads by hand (signed attribute values, which RFC 5652
-//! requires to be DER) and writes (the SignedData that [`super::sign`] builds).
+//! requires to be DER) and writes (the SignedData that `sign.rs` builds).
 
 use time::{Date, Month, OffsetDateTime, PrimitiveDateTime, Time, UtcOffset};
 
