@@ -6,41 +6,14 @@ use crate::service::card as flow;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
-fn card_error(e: &CardLoginError) -> Response {
-    let (status, code) = match e {
-        CardLoginError::UnknownTransaction => (StatusCode::NOT_FOUND, "unknown_transaction"),
-        CardLoginError::ChallengeExpired => (StatusCode::GONE, "challenge_expired"),
-        CardLoginError::ChallengeUsed => (StatusCode::CONFLICT, "challenge_used"),
-        CardLoginError::Malformed(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
-        CardLoginError::Certificate(_) => (StatusCode::BAD_REQUEST, "invalid_certificate"),
-        CardLoginError::BadSignature => (StatusCode::BAD_REQUEST, "invalid_signature"),
-        CardLoginError::NoBasicInformation => (StatusCode::BAD_REQUEST, "invalid_certificate"),
-        CardLoginError::Revoked { .. } => (StatusCode::FORBIDDEN, "certificate_revoked"),
-        CardLoginError::RevocationUnknown => (StatusCode::FORBIDDEN, "revocation_unknown"),
-        CardLoginError::RevocationUnavailable(_) => {
-            (StatusCode::SERVICE_UNAVAILABLE, "revocation_unavailable")
-        }
-        CardLoginError::LinkRefused(_) => (StatusCode::FORBIDDEN, "certificates_not_linked"),
-        CardLoginError::LinkConflict => (StatusCode::CONFLICT, "link_conflict"),
-        CardLoginError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "server_error"),
-        CardLoginError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable"),
-    };
-    (
-        status,
-        Json(json!({ "error": code, "error_description": e.to_string() })),
-    )
-        .into_response()
-}
-
 pub async fn challenge(State(s): State<AppState>, Path(secret): Path<String>) -> Response {
     match flow::card_challenge(&s, &secret).await {
         Ok(v) => Json(v).into_response(),
-        Err(e) => card_error(&e),
+        Err(e) => super::error::card(&e),
     }
 }
 
@@ -72,7 +45,7 @@ pub async fn respond(
         });
     let resp = match parsed {
         Ok(r) => r,
-        Err(e) => return card_error(&e),
+        Err(e) => return super::error::card(&e),
     };
     match flow::card_submit(&s, &secret, &resp).await {
         Ok(flow::CardOutcome::Authenticated) => {
@@ -82,6 +55,6 @@ pub async fn respond(
         Ok(flow::CardOutcome::ProofingRequired) => {
             Json(json!({ "status": "proofing_required", "next": "signature" })).into_response()
         }
-        Err(e) => card_error(&e),
+        Err(e) => super::error::card(&e),
     }
 }

@@ -13,18 +13,6 @@ use std::collections::HashMap;
 
 type Q = Query<HashMap<String, String>>;
 
-fn tx_error_page(s: &AppState, lang: Lang, e: &TxError) -> Response {
-    let (status, code) = match e {
-        TxError::Gone => (StatusCode::GONE, "transaction_gone"),
-        TxError::WrongBrowser => (StatusCode::FORBIDDEN, "wrong_browser"),
-        TxError::NotAuthenticated => (StatusCode::CONFLICT, "not_authenticated"),
-        TxError::BadCsrf => (StatusCode::FORBIDDEN, "bad_csrf"),
-        TxError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "server_error"),
-        TxError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable"),
-    };
-    pages::error_page(s, lang, status, code, &e.to_string())
-}
-
 pub async fn index(State(s): State<AppState>, headers: HeaderMap, Query(q): Q) -> Response {
     let lang = Lang::pick(&[], q.get("lang").map(String::as_str), &headers);
     let reg = s.registry();
@@ -80,7 +68,7 @@ pub async fn login_page(
     let (lang, bt) = load(&s, &tx, &headers, &q).await;
     let bt = match bt {
         Ok(b) => b,
-        Err(e) => return tx_error_page(&s, lang, &e),
+        Err(e) => return super::error::tx_page(&s, lang, &e),
     };
     let secret = cookie(&headers, &tx_cookie_name(&tx)).unwrap_or_default();
     let helper_url = crate::service::authorize::helper_url(
@@ -115,21 +103,7 @@ pub async fn status(
 ) -> Response {
     match flow::tx_status(&s, &tx, cookie(&headers, &tx_cookie_name(&tx))).await {
         Ok(v) => Json(v).into_response(),
-        Err(e) => {
-            let status = match e {
-                TxError::Gone => StatusCode::GONE,
-                TxError::WrongBrowser => StatusCode::FORBIDDEN,
-                TxError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-                _ => StatusCode::INTERNAL_SERVER_ERROR,
-            };
-            (
-                status,
-                Json(
-                    serde_json::json!({"error": "transaction", "error_description": e.to_string()}),
-                ),
-            )
-                .into_response()
-        }
+        Err(e) => super::error::tx_json(&e),
     }
 }
 
@@ -159,7 +133,7 @@ pub async fn continue_login(
         }
         Err(e) => {
             let (lang, _) = load(&s, &tx, &headers, &q).await;
-            tx_error_page(&s, lang, &e)
+            super::error::tx_page(&s, lang, &e)
         }
     }
 }
@@ -173,8 +147,8 @@ pub async fn consent_page(
     let (lang, bt) = load(&s, &tx, &headers, &q).await;
     let bt = match bt {
         Ok(b) if b.tx.session_hash.is_some() => b,
-        Ok(_) => return tx_error_page(&s, lang, &TxError::NotAuthenticated),
-        Err(e) => return tx_error_page(&s, lang, &e),
+        Ok(_) => return super::error::tx_page(&s, lang, &TxError::NotAuthenticated),
+        Err(e) => return super::error::tx_page(&s, lang, &e),
     };
     let mut scopes: Vec<&str> = crate::oidc::claims::consent_items(&bt.client, &bt.req)
         .iter()
@@ -221,7 +195,7 @@ pub async fn consent_post(
         Ok(f) => f,
         Err(e) => {
             let (lang, _) = load(&s, &tx, &headers, &HashMap::new()).await;
-            return pages::error_page(&s, lang, StatusCode::BAD_REQUEST, e.code, &e.description);
+            return super::error::oauth_page(&s, lang, &e);
         }
     };
     let get = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
@@ -230,12 +204,10 @@ pub async fn consent_post(
         Some("deny") => false,
         _ => {
             let (lang, _) = load(&s, &tx, &headers, &HashMap::new()).await;
-            return pages::error_page(
+            return super::error::oauth_page(
                 &s,
                 lang,
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                "decision must be approve or deny",
+                &crate::oidc::OAuthError::invalid_request("decision must be approve or deny"),
             );
         }
     };
@@ -244,7 +216,7 @@ pub async fn consent_post(
         Ok(url) => Redirect::to(&url).into_response(),
         Err(e) => {
             let (lang, _) = load(&s, &tx, &headers, &HashMap::new()).await;
-            tx_error_page(&s, lang, &e)
+            super::error::tx_page(&s, lang, &e)
         }
     }
 }

@@ -1,6 +1,6 @@
 //! OAuth/OIDC endpoints: parse, call `oidc::`, serialize.
 
-use super::pages::{self, Lang};
+use super::pages::Lang;
 use super::{ApiError, AppState, SESSION_COOKIE, cookie, form_pairs, set_cookie, tx_cookie_name};
 use crate::oidc::OAuthError;
 use crate::oidc::token::PresentedCredentials;
@@ -55,12 +55,12 @@ pub async fn authorize_post(
 ) -> Response {
     if !is_form(&headers) {
         let lang = Lang::pick(&[], None, &headers);
-        return pages::error_page(
+        return super::error::oauth_page(
             &s,
             lang,
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "POST to /authorize must be application/x-www-form-urlencoded",
+            &OAuthError::invalid_request(
+                "POST to /authorize must be application/x-www-form-urlencoded",
+            ),
         );
     }
     authorize(s, peer, headers, &body).await
@@ -73,7 +73,7 @@ async fn authorize(s: AppState, peer: Peer, headers: HeaderMap, raw: &[u8]) -> R
         Ok(p) => p,
         Err(e) => {
             let lang = Lang::pick(&[], None, &headers);
-            return pages::error_page(&s, lang, StatusCode::BAD_REQUEST, e.code, &e.description);
+            return super::error::oauth_page(&s, lang, &e);
         }
     };
     let source = super::source_addr(&s, peer.map(|Extension(ConnectInfo(a))| a), &headers);
@@ -85,9 +85,7 @@ async fn authorize(s: AppState, peer: Peer, headers: HeaderMap, raw: &[u8]) -> R
     let lang = Lang::pick(&ui, None, &headers);
     match flow::authorize(&s, &params, cookie(&headers, SESSION_COOKIE), source).await {
         Ok(AuthorizeOutcome::Redirect(url)) => Redirect::to(&url).into_response(),
-        Ok(AuthorizeOutcome::ErrorPage(e)) => {
-            pages::error_page(&s, lang, StatusCode::BAD_REQUEST, e.code, &e.description)
-        }
+        Ok(AuthorizeOutcome::ErrorPage(e)) => super::error::oauth_page(&s, lang, &e),
         Ok(AuthorizeOutcome::Login {
             tx_id,
             browser_secret,
@@ -96,22 +94,9 @@ async fn authorize(s: AppState, peer: Peer, headers: HeaderMap, raw: &[u8]) -> R
             tx_id,
             browser_secret,
         }) => with_tx_cookie(&s, &tx_id, &browser_secret, format!("/consent/{tx_id}")),
-        // The database is briefly away: say so (503, retried after Retry-After), never
+        // The database briefly away (503) or the broker failing (500): on a page, never a
         // redirect.
-        Err(e) if e.status == 503 => pages::error_page(
-            &s,
-            lang,
-            StatusCode::SERVICE_UNAVAILABLE,
-            e.code,
-            &e.description,
-        ),
-        Err(e) => pages::error_page(
-            &s,
-            lang,
-            StatusCode::INTERNAL_SERVER_ERROR,
-            e.code,
-            "internal error",
-        ),
+        Err(e) => super::error::oauth_page(&s, lang, &e),
     }
 }
 
@@ -185,7 +170,8 @@ fn client_form(
 
 fn client_error(creds: &PresentedCredentials, e: OAuthError) -> ApiError {
     ApiError {
-        challenge: (e.status == 401 && creds.basic.is_some()).then_some("Basic"),
+        challenge: (e.code == crate::oidc::ErrorCode::InvalidClient && creds.basic.is_some())
+            .then_some("Basic"),
         error: e,
     }
 }

@@ -208,7 +208,7 @@ pub fn render(b: &Broker, lang: Lang, status: StatusCode, template: &str, ctx: V
         }
         Err(e) => {
             tracing::error!(error = %e, template, "template failed");
-            (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
+            super::error::internal()
         }
     }
 }

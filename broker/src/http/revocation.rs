@@ -8,7 +8,7 @@ use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
@@ -41,7 +41,7 @@ fn ocsp_body(bytes: Vec<u8>) -> Response {
 
 async fn ocsp_post(State(d): State<DemoResponder>, Path(k): Path<String>, body: Bytes) -> Response {
     let Some(k) = kind(&k) else {
-        return StatusCode::NOT_FOUND.into_response();
+        return super::error::not_found();
     };
     ocsp_body(d.ca.ocsp_response(k, &body, d.clock.now()))
 }
@@ -53,7 +53,7 @@ async fn ocsp_get(
 ) -> Response {
     use base64::Engine;
     let Some(k) = kind(&k) else {
-        return StatusCode::NOT_FOUND.into_response();
+        return super::error::not_found();
     };
     let der = base64::engine::general_purpose::STANDARD
         .decode(req.trim())
@@ -63,7 +63,7 @@ async fn ocsp_get(
 
 async fn crl(State(d): State<DemoResponder>, Path(k): Path<String>) -> Response {
     let Some(k) = kind(&k) else {
-        return StatusCode::NOT_FOUND.into_response();
+        return super::error::not_found();
     };
     match d.ca.crl(k, d.clock.now()) {
         Ok(der) => {
@@ -76,7 +76,7 @@ async fn crl(State(d): State<DemoResponder>, Path(k): Path<String>) -> Response 
         }
         Err(e) => {
             tracing::error!(error = %e, "demo CRL");
-            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+            super::error::internal()
         }
     }
 }
@@ -101,41 +101,24 @@ pub struct PurgeRequest {
 
 /// POST /admin/revocation/purge — the operator forgets a cached status at once.
 pub async fn purge(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    let err = |status: StatusCode, code: &str, msg: &str| {
-        (
-            status,
-            Json(json!({"error": code, "error_description": msg})),
-        )
-            .into_response()
-    };
+    use super::error::ApiRefusal;
+    let invalid = |m: String| ApiRefusal::InvalidRequest(m).into_response();
     let presented = super::auth_credentials(&headers, "Bearer").unwrap_or("");
     if !s.admin_token_matches(presented) {
-        return err(
-            StatusCode::UNAUTHORIZED,
-            "invalid_token",
-            "admin token required",
-        );
+        return ApiRefusal::AdminTokenRequired.into_response();
     }
     let req: PurgeRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,
-        Err(e) => return err(StatusCode::BAD_REQUEST, "invalid_request", &e.to_string()),
+        Err(e) => return invalid(e.to_string()),
     };
     let target = match (req.all, req.anchor, req.serial) {
         (true, None, None) => crate::service::cluster::PurgeTarget::All,
         (false, Some(anchor), Some(serial)) => {
             if s.anchor_der(&anchor).is_none() {
-                return err(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_request",
-                    &format!("no trust anchor labelled `{anchor}`"),
-                );
+                return invalid(format!("no trust anchor labelled `{anchor}`"));
             }
             let Ok(serial_bytes) = hex::decode(serial.trim_start_matches("0x")) else {
-                return err(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_request",
-                    "serial must be hexadecimal",
-                );
+                return invalid("serial must be hexadecimal".into());
             };
             crate::service::cluster::PurgeTarget::One {
                 anchor,
@@ -143,11 +126,7 @@ pub async fn purge(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -
             }
         }
         _ => {
-            return err(
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                "give either {\"all\": true} or {\"anchor\", \"serial\"}",
-            );
+            return invalid("give either {\"all\": true} or {\"anchor\", \"serial\"}".into());
         }
     };
     // Recorded for every process first; if that fails nothing is purged anywhere.
@@ -165,11 +144,10 @@ pub async fn purge(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -
         }
         Err(e) => {
             tracing::error!(error = %e, "revocation purge could not be recorded");
-            err(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "temporarily_unavailable",
+            ApiRefusal::Unavailable(
                 "the purge could not be recorded for every broker process; nothing was purged",
             )
+            .into_response()
         }
     }
 }

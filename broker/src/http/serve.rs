@@ -31,21 +31,6 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// The "connection limit reached" warning is repeated at most this often.
 const FULL_WARNING_EVERY: Duration = Duration::from_secs(60);
 
-/// 408 for a request that took longer than `request_timeout`; the connection is not reused
-/// (its body may be half read).
-fn timed_out() -> axum::response::Response {
-    use axum::response::IntoResponse;
-    (
-        axum::http::StatusCode::REQUEST_TIMEOUT,
-        [(axum::http::header::CONNECTION, "close")],
-        axum::Json(serde_json::json!({
-            "error": "request_timeout",
-            "error_description": "the request took too long to arrive or to answer",
-        })),
-    )
-        .into_response()
-}
-
 /// Serve `app` on `listener` until `shutdown` resolves, within `limits`.
 pub async fn serve(
     listener: TcpListener,
@@ -116,7 +101,7 @@ pub async fn serve(
                     Ok(response) => response,
                     Err(_) => {
                         tracing::info!(%peer, "request timed out (limits.request_timeout): 408");
-                        Ok(timed_out())
+                        Ok(super::error::request_timeout())
                     }
                 }
             }

@@ -1,5 +1,6 @@
 //! `POST /api/v1/signatures/verify` and `/verify-batch`, and the OpenAPI document.
 
+use super::error::ApiRefusal;
 use super::{ApiError, AppState};
 use crate::oidc::OAuthError;
 use crate::registry::Client;
@@ -8,7 +9,7 @@ use crate::service::token::check_access_token;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
@@ -35,18 +36,7 @@ async fn caller(s: &AppState, headers: &HeaderMap) -> Result<Arc<Client>, Respon
         .split(' ')
         .any(|x| x == "signatures:verify");
     if !has_scope {
-        let mut r = (
-            StatusCode::FORBIDDEN,
-            Json(json!({"error": "insufficient_scope", "error_description": "the token lacks scope signatures:verify"})),
-        )
-            .into_response();
-        r.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_static(
-                "Bearer error=\"insufficient_scope\", scope=\"signatures:verify\"",
-            ),
-        );
-        return Err(r);
+        return Err(ApiRefusal::InsufficientScope("signatures:verify").into_response());
     }
     let client = s
         .registry()
@@ -62,24 +52,13 @@ async fn caller(s: &AppState, headers: &HeaderMap) -> Result<Arc<Client>, Respon
         .api_rate_per_second
         .unwrap_or(s.policy().signatures.rate_per_second);
     if !s.rate_limits.allow(&client.client_id, rate) {
-        let mut r = (
-            StatusCode::TOO_MANY_REQUESTS,
-            Json(json!({"error": "rate_limited", "error_description": format!("more than {rate} requests per second")})),
-        )
-            .into_response();
-        r.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        return Err(r);
+        return Err(ApiRefusal::RateLimited { per_second: rate }.into_response());
     }
     Ok(client)
 }
 
 fn invalid_request(msg: String) -> Response {
-    (
-        StatusCode::BAD_REQUEST,
-        Json(json!({"error": "invalid_request", "error_description": msg})),
-    )
-        .into_response()
+    ApiRefusal::InvalidRequest(msg).into_response()
 }
 
 fn content_type(headers: &HeaderMap) -> &str {

@@ -31,7 +31,7 @@ pub enum TxError {
 
 impl From<OAuthError> for TxError {
     fn from(e: OAuthError) -> Self {
-        if e.status == 503 {
+        if e.code == crate::oidc::ErrorCode::TemporarilyUnavailable {
             TxError::Unavailable
         } else {
             tracing::error!(error = %e, "login step failed");

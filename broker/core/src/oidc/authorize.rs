@@ -358,7 +358,7 @@ pub fn error_redirect(
     issuer: &str,
 ) -> String {
     let mut p = vec![
-        ("error", e.code),
+        ("error", e.code.as_str()),
         ("error_description", e.description.as_str()),
     ];
     if let Some(s) = state {
@@ -459,7 +459,7 @@ mod tests {
         match r {
             Err(AuthorizeError::Redirect { error, state, .. }) => {
                 assert_eq!(state.as_deref(), Some("s1"));
-                (error.code, error.description)
+                (error.code.as_str(), error.description)
             }
             other => panic!("expected a redirect error, got {other:?}"),
         }

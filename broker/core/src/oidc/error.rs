@@ -1,48 +1,102 @@
-//! OAuth 2.0 / OpenID Connect errors: one type, mapped to the wire in `http/error.rs`.
+//! OAuth 2.0 / OpenID Connect errors: one type, with no HTTP status of its own — how each
+//! travels (a redirect, a page, a JSON answer with its status) is decided in the server's
+//! `http/error.rs`.
 
-/// An error in OAuth form (`error`, `error_description`), with the HTTP status it travels with
-/// when it is returned directly rather than by redirect.
+/// The `error` codes the broker uses (RFC 6749 §4.1.2.1, §5.2; RFC 6750 §3.1; RFC 7009 §2.2.1;
+/// OpenID Connect Core §3.1.2.6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    InvalidRequest,
+    InvalidClient,
+    InvalidGrant,
+    UnauthorizedClient,
+    UnsupportedGrantType,
+    UnsupportedResponseType,
+    InvalidScope,
+    AccessDenied,
+    LoginRequired,
+    ConsentRequired,
+    InteractionRequired,
+    RequestNotSupported,
+    UnmetAuthenticationRequirements,
+    RequestUriNotSupported,
+    InvalidToken,
+    UnsupportedTokenType,
+    ServerError,
+    TemporarilyUnavailable,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        use ErrorCode::*;
+        match self {
+            InvalidRequest => "invalid_request",
+            InvalidClient => "invalid_client",
+            InvalidGrant => "invalid_grant",
+            UnauthorizedClient => "unauthorized_client",
+            UnsupportedGrantType => "unsupported_grant_type",
+            UnsupportedResponseType => "unsupported_response_type",
+            InvalidScope => "invalid_scope",
+            AccessDenied => "access_denied",
+            LoginRequired => "login_required",
+            ConsentRequired => "consent_required",
+            InteractionRequired => "interaction_required",
+            RequestNotSupported => "request_not_supported",
+            UnmetAuthenticationRequirements => "unmet_authentication_requirements",
+            RequestUriNotSupported => "request_uri_not_supported",
+            InvalidToken => "invalid_token",
+            UnsupportedTokenType => "unsupported_token_type",
+            ServerError => "server_error",
+            TemporarilyUnavailable => "temporarily_unavailable",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An error in OAuth form (`error`, `error_description`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{code}: {description}")]
 pub struct OAuthError {
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub description: String,
-    pub status: u16,
 }
 
 macro_rules! ctor {
-    ($name:ident, $code:literal, $status:literal) => {
+    ($name:ident, $code:ident) => {
         pub fn $name(description: impl Into<String>) -> OAuthError {
             OAuthError {
-                code: $code,
+                code: ErrorCode::$code,
                 description: description.into(),
-                status: $status,
             }
         }
     };
 }
 
 impl OAuthError {
-    ctor!(invalid_request, "invalid_request", 400);
-    ctor!(invalid_client, "invalid_client", 401);
-    ctor!(invalid_grant, "invalid_grant", 400);
-    ctor!(unauthorized_client, "unauthorized_client", 400);
-    ctor!(unsupported_grant_type, "unsupported_grant_type", 400);
-    ctor!(unsupported_response_type, "unsupported_response_type", 400);
-    ctor!(invalid_scope, "invalid_scope", 400);
-    ctor!(access_denied, "access_denied", 400);
-    ctor!(login_required, "login_required", 400);
-    ctor!(consent_required, "consent_required", 400);
-    ctor!(interaction_required, "interaction_required", 400);
-    ctor!(request_not_supported, "request_not_supported", 400);
+    ctor!(invalid_request, InvalidRequest);
+    ctor!(invalid_client, InvalidClient);
+    ctor!(invalid_grant, InvalidGrant);
+    ctor!(unauthorized_client, UnauthorizedClient);
+    ctor!(unsupported_grant_type, UnsupportedGrantType);
+    ctor!(unsupported_response_type, UnsupportedResponseType);
+    ctor!(invalid_scope, InvalidScope);
+    ctor!(access_denied, AccessDenied);
+    ctor!(login_required, LoginRequired);
+    ctor!(consent_required, ConsentRequired);
+    ctor!(interaction_required, InteractionRequired);
+    ctor!(request_not_supported, RequestNotSupported);
     ctor!(
         unmet_authentication_requirements,
-        "unmet_authentication_requirements",
-        400
+        UnmetAuthenticationRequirements
     );
-    ctor!(request_uri_not_supported, "request_uri_not_supported", 400);
-    ctor!(invalid_token, "invalid_token", 401);
-    ctor!(unsupported_token_type, "unsupported_token_type", 400);
-    ctor!(server_error, "server_error", 500);
-    ctor!(temporarily_unavailable, "temporarily_unavailable", 503);
+    ctor!(request_uri_not_supported, RequestUriNotSupported);
+    ctor!(invalid_token, InvalidToken);
+    ctor!(unsupported_token_type, UnsupportedTokenType);
+    ctor!(server_error, ServerError);
+    ctor!(temporarily_unavailable, TemporarilyUnavailable);
 }

@@ -7,4 +7,4 @@ pub mod error;
 pub mod keys;
 pub mod token;
 
-pub use error::OAuthError;
+pub use error::{ErrorCode, OAuthError};
