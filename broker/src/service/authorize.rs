@@ -9,6 +9,7 @@ use crate::clock::{random_bytes, random_token, token_hash};
 use crate::oidc::OAuthError;
 use crate::oidc::authorize::{self, AuthRequest, AuthorizeError, requirement};
 use crate::oidc::keys::HintError;
+use crate::oidc::login::{self, Decision};
 use crate::oidc::token::CodeData;
 use crate::registry::Client;
 use crate::store::{CodeRecord, Finish, SessionRecord, TxRecord, TxStatus};
@@ -32,13 +33,19 @@ pub enum AuthorizeOutcome {
     },
 }
 
-/// A session looked up from its cookie, if valid now.
-pub async fn current_session(
+/// The browser's SSO session, if its cookie names a live one, with what its person consented
+/// to for `client_id` (one store query).
+async fn load_session(
     b: &Broker,
     cookie: Option<&str>,
-) -> Result<Option<(SessionRecord, AuthFacts)>, OAuthError> {
+    client_id: &str,
+) -> Result<Option<(SessionRecord, AuthFacts, Option<String>)>, OAuthError> {
     let Some(c) = cookie else { return Ok(None) };
-    let Some(s) = b.store.get_session(&token_hash(c)).await? else {
+    let Some((s, consented)) = b
+        .store
+        .session_with_consent(&token_hash(c), client_id)
+        .await?
+    else {
         return Ok(None);
     };
     if s.expires_at <= b.now() {
@@ -46,11 +53,37 @@ pub async fn current_session(
     }
     let facts: AuthFacts = serde_json::from_str(&s.facts_json)
         .map_err(|e| OAuthError::server_error(format!("session facts: {e}")))?;
-    Ok(Some((s, facts)))
+    Ok(Some((s, facts, consented)))
+}
+
+/// The `sub` an `id_token_hint` names: an ID token this broker issued to this client names the
+/// person expected to be logged in (OIDC Core 3.1.2.1).
+fn hinted_subject(
+    b: &Broker,
+    params: &[(String, String)],
+    client: &Client,
+    now: i64,
+) -> Result<Option<String>, OAuthError> {
+    let Some((_, hint)) = params.iter().find(|(k, _)| k == "id_token_hint") else {
+        return Ok(None);
+    };
+    match b
+        .keys()
+        .verify_own_id_token(hint, b.issuer(), &client.client_id, now)
+    {
+        Ok(c) => Ok(c["sub"].as_str().map(str::to_string)),
+        // Signed by a key retired since: it cannot be checked, and it only narrows who may be
+        // logged in, so it is ignored (the person logs in as usual).
+        Err(HintError::UnknownKey) => Ok(None),
+        Err(HintError::Invalid) => Err(OAuthError::invalid_request(
+            "id_token_hint is not an ID token this broker issued to this client",
+        )),
+    }
 }
 
 /// Handle an authorization request (GET query or POST form) from `source` (the client's
-/// address, when known).
+/// address, when known): verify it, load the browser's session and consent, decide
+/// (`oidc::login::decide`), and write what that says — a code, or a login transaction.
 pub async fn authorize(
     b: &Broker,
     params: &[(String, String)],
@@ -83,109 +116,57 @@ pub async fn authorize(
             b.issuer(),
         )))
     };
-    // id_token_hint: an ID token this broker issued to this client names the person expected
-    // to be logged in; a session of someone else is not used (OIDC Core 3.1.2.1).
-    let hint_sub = match params.iter().find(|(k, _)| k == "id_token_hint") {
-        None => None,
-        Some((_, hint)) => {
-            match b
-                .keys()
-                .verify_own_id_token(hint, b.issuer(), &client.client_id, now)
-            {
-                Ok(c) => c["sub"].as_str().map(str::to_string),
-                // Signed by a key retired since: it cannot be checked, and it only narrows
-                // who may be logged in, so it is ignored (the person logs in as usual).
-                Err(HintError::UnknownKey) => None,
-                Err(HintError::Invalid) => {
-                    return fail(OAuthError::invalid_request(
-                        "id_token_hint is not an ID token this broker issued to this client",
-                    ));
-                }
-            }
-        }
+    req.hint_sub = match hinted_subject(b, params, &client, now) {
+        Ok(h) => h,
+        Err(e) => return fail(e),
     };
-    req.hint_sub = hint_sub.clone();
-    let hint_ok = |s: &SessionRecord| {
-        hint_sub.as_deref().is_none_or(|h| {
-            h == crate::oidc::token::subject(b.server_key(), &client, &s.account_id)
-        })
-    };
+    // Load.
+    let loaded = load_session(b, session_cookie, &client.client_id).await?;
+    // Decide.
     let policy = b.policy();
     let need = requirement(&policy, &client, &req);
-    let session = current_session(b, session_cookie).await?;
-    // A session is reused unless the request wants a fresh login (prompt=login, max_age) or
-    // more than the session's facts hold (a step-up). auth_time has whole seconds, so the time
-    // really elapsed may be up to a second more than `now - auth_time`: a difference equal to
-    // max_age may already exceed it, and counts as too old (max_age=0 always re-authenticates).
-    let fresh =
-        |f: &AuthFacts| !req.prompt_login && req.max_age.is_none_or(|m| now - f.auth_time < m);
-    let usable = session
-        .clone()
-        .filter(|(s, f)| hint_ok(s) && fresh(f) && !need.wants_step_up(&policy, f, now));
-    // A step-up where proofing is all that is missing asks only for the signature certificate.
-    let proofing_only = match (&session, &usable) {
-        (Some((s, f)), None) if hint_ok(s) && fresh(f) && !f.proofed => {
-            let proofed = AuthFacts {
-                proofed: true,
-                ..f.clone()
-            };
-            match (&f.cert_issuer, &f.cert_serial) {
-                (Some(issuer), Some(serial)) if !need.wants_step_up(&policy, &proofed, now) => {
-                    Some(PendingAuth {
-                        issuer: issuer.clone(),
-                        serial: serial.clone(),
-                        not_after: 0,
-                        facts: f.clone(),
-                    })
-                }
-                _ => None,
-            }
+    let items = crate::oidc::claims::consent_items(&client, &req);
+    let view = loaded.as_ref().map(|(s, facts, consented)| login::Session {
+        facts,
+        is_hinted_person: req.hint_sub.as_deref().is_none_or(|h| {
+            h == crate::oidc::token::subject(b.server_key(), &client, &s.account_id)
+        }),
+        consented: consented.as_deref(),
+    });
+    let decision = login::decide(&req, &need, &policy, &items, view.as_ref(), now);
+    // Write once: a code, or a transaction.
+    let session = loaded.as_ref().map(|(s, f, _)| (s, f));
+    let (tx, proofing) = match decision {
+        Decision::Refuse(e) => return fail(e),
+        Decision::Code => {
+            let (s, facts) = session.ok_or_else(|| OAuthError::server_error("no session"))?;
+            let url = issue_code(b, &client, &req, &s.account_id, facts, None)
+                .await?
+                .ok_or_else(|| OAuthError::server_error("no login transaction to finish"))?;
+            return Ok(AuthorizeOutcome::Redirect(url));
         }
-        _ => None,
+        Decision::Consent => (session, None),
+        Decision::Login { proofing_only } => (None, proofing_only),
     };
-    let Some((session, facts)) = usable else {
-        if req.prompt_none && session.as_ref().is_some_and(|(s, _)| !hint_ok(s)) {
-            return fail(OAuthError::login_required(
-                "the person logged in is not the one id_token_hint names, and prompt=none forbids asking",
-            ));
-        }
-        if req.prompt_none {
-            return fail(OAuthError::login_required(
-                "the person is not logged in (or must log in again) and prompt=none forbids asking",
-            ));
-        }
-        let (tx_id, browser_secret) =
-            match new_transaction(b, &client, &req, None, proofing_only.as_ref(), source).await? {
-                Ok(t) => t,
-                Err(e) => return fail(e),
-            };
-        return Ok(AuthorizeOutcome::Login {
-            tx_id,
-            browser_secret,
-        });
-    };
-    if !req.prompt_consent && has_consent(b, &session.account_id, &client, &req).await? {
-        let url = issue_code(b, &client, &req, &session.account_id, &facts, None)
-            .await?
-            .ok_or_else(|| OAuthError::server_error("no login transaction to finish"))?;
-        return Ok(AuthorizeOutcome::Redirect(url));
-    }
-    if req.prompt_none {
-        return fail(OAuthError::consent_required(
-            "the person has not consented to this relying party and scope, and prompt=none forbids asking",
-        ));
-    }
     let (tx_id, browser_secret) =
-        match new_transaction(b, &client, &req, Some((&session, &facts)), None, source).await? {
+        match new_transaction(b, &client, &req, tx, proofing.as_ref(), source).await? {
             Ok(t) => t,
             Err(e) => return fail(e),
         };
-    Ok(AuthorizeOutcome::Consent {
-        tx_id,
-        browser_secret,
+    Ok(if tx.is_some() {
+        AuthorizeOutcome::Consent {
+            tx_id,
+            browser_secret,
+        }
+    } else {
+        AuthorizeOutcome::Login {
+            tx_id,
+            browser_secret,
+        }
     })
 }
 
+/// Did the person consent to what `req` would release to `client`?
 pub(super) async fn has_consent(
     b: &Broker,
     account_id: &str,
@@ -194,14 +175,10 @@ pub(super) async fn has_consent(
 ) -> Result<bool, OAuthError> {
     let items = crate::oidc::claims::consent_items(client, req);
     if items.is_empty() {
-        // Only a pairwise identifier leaves: nothing to consent to.
         return Ok(true);
     }
-    let Some(granted) = b.store.get_consent(account_id, &client.client_id).await? else {
-        return Ok(false);
-    };
-    let granted: Vec<&str> = granted.split(' ').collect();
-    Ok(items.iter().all(|s| granted.contains(&s.as_str())))
+    let granted = b.store.get_consent(account_id, &client.client_id).await?;
+    Ok(login::consent_covers(&items, granted.as_deref()))
 }
 
 /// The secret in the card-helper link, derived from the transaction and the browser's

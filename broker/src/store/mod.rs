@@ -390,6 +390,12 @@ pub trait Store: Send + Sync + 'static {
 
     async fn create_session(&self, s: &SessionRecord) -> Result<()>;
     async fn get_session(&self, id_hash: &str) -> Result<Option<SessionRecord>>;
+    /// The session and what its person consented to for `client_id`, in one query.
+    async fn session_with_consent(
+        &self,
+        id_hash: &str,
+        client_id: &str,
+    ) -> Result<Option<(SessionRecord, Option<String>)>>;
     async fn delete_session(&self, id_hash: &str) -> Result<()>;
 
     async fn get_consent(&self, account_id: &str, client_id: &str) -> Result<Option<String>>;

@@ -721,6 +721,26 @@ impl Store for SqlStore {
             .await?)
     }
 
+    async fn session_with_consent(
+        &self,
+        id_hash: &str,
+        client_id: &str,
+    ) -> Result<Option<(SessionRecord, Option<String>)>> {
+        let row = query(
+            "SELECT s.id_hash, s.account_id, s.created_at, s.expires_at, s.facts_json,
+                    c.scope AS consented
+             FROM sessions s LEFT JOIN consents c
+               ON c.account_id = s.account_id AND c.client_id = $2
+             WHERE s.id_hash = $1",
+        )
+        .bind(id_hash)
+        .bind(client_id)
+        .fetch_optional(&mut self.backend.read().await?)
+        .await?;
+        row.map(|r| Ok((SessionRecord::from_row(&r)?, r.try_get("consented")?)))
+            .transpose()
+    }
+
     async fn delete_session(&self, id_hash: &str) -> Result<()> {
         query("DELETE FROM sessions WHERE id_hash = $1")
             .bind(id_hash)

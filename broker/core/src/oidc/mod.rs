@@ -5,6 +5,7 @@ pub mod claims;
 pub mod discovery;
 pub mod error;
 pub mod keys;
+pub mod login;
 pub mod token;
 
 pub use error::{ErrorCode, OAuthError};
