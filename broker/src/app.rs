@@ -34,21 +34,11 @@ pub struct Broker {
     demo_ca: Option<Arc<crate::revocation::demo_ca::DemoCa>>,
     /// SHA-256 of the operator's admin token (`data_dir/admin.token`).
     admin_token_sha256: [u8; 32],
-    /// Per-client rate limits of the broker's APIs.
-    pub rate_limits: RateLimits,
     /// Server MAC key: pairwise subjects and helper-link derivation (separate labels).
     mac_key: crate::clock::ServerKey,
     /// `registry::files::content_digest` of the served snapshot's files.
     snapshot_digest: std::sync::Mutex<String>,
-    /// Access tokens whose signature was verified, by SHA-256 of the token: a token presented
-    /// again (userinfo, the signature API) skips the ECDSA verification (~40 µs). Pure: the
-    /// entry holds what the signature proved; expiry and key retirement are checked on use,
-    /// revocation is checked in the store on every use.
-    verified_tokens: moka::sync::Cache<[u8; 32], (Arc<str>, Arc<serde_json::Value>)>,
 }
-
-/// Verified access tokens remembered (a few hundred bytes each).
-const VERIFIED_TOKENS_CAPACITY: u64 = 20_000;
 
 /// Gauge `broker_policy_snapshot{digest}`: 1 for the digest served now, 0 for earlier ones.
 fn publish_snapshot_digest(slot: &std::sync::Mutex<String>, digest: String) {
@@ -61,34 +51,6 @@ fn publish_snapshot_digest(slot: &std::sync::Mutex<String>, digest: String) {
         *cur = digest;
     }
     metrics::gauge!("broker_policy_snapshot", "digest" => cur.clone()).set(1.0);
-}
-
-type Limiter = governor::DefaultDirectRateLimiter;
-
-/// Per-client token buckets (GCRA), created on first use with the client's rate.
-#[derive(Default)]
-pub struct RateLimits {
-    buckets: std::sync::Mutex<std::collections::HashMap<(String, u32), Arc<Limiter>>>,
-}
-
-impl RateLimits {
-    /// May `client` make one more request at `per_second`?
-    pub fn allow(&self, client: &str, per_second: u32) -> bool {
-        let rate =
-            std::num::NonZeroU32::new(per_second.max(1)).unwrap_or(std::num::NonZeroU32::MIN);
-        let l = self
-            .buckets
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry((client.to_string(), rate.get()))
-            .or_insert_with(|| {
-                Arc::new(governor::RateLimiter::direct(governor::Quota::per_second(
-                    rate,
-                )))
-            })
-            .clone();
-        l.check().is_ok()
-    }
 }
 
 /// Make jsonwebtoken use aws-lc-rs (it panics on first use otherwise when features collide).
@@ -145,7 +107,6 @@ impl Broker {
         for w in crate::revocation::source_warnings(&policy.revocation, &trust.labels()) {
             tracing::warn!("{w}");
         }
-        let token_ttl = std::time::Duration::from_secs(config.lifetimes.access_token.max(1) as u64);
         Ok(Arc::new(Broker {
             config,
             snapshot: RwLock::new((Arc::new(registry), Arc::new(policy))),
@@ -159,13 +120,8 @@ impl Broker {
             fetcher,
             demo_ca,
             admin_token_sha256,
-            rate_limits: RateLimits::default(),
             mac_key,
             snapshot_digest: std::sync::Mutex::new(String::new()),
-            verified_tokens: moka::sync::Cache::builder()
-                .max_capacity(VERIFIED_TOKENS_CAPACITY)
-                .time_to_live(token_ttl)
-                .build(),
         }))
         .inspect(|b| publish_snapshot_digest(&b.snapshot_digest, digest))
     }
@@ -240,26 +196,6 @@ impl Broker {
             .write()
             .unwrap_or_else(|e| e.into_inner()) = Some((policy, doc.clone()));
         doc
-    }
-
-    /// An access token of this broker, verified (signature by a published key, issuer,
-    /// unexpired) — or recognised as one verified before. Revocation is the caller's check.
-    pub fn verify_access_token(&self, token: &str) -> Option<Arc<serde_json::Value>> {
-        let now = self.now();
-        let keys = self.keys();
-        let h = crate::clock::sha256(token.as_bytes());
-        if let Some((kid, claims)) = self.verified_tokens.get(&h) {
-            if claims["exp"].as_i64().is_some_and(|e| e > now) && keys.ec_kid_live(&kid, now) {
-                return Some(claims);
-            }
-            self.verified_tokens.invalidate(&h);
-            return None;
-        }
-        let (kid, claims) = keys.verify_access_token_kid(token, self.issuer(), now)?;
-        let claims = Arc::new(claims);
-        self.verified_tokens
-            .insert(h, (Arc::from(kid), claims.clone()));
-        Some(claims)
     }
 
     /// The signing keys as last loaded.

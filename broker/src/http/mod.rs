@@ -20,14 +20,18 @@ mod signatures;
 pub use error::ApiError;
 pub use serve::serve;
 
-/// Shared state of every handler.
+/// Shared state of every handler: the running broker, and what only the HTTP layer keeps (the
+/// APIs' per-client rate limits).
 #[derive(Clone)]
-pub struct AppState(pub Arc<Broker>);
+pub struct AppState {
+    broker: Arc<Broker>,
+    pub(crate) rate_limits: Arc<signatures::RateLimits>,
+}
 
 impl std::ops::Deref for AppState {
     type Target = Broker;
     fn deref(&self) -> &Broker {
-        &self.0
+        &self.broker
     }
 }
 
@@ -40,6 +44,10 @@ pub fn app(broker: Arc<Broker>) -> Router {
             clock: broker.clock.clone(),
         }),
         _ => Router::new(),
+    };
+    let state = AppState {
+        broker: broker.clone(),
+        rate_limits: Arc::default(),
     };
     // The signature API takes larger bodies (batches) than the OAuth endpoints.
     let api = Router::new()
@@ -54,7 +62,7 @@ pub fn app(broker: Arc<Broker>) -> Router {
         .layer(axum::extract::DefaultBodyLimit::max(
             broker.policy().signatures.max_body_bytes,
         ))
-        .with_state(AppState(broker.clone()));
+        .with_state(state.clone());
     Router::new()
         .route("/", get(login::index))
         .route("/healthz", get(|| async { "ok" }))
@@ -92,7 +100,7 @@ pub fn app(broker: Arc<Broker>) -> Router {
             axum::routing::post(revocation::purge),
         )
         .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
-        .with_state(AppState(broker.clone()))
+        .with_state(state)
         .merge(api)
         .merge(demo)
         .layer(axum::middleware::map_response(security_headers))

@@ -1,4 +1,5 @@
-//! `POST /api/v1/signatures/verify` and `/verify-batch`, and the OpenAPI document.
+//! `POST /api/v1/signatures/verify` and `/verify-batch` (within each client's rate), and the
+//! OpenAPI document.
 
 use super::error::ApiRefusal;
 use super::{ApiError, AppState};
@@ -14,6 +15,34 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 use std::sync::Arc;
+
+type Limiter = governor::DefaultDirectRateLimiter;
+
+/// Per-client token buckets (GCRA), created on first use with the client's rate.
+#[derive(Default)]
+pub struct RateLimits {
+    buckets: std::sync::Mutex<std::collections::HashMap<(String, u32), Arc<Limiter>>>,
+}
+
+impl RateLimits {
+    /// May `client` make one more request at `per_second`?
+    pub fn allow(&self, client: &str, per_second: u32) -> bool {
+        let rate =
+            std::num::NonZeroU32::new(per_second.max(1)).unwrap_or(std::num::NonZeroU32::MIN);
+        let l = self
+            .buckets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry((client.to_string(), rate.get()))
+            .or_insert_with(|| {
+                Arc::new(governor::RateLimiter::direct(governor::Quota::per_second(
+                    rate,
+                )))
+            })
+            .clone();
+        l.check().is_ok()
+    }
+}
 
 fn bearer_error(e: OAuthError) -> ApiError {
     ApiError {

@@ -485,7 +485,8 @@ pub struct LiveAccessToken {
 /// revoked and the token not revoked (one store round trip for a person's token).
 pub async fn check_access_token(b: &Broker, token: &str) -> Result<LiveAccessToken, OAuthError> {
     let claims = b
-        .verify_access_token(token)
+        .keys()
+        .verified_access_token(token, b.issuer(), b.now())
         .ok_or_else(|| OAuthError::invalid_token("the access token is invalid or expired"))?;
     let jti = claims["jti"].as_str().unwrap_or_default();
     // Tokens for people carry their grant; client_credentials tokens have none.

@@ -17,7 +17,7 @@ use aws_lc_rs::rsa::KeySize;
 use aws_lc_rs::signature::{self, EcdsaKeyPair, KeyPair, RsaKeyPair};
 use bytes::Bytes;
 use serde_json::{Value, json};
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
 /// A signing key as stored.
 #[derive(Debug, Clone)]
@@ -77,7 +77,16 @@ pub struct KeySet {
     /// The serialized JWKS and the span of time [from, until) it is right for (it changes
     /// only when a key retires): /jwks is served from here without serializing.
     jwks_doc: RwLock<Option<(i64, i64, Bytes)>>,
+    /// Access tokens whose signature this set verified, by SHA-256 of the token: a token
+    /// presented again (userinfo, the signature API) skips the ECDSA verification (~40 µs). The
+    /// entry holds what the signature proved; expiry and the key's retirement are checked on
+    /// every use (revocation is the conductor's, in the store, on every use).
+    verified: moka::sync::Cache<[u8; 32], (Arc<str>, Arc<Value>)>,
 }
+
+/// Verified access tokens remembered (a few hundred bytes each), and for how long at most.
+const VERIFIED_TOKENS_CAPACITY: u64 = 20_000;
+const VERIFIED_TOKENS_TTL: std::time::Duration = std::time::Duration::from_secs(3600);
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
@@ -154,6 +163,10 @@ impl KeySet {
             jwks_doc: RwLock::new(None),
             keys,
             rng: SystemRandom::new(),
+            verified: moka::sync::Cache::builder()
+                .max_capacity(VERIFIED_TOKENS_CAPACITY)
+                .time_to_live(VERIFIED_TOKENS_TTL)
+                .build(),
         })
     }
 
@@ -326,6 +339,23 @@ impl KeySet {
     pub fn verify_access_token(&self, token: &str, issuer: &str, now: i64) -> Option<Value> {
         self.verify_access_token_kid(token, issuer, now)
             .map(|(_, c)| c)
+    }
+
+    /// An access token of this broker, verified (signature by a published key, issuer,
+    /// unexpired) — or recognised as one this set verified before. Revocation is the caller's.
+    pub fn verified_access_token(&self, token: &str, issuer: &str, now: i64) -> Option<Arc<Value>> {
+        let h = crate::clock::sha256(token.as_bytes());
+        if let Some((kid, claims)) = self.verified.get(&h) {
+            if claims["exp"].as_i64().is_some_and(|e| e > now) && self.ec_kid_live(&kid, now) {
+                return Some(claims);
+            }
+            self.verified.invalidate(&h);
+            return None;
+        }
+        let (kid, claims) = self.verify_access_token_kid(token, issuer, now)?;
+        let claims = Arc::new(claims);
+        self.verified.insert(h, (Arc::from(kid), claims.clone()));
+        Some(claims)
     }
 
     /// [`KeySet::verify_access_token`], also naming the key that verified it.
