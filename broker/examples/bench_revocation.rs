@@ -83,14 +83,14 @@ async fn run() {
     let dir = tempfile::tempdir().unwrap();
     let now = OffsetDateTime::now_utc();
     let (pki, _) = DemoPki::load_or_create(dir.path(), now).unwrap();
-    let ca = Arc::new(broker::revocation::demo_ca::DemoCa::open(dir.path()).unwrap());
+    let ca = Arc::new(broker::pki::demo::ca::DemoCa::open(dir.path()).unwrap());
 
     // The demo responder on loopback, counting requests, with an optional delay.
     let hits = Arc::new(AtomicUsize::new(0));
     let delay = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let responder = {
         let (hits, delay) = (hits.clone(), delay.clone());
-        let d = broker::http::revocation::DemoResponder {
+        let d = broker::http::demo::DemoResponder {
             ca: ca.clone(),
             clock: Arc::new(SystemClock),
         };

@@ -31,7 +31,7 @@ pub struct Broker {
     /// Where the checker fetches OCSP responses and CRLs (kept for rebuilding it).
     fetcher: Arc<dyn crate::revocation::Fetcher>,
     /// The demo CA (demo mode): revocation database, OCSP responder, CRL publisher.
-    demo_ca: Option<Arc<crate::revocation::demo_ca::DemoCa>>,
+    demo_ca: Option<Arc<crate::pki::demo::ca::DemoCa>>,
     /// SHA-256 of the operator's admin token (`data_dir/admin.token`).
     admin_token_sha256: [u8; 32],
     /// Server MAC key: pairwise subjects and helper-link derivation (separate labels).
@@ -97,7 +97,7 @@ impl Broker {
             clock.clone(),
         );
         let demo_ca = if config.demo {
-            Some(Arc::new(crate::revocation::demo_ca::DemoCa::open(
+            Some(Arc::new(crate::pki::demo::ca::DemoCa::open(
                 &config.data_dir.join("demo-pki"),
             )?))
         } else {
@@ -239,7 +239,7 @@ impl Broker {
         self.config.demo
     }
 
-    pub fn demo_ca(&self) -> Option<Arc<crate::revocation::demo_ca::DemoCa>> {
+    pub fn demo_ca(&self) -> Option<Arc<crate::pki::demo::ca::DemoCa>> {
         self.demo_ca.clone()
     }
 

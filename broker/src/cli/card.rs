@@ -168,7 +168,7 @@ pub async fn run(config: Option<&Path>, cmd: CardCmd) -> anyhow::Result<()> {
                 anyhow::bail!("card renew needs demo mode (it signs with the demo PKI)");
             }
             let dir = c.data_dir.join("demo-pki");
-            let ca = crate::revocation::demo_ca::DemoCa::open(&dir)?;
+            let ca = crate::pki::demo::ca::DemoCa::open(&dir)?;
             let now = time::OffsetDateTime::now_utc();
             let der = |f: &str| -> anyhow::Result<Vec<u8>> {
                 let b = std::fs::read(card.join(f))

@@ -71,8 +71,8 @@ fn cert_serial(path: &Path) -> anyhow::Result<Vec<u8>> {
 
 /// Run a `broker certs` subcommand.
 pub async fn run(c: Config, cmd: CertsCmd) -> anyhow::Result<()> {
+    use crate::pki::demo::ca::DemoCa;
     use crate::pki::{CertKind, RevocationReason};
-    use crate::revocation::demo_ca::DemoCa;
     let demo_dir = c.data_dir.join("demo-pki");
     match cmd {
         CertsCmd::Revoke { card, reason } => {
@@ -101,11 +101,10 @@ pub async fn run(c: Config, cmd: CertsCmd) -> anyhow::Result<()> {
         }
         CertsCmd::OcspResponder { listen } => {
             let ca = std::sync::Arc::new(DemoCa::open(&demo_dir)?);
-            let app =
-                crate::http::revocation::demo_routes(crate::http::revocation::DemoResponder {
-                    ca,
-                    clock: Arc::new(SystemClock),
-                });
+            let app = crate::http::demo::demo_routes(crate::http::demo::DemoResponder {
+                ca,
+                clock: Arc::new(SystemClock),
+            });
             let l = tokio::net::TcpListener::bind(&listen)
                 .await
                 .with_context(|| format!("cannot listen on {listen}"))?;

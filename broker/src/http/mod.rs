@@ -9,6 +9,7 @@ use axum::routing::get;
 use std::sync::Arc;
 
 mod card;
+pub mod demo;
 mod error;
 mod login;
 mod oauth;
@@ -39,7 +40,7 @@ impl std::ops::Deref for AppState {
 pub fn app(broker: Arc<Broker>) -> Router {
     // In demo mode the broker is also the demo PKI's OCSP responder and CRL publisher.
     let demo = match (broker.demo(), broker.demo_ca()) {
-        (true, Some(ca)) => revocation::demo_routes(revocation::DemoResponder {
+        (true, Some(ca)) => demo::demo_routes(demo::DemoResponder {
             ca,
             clock: broker.clock.clone(),
         }),

@@ -208,7 +208,9 @@ pub fn render(b: &Broker, lang: Lang, status: StatusCode, template: &str, ctx: V
         }
         Err(e) => {
             tracing::error!(error = %e, template, "template failed");
-            super::error::internal()
+            // The renderer failing cannot render the error page: plain text (the one error
+            // response not made in `http/error.rs`).
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
         }
     }
 }

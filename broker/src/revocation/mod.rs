@@ -17,7 +17,6 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 use time::OffsetDateTime;
 
-pub mod demo_ca;
 pub mod fetch;
 
 pub use crate::registry::policy::{IssuerSources, RevocationPolicy};

@@ -135,9 +135,8 @@ impl TestBroker {
     }
 
     /// The demo CA (revocation database, responder) of this broker.
-    pub fn demo_ca(&self) -> broker::revocation::demo_ca::DemoCa {
-        broker::revocation::demo_ca::DemoCa::open(&self.broker.config.data_dir.join("demo-pki"))
-            .unwrap()
+    pub fn demo_ca(&self) -> broker::pki::demo::ca::DemoCa {
+        broker::pki::demo::ca::DemoCa::open(&self.broker.config.data_dir.join("demo-pki")).unwrap()
     }
 
     pub fn demo_pki(&self) -> DemoPki {

@@ -1,6 +1,6 @@
 //! Shared test fixtures: RSA-2048 generation is slow, so one demo PKI and one card are made once.
 
-use super::demo::{CardRequest, DemoPki, IssuedCard};
+use crate::pki::demo::{CardRequest, DemoPki, IssuedCard};
 use std::sync::OnceLock;
 use time::{Duration, OffsetDateTime};
 

@@ -806,17 +806,21 @@ fn demo_pki_load_or_create_round_trips() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("demo-pki");
     let now = fixture_now();
-    let (created, was_created) = demo::DemoPki::load_or_create(&dir, now).expect("create");
+    let (created, was_created) =
+        crate::pki::demo::DemoPki::load_or_create(&dir, now).expect("create");
     assert!(was_created);
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        for f in [demo::AUTH_CA_KEY_FILE, demo::SIGN_CA_KEY_FILE] {
+        for f in [
+            crate::pki::demo::AUTH_CA_KEY_FILE,
+            crate::pki::demo::SIGN_CA_KEY_FILE,
+        ] {
             let mode = std::fs::metadata(dir.join(f)).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600, "{f}");
         }
     }
-    let (loaded, was_created) = demo::DemoPki::load_or_create(&dir, now).expect("load");
+    let (loaded, was_created) = crate::pki::demo::DemoPki::load_or_create(&dir, now).expect("load");
     assert!(!was_created);
     assert_eq!(loaded.auth_ca_cert_pem(), created.auth_ca_cert_pem());
     assert_eq!(loaded.sign_ca_cert_pem(), created.sign_ca_cert_pem());
@@ -860,19 +864,19 @@ fn demo_pki_load_or_create_round_trips() {
     .unwrap();
 
     // A partial directory is an error, not silently regenerated.
-    std::fs::remove_file(dir.join(demo::SIGN_CA_KEY_FILE)).unwrap();
-    let err = demo::DemoPki::load_or_create(&dir, now).unwrap_err();
+    std::fs::remove_file(dir.join(crate::pki::demo::SIGN_CA_KEY_FILE)).unwrap();
+    let err = crate::pki::demo::DemoPki::load_or_create(&dir, now).unwrap_err();
     assert!(
         matches!(&err, PkiError::Io(m) if m.contains("sign-ca.key.pem")),
         "{err:?}"
     );
     // A key that does not match its certificate is refused.
     std::fs::copy(
-        dir.join(demo::AUTH_CA_KEY_FILE),
-        dir.join(demo::SIGN_CA_KEY_FILE),
+        dir.join(crate::pki::demo::AUTH_CA_KEY_FILE),
+        dir.join(crate::pki::demo::SIGN_CA_KEY_FILE),
     )
     .unwrap();
-    let err = demo::DemoPki::load(&dir).unwrap_err();
+    let err = crate::pki::demo::DemoPki::load(&dir).unwrap_err();
     assert!(
         matches!(&err, PkiError::Demo(m) if m.contains("does not match")),
         "{err:?}"

@@ -6,6 +6,13 @@
 //! certificatePolicies with a CPS qualifier, EKU clientAuth (user authentication), issuerAltName,
 //! a directoryName CRL distribution point per municipality, AKI/SKI, random positive serial;
 //! the signature certificate adds nonRepudiation and the six basic-four otherNames.
+//!
+//! Everything that exists only for demo mode and tests is here, under one name: the demo
+//! PKI (this file: CAs, cards, OCSP responder certificates) and the demo CA's revocation
+//! database, OCSP answers, CRLs and renewal links (`ca`). Production paths call into it only
+//! in demo mode (`demo = true`, or no trust anchors configured).
+
+pub mod ca;
 
 use super::{CertKind, PkiError, TrustAnchor, TrustStore, basic4, der, ocsp, oids};
 use rcgen::{
