@@ -89,6 +89,10 @@ const STORED_BOUNDS: &[(&str, usize)] = &[
 ];
 
 /// Validate the parameters of an authorization request (query or form) for a client in `registry`.
+///
+/// Long, and kept so: the order of the checks is the specification's (RFC 6749 §4.1.2.1: no
+/// redirect until the client and redirect URI are known good; then each parameter in turn),
+/// and reading them in one place is how that order is reviewed.
 pub fn validate(
     params: &[(String, String)],
     registry: &Registry,

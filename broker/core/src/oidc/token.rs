@@ -78,6 +78,8 @@ pub fn assertion_subject(assertion: &str) -> Result<String, OAuthError> {
 /// an allowed algorithm, iss = sub = client id, aud the issuer or its token endpoint, exp and
 /// nbf, a jti, a lifetime of at most [`ASSERTION_MAX_LIFETIME`]. The jti's single use is the
 /// conductor's to check (it needs the store).
+///
+/// Long, and kept so: RFC 7523 §3's checks in that order, each with its own message.
 pub fn verify_assertion(
     client: &Client,
     assertion: &str,

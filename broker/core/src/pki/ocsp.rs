@@ -205,6 +205,8 @@ pub enum OcspError {
 /// now + max_skew (`NotYetValid`); nextUpdate ≥ now − max_skew, or without nextUpdate
 /// thisUpdate ≥ now − max_age_without_next_update (`Stale`); the nonce (`NonceMismatch`,
 /// `MissingNonce`). Unknown critical extensions are `Malformed`.
+///
+/// Long, and kept so: RFC 6960's checks in the order above, each with its own error.
 pub fn verify_response(
     der: &[u8],
     issuer_cert_der: &[u8],

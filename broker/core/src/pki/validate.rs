@@ -93,6 +93,9 @@ const RELIED_ON: [&str; 4] = [
 /// (`NotYetValid`/`Expired`) → keyUsage (`KeyUsage`) → certificatePolicies (`Policy`) →
 /// RSA ≥ 2048 (`WeakKey`) → not a CA (`IsCa`) → no unknown critical extension
 /// (`UnsupportedCriticalExtension`) → basic four of a signature certificate (`Basic4`).
+///
+/// Long, and kept so: that order is the contract (each step its own error), and it reads top to
+/// bottom as the list above.
 pub fn validate(
     cert_der: &[u8],
     store: &TrustStore,

@@ -348,6 +348,11 @@ impl Registry {
 }
 
 /// Parse and validate one relying-party file.
+///
+/// Long, and kept so: it is the list of every check a registration passes, in the order an
+/// operator reads the file (identity, redirect URIs, authentication, scopes and claims, grants,
+/// API permissions, danger settings), each failing with the key's `file:line`; split into
+/// pieces, the order and the shared error context would be harder to see.
 pub fn parse_client(file: &Path, text: &str) -> Result<Client, FileError> {
     let err = |span: std::ops::Range<usize>, reason: String| FileError {
         file: file.to_path_buf(),

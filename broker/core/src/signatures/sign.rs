@@ -56,6 +56,9 @@ pub(super) struct Options<'a> {
 
 /// Builds the SignedData; `sign` gets the DER signed attributes and returns the RSASSA-PKCS1-v1_5
 /// SHA-256 signature made with the key of `cert_der`.
+///
+/// Long, and kept so: it writes RFC 5652's SignedData from the inside out, one DER element after
+/// another, as the structure nests.
 pub(super) fn build(
     cert_der: &[u8],
     content: &[u8],

@@ -46,6 +46,9 @@ pub fn verify(input: &Input, trust: &TrustStore, now: OffsetDateTime) -> Result<
     }
 }
 
+/// Long, and kept so: decode → structure → content and digest → signature → the signer's
+/// certificate, each stage commented and each with its own `Failure`; the stages share the
+/// decoded SignedData, and the order is what a reviewer checks.
 fn verify_cms(
     cms: &[u8],
     detached_content: Option<&[u8]>,
