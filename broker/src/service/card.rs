@@ -199,56 +199,75 @@ async fn user_authentication(
     };
     // Write once.
     match ceremony::on_user_auth(&tx.stage, &answer, &needs)? {
-        Step::Proof(pending) => {
-            let moved = b
-                .store
-                .begin_proofing(
-                    &tx.helper_hash,
-                    &tx.challenge_nonce,
-                    &random_token(),
-                    now + b.config.lifetimes.challenge,
-                    &pending,
-                )
-                .await
-                .map_err(internal)?;
-            if !moved {
-                return Err(CardLoginError::ChallengeUsed);
-            }
-            tracing::info!(tx = %tx.id, "identity proofing required");
-            Ok(CardOutcome::ProofingRequired)
-        }
+        Step::Proof(pending) => begin_proofing(b, tx, &pending).await,
         Step::Authenticated { facts } => {
-            let link = CertLink {
-                issuer: cert.issuer.clone(),
-                serial: cert.serial_hex.clone(),
-                kind: "user_auth".into(),
-                not_after: cert.not_after.unix_timestamp(),
-            };
-            let facts_json = to_json(&facts)?;
-            match b
-                .store
-                .complete_card_login(
-                    &tx.helper_hash,
-                    &tx.challenge_nonce,
-                    &link,
-                    account.as_deref(),
-                    &facts_json,
-                    now,
-                )
-                .await
-                .map_err(internal)?
-            {
-                CardLoginOutcome::Authenticated {
-                    account_id,
-                    new_account,
-                } => {
-                    tracing::info!(tx = %tx.id, account = %account_id, new_account, serial = %cert.serial_hex, "card login");
-                    Ok(CardOutcome::Authenticated)
-                }
-                CardLoginOutcome::ChallengeUsed => Err(CardLoginError::ChallengeUsed),
-                CardLoginOutcome::LinkConflict => Err(CardLoginError::LinkConflict),
-            }
+            complete_login(b, tx, cert, account.as_deref(), &facts).await
         }
+    }
+}
+
+/// The ceremony moves on to proofing: a signature challenge replaces the first.
+async fn begin_proofing(
+    b: &Broker,
+    tx: &TxRecord,
+    pending: &PendingAuth,
+) -> Result<CardOutcome, CardLoginError> {
+    let moved = b
+        .store
+        .begin_proofing(
+            &tx.helper_hash,
+            &tx.challenge_nonce,
+            &random_token(),
+            b.now() + b.config.lifetimes.challenge,
+            pending,
+        )
+        .await
+        .map_err(internal)?;
+    if !moved {
+        return Err(CardLoginError::ChallengeUsed);
+    }
+    tracing::info!(tx = %tx.id, "identity proofing required");
+    Ok(CardOutcome::ProofingRequired)
+}
+
+/// The login is authenticated: the challenge used, the account found or made, the certificate
+/// linked, the transaction authenticated — one database transaction.
+async fn complete_login(
+    b: &Broker,
+    tx: &TxRecord,
+    cert: &ValidatedCert,
+    account: Option<&str>,
+    facts: &crate::authn::AuthFacts,
+) -> Result<CardOutcome, CardLoginError> {
+    let link = CertLink {
+        issuer: cert.issuer.clone(),
+        serial: cert.serial_hex.clone(),
+        kind: "user_auth".into(),
+        not_after: cert.not_after.unix_timestamp(),
+    };
+    let facts_json = to_json(facts)?;
+    match b
+        .store
+        .complete_card_login(
+            &tx.helper_hash,
+            &tx.challenge_nonce,
+            &link,
+            account,
+            &facts_json,
+            b.now(),
+        )
+        .await
+        .map_err(internal)?
+    {
+        CardLoginOutcome::Authenticated {
+            account_id,
+            new_account,
+        } => {
+            tracing::info!(tx = %tx.id, account = %account_id, new_account, serial = %cert.serial_hex, "card login");
+            Ok(CardOutcome::Authenticated)
+        }
+        CardLoginOutcome::ChallengeUsed => Err(CardLoginError::ChallengeUsed),
+        CardLoginOutcome::LinkConflict => Err(CardLoginError::LinkConflict),
     }
 }
 

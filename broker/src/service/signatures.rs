@@ -142,6 +142,9 @@ fn revocation_json(ev: Result<&Evidence, &str>) -> Value {
 }
 
 /// Verify one item for `client` at the broker's now; returns the answer and its record.
+///
+/// Long, and kept so: load (trust, revocation now) → the pure verification → the answer's
+/// fields in the order the API documents them.
 pub async fn verify_one(
     b: &Broker,
     client: &Client,

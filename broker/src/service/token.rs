@@ -20,6 +20,9 @@ use std::sync::Arc;
 
 /// Authenticate the client with exactly the method it registered. A client assertion is
 /// single use: its `jti` is recorded in the store (shared by every process) until it expires.
+///
+/// Long, and kept so: one arm per registered method (RFC 6749 §2.3, OIDC Core §9), each
+/// refusing what the others accept.
 pub async fn authenticate_client(
     b: &Broker,
     creds: &PresentedCredentials,
@@ -202,20 +205,7 @@ async fn code_grant(
     let data = match check_code(&issued, client, redirect_uri, verifier, now) {
         Ok(d) => d,
         Err(e) => {
-            // A code presented wrongly is spent; the grant it opens is empty and closed, so a
-            // later presentation meets a revoked grant.
-            let closed = GrantRecord {
-                id: rec.grant_id.clone(),
-                client_id: rec.client_id.clone(),
-                account_id: rec.account_id.clone(),
-                scope: String::new(),
-                created_at: now,
-                revoked_at: Some(now),
-                claims_json: None,
-            };
-            b.store
-                .redeem_code_with_grant(&hash, &closed, None, now)
-                .await?;
+            spend_closed(b, &rec, &hash, now).await?;
             return Err(e);
         }
     };
@@ -270,6 +260,29 @@ async fn code_grant(
         refresh,
         extra,
     ))
+}
+
+/// A code presented wrongly is spent; the grant it opens is empty and closed, so a later
+/// presentation meets a revoked grant.
+async fn spend_closed(
+    b: &Broker,
+    rec: &crate::store::CodeRecord,
+    hash: &str,
+    now: i64,
+) -> Result<(), OAuthError> {
+    let closed = GrantRecord {
+        id: rec.grant_id.clone(),
+        client_id: rec.client_id.clone(),
+        account_id: rec.account_id.clone(),
+        scope: String::new(),
+        created_at: now,
+        revoked_at: Some(now),
+        claims_json: None,
+    };
+    b.store
+        .redeem_code_with_grant(hash, &closed, None, now)
+        .await?;
+    Ok(())
 }
 
 fn refresh_record(

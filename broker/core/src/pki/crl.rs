@@ -417,6 +417,9 @@ pub fn build_crl(
 
 /// Writes and signs a CRL; `extensions` is the DER of the crlExtensions SEQUENCE (empty for
 /// none).
+///
+/// Long, and kept so: RFC 5280's TBSCertList written field by field as it nests (the demo CA's
+/// CRLs and the tests' and benchmarks' large ones).
 fn write_crl(
     ca: &X509Certificate<'_>,
     ca_key_pkcs8: &[u8],

@@ -389,6 +389,9 @@ impl fmt::Debug for ResponderSigner {
 /// A successful BasicOCSPResponse signed sha256WithRSA by `signer`, responderID byKey, one
 /// SingleResponse per entry (revocationReason when a reason is given), the nonce echoed when
 /// given.
+///
+/// Long, and kept so: RFC 6960's ResponseData written field by field as it nests (the demo
+/// responder's and the tests' only use).
 pub fn build_response(
     signer: &ResponderSigner,
     entries: &[(CertId, CertStatus)],

@@ -174,6 +174,9 @@ impl Policy {
     }
 
     /// Add the levels (and `[revocation]`) of one file; returns the line of its `[revocation]`.
+    ///
+    /// Long, and kept so: each section of a policy file checked in the order it is written,
+    /// each error naming its key's line.
     pub fn add_file(&mut self, file: &Path, text: &str) -> Result<Option<usize>, FileError> {
         let raw: RawPolicyFile = toml::from_str(text).map_err(|e| FileError {
             file: file.to_path_buf(),

@@ -250,6 +250,9 @@ impl DemoPki {
 
     /// Issues a card: a user-authentication and a digital-signature certificate, each with a
     /// fresh RSA-2048 key.
+    ///
+    /// Long, and kept so: the two certificates' profiles (jpki.md) side by side, so that
+    /// they are read against each other.
     pub fn issue_card(&self, req: &CardRequest) -> Result<IssuedCard, PkiError> {
         let maps = check_request(req)?;
         let (prefecture, city) = locality(&req.address);
