@@ -2,7 +2,7 @@
 
 use super::AppState;
 use crate::authn::card::{CardLoginError, CardResponse};
-use crate::service::card as flow;
+use crate::service::card as conduct;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 pub async fn challenge(State(s): State<AppState>, Path(secret): Path<String>) -> Response {
-    match flow::card_challenge(&s, &secret).await {
+    match conduct::card_challenge(&s, &secret).await {
         Ok(v) => Json(v).into_response(),
         Err(e) => super::error::card(&e),
     }
@@ -47,12 +47,12 @@ pub async fn respond(
         Ok(r) => r,
         Err(e) => return super::error::card(&e),
     };
-    match flow::card_submit(&s, &secret, &resp).await {
-        Ok(flow::CardOutcome::Authenticated) => {
+    match conduct::card_submit(&s, &secret, &resp).await {
+        Ok(conduct::CardOutcome::Authenticated) => {
             Json(json!({ "status": "authenticated" })).into_response()
         }
         // Identity proofing is needed: GET the link again for the signature challenge.
-        Ok(flow::CardOutcome::ProofingRequired) => {
+        Ok(conduct::CardOutcome::ProofingRequired) => {
             Json(json!({ "status": "proofing_required", "next": "signature" })).into_response()
         }
         Err(e) => super::error::card(&e),

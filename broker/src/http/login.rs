@@ -1,8 +1,8 @@
-//! Login, consent and index pages: parse, call `oidc::flow`, render.
+//! Login, consent and index pages: parse, call `service::login`, render.
 
 use super::pages::{self, Lang};
 use super::{AppState, SESSION_COOKIE, cookie, form_pairs, set_cookie, tx_cookie_name};
-use crate::service::login::{self as flow, BrowserTx, ContinueOutcome, Next, TxError};
+use crate::service::login::{self as conduct, BrowserTx, ContinueOutcome, Next, TxError};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -48,7 +48,7 @@ async fn load(
     q: &HashMap<String, String>,
 ) -> (Lang, Result<BrowserTx, TxError>) {
     let secret = cookie(headers, &tx_cookie_name(tx));
-    let r = flow::browser_tx(s, tx, secret).await;
+    let r = conduct::browser_tx(s, tx, secret).await;
     let ui = r
         .as_ref()
         .map(|b| b.req.ui_locales.clone())
@@ -101,7 +101,7 @@ pub async fn status(
     Path(tx): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    match flow::tx_status(&s, &tx, cookie(&headers, &tx_cookie_name(&tx))).await {
+    match conduct::tx_status(&s, &tx, cookie(&headers, &tx_cookie_name(&tx))).await {
         Ok(v) => Json(v).into_response(),
         Err(e) => super::error::tx_json(&e),
     }
@@ -114,7 +114,7 @@ pub async fn continue_login(
     Query(q): Q,
 ) -> Response {
     let secret = cookie(&headers, &tx_cookie_name(&tx));
-    match flow::continue_login(&s, &tx, secret).await {
+    match conduct::continue_login(&s, &tx, secret).await {
         Ok(ContinueOutcome {
             session_secret,
             next,
@@ -212,7 +212,7 @@ pub async fn consent_post(
         }
     };
     let secret = cookie(&headers, &tx_cookie_name(&tx));
-    match flow::decide_consent(&s, &tx, secret, get("csrf").unwrap_or(""), approve).await {
+    match conduct::decide_consent(&s, &tx, secret, get("csrf").unwrap_or(""), approve).await {
         Ok(url) => Redirect::to(&url).into_response(),
         Err(e) => {
             let (lang, _) = load(&s, &tx, &headers, &HashMap::new()).await;

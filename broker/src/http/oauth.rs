@@ -4,7 +4,7 @@ use super::pages::Lang;
 use super::{ApiError, AppState, SESSION_COOKIE, cookie, form_pairs, set_cookie, tx_cookie_name};
 use crate::oidc::OAuthError;
 use crate::oidc::token::PresentedCredentials;
-use crate::service::authorize::{self as flow, AuthorizeOutcome};
+use crate::service::authorize::{self as conduct, AuthorizeOutcome};
 use crate::service::token;
 use axum::Extension;
 use axum::Json;
@@ -83,7 +83,7 @@ async fn authorize(s: AppState, peer: Peer, headers: HeaderMap, raw: &[u8]) -> R
         .flat_map(|(_, v)| v.split_whitespace().map(str::to_string))
         .collect();
     let lang = Lang::pick(&ui, None, &headers);
-    match flow::authorize(&s, &params, cookie(&headers, SESSION_COOKIE), source).await {
+    match conduct::authorize(&s, &params, cookie(&headers, SESSION_COOKIE), source).await {
         Ok(AuthorizeOutcome::Redirect(url)) => Redirect::to(&url).into_response(),
         Ok(AuthorizeOutcome::ErrorPage(e)) => super::error::oauth_page(&s, lang, &e),
         Ok(AuthorizeOutcome::Login {

@@ -28,7 +28,7 @@ pub struct AuthRequest {
     pub claims: Option<serde_json::Value>,
     pub login_hint: Option<String>,
     /// The `sub` of a verified `id_token_hint`: only that person may complete this login
-    /// (set by `flow::authorize`, which holds the keys to verify the hint).
+    /// (set by `service::authorize::authorize`, which holds the keys to verify the hint).
     #[serde(default)]
     pub hint_sub: Option<String>,
 }
