@@ -705,7 +705,7 @@ async fn demo_responder_answers_the_get_form_and_unknown_refuses_login() {
     let serial = hex::decode(&info.serial_hex).unwrap();
     let ca = t.demo_pki().ca_cert_der(CertKind::UserAuth);
     let id = CertId::new(&ca, &serial).unwrap();
-    let req = ocsp::build_request(std::slice::from_ref(&id), None);
+    let req = ocsp::build_request(std::slice::from_ref(&id), None).unwrap();
     use base64::Engine;
     let b64 = base64::engine::general_purpose::STANDARD.encode(&req);
     let enc = url::form_urlencoded::byte_serialize(b64.as_bytes()).collect::<String>();

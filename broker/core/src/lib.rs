@@ -7,6 +7,7 @@ pub mod assurance;
 pub mod authn;
 pub mod card;
 pub mod clock;
+mod der;
 pub mod oidc;
 pub mod pki;
 pub mod registry;

@@ -510,7 +510,8 @@ impl Checker {
             .policy
             .ocsp_nonce
             .then(crate::clock::random_bytes::<16>);
-        let req = ocsp::build_request(std::slice::from_ref(id), nonce.as_ref().map(|n| &n[..]));
+        let req = ocsp::build_request(std::slice::from_ref(id), nonce.as_ref().map(|n| &n[..]))
+            .map_err(|e| ("request", e.to_string()))?;
         let started = Instant::now();
         let timeout = Duration::from_millis(self.policy.timeout_ms);
         let body = self.fetcher.post_ocsp(url, req, timeout).await;

@@ -12,7 +12,7 @@
 mod basic4;
 pub mod crl;
 pub mod demo;
-mod der;
+use crate::der;
 pub mod ocsp;
 pub mod status;
 mod trust;

@@ -7,7 +7,7 @@
 //!
 //! Messages are decoded with x509-ocsp's strict DER types: GeneralizedTime values must be
 //! `YYYYMMDDHHMMSSZ` without fractional seconds, as RFC 6960 (through RFC 5280) requires.
-//! Requests are written by hand (infallibly); responses with x509-ocsp's types.
+//! Requests and responses are written with x509-ocsp's types and builder.
 
 use super::der as tlv;
 use super::trust::same_name;
@@ -35,20 +35,6 @@ const OID_NONCE: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.
 const OID_BASIC: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.48.1.1");
 const OID_SHA256_WITH_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.11");
 
-/// DER of AlgorithmIdentifier { id-sha1, NULL }.
-const SHA1_ALGORITHM_DER: [u8; 11] = [
-    0x30, 0x09, 0x06, 0x05, 0x2B, 0x0E, 0x03, 0x02, 0x1A, 0x05, 0x00,
-];
-/// DER of the OBJECT IDENTIFIER id-pkix-ocsp-nonce (1.3.6.1.5.5.7.48.1.2).
-const NONCE_OID_DER: [u8; 11] = [
-    0x06, 0x09, 0x2B, 0x06, 0x01, 0x05, 0x05, 0x07, 0x30, 0x01, 0x02,
-];
-const TAG_BIT_STRING: u8 = 0x03;
-/// `[0]` constructed.
-const TAG_CONTEXT_0: u8 = 0xA0;
-/// `[2]` constructed.
-const TAG_CONTEXT_2: u8 = 0xA2;
-
 /// CertID with SHA-1 hashes (what responders universally accept; RFC 6960 §4.1.1).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct CertId {
@@ -70,6 +56,9 @@ impl CertId {
         if serial.is_empty() {
             return Err(OcspError::Malformed("serial number is empty".into()));
         }
+        SerialNumber::<x509_cert::certificate::Rfc5280>::new(serial).map_err(|_| {
+            OcspError::Malformed("serial number is longer than 20 octets (RFC 5280)".into())
+        })?;
         let (issuer_name_hash, issuer_key_hash) = issuer_hashes_sha1(&issuer);
         Ok(CertId {
             issuer_name_hash,
@@ -80,25 +69,27 @@ impl CertId {
 }
 
 /// DER OCSPRequest for `ids`, with the nonce extension (id-pkix-ocsp-nonce, value an OCTET
-/// STRING) when given. Unsigned, version v1 (omitted), no requestorName.
-pub fn build_request(ids: &[CertId], nonce: Option<&[u8]>) -> Vec<u8> {
-    let requests: Vec<Vec<u8>> = ids
-        .iter()
-        .map(|id| tlv::sequence(&[cert_id_der(id)]))
-        .collect();
-    let mut tbs = vec![tlv::sequence(&requests)];
-    if let Some(nonce) = nonce {
-        let value = tlv::tlv(tlv::tag::OCTET_STRING, nonce);
-        let extension = tlv::sequence(&[
-            NONCE_OID_DER.to_vec(),
-            tlv::tlv(tlv::tag::OCTET_STRING, &value),
-        ]);
-        tbs.push(tlv::constructed(
-            TAG_CONTEXT_2,
-            &[tlv::sequence(&[extension])],
-        ));
+/// STRING, not critical) when given. Unsigned, version v1 (omitted), no requestorName. Written
+/// by x509-ocsp's builder; fails only for a serial longer than the 20 octets RFC 5280 allows.
+pub fn build_request(ids: &[CertId], nonce: Option<&[u8]>) -> Result<Vec<u8>, OcspError> {
+    let mut builder = xo::builder::OcspRequestBuilder::default();
+    for id in ids {
+        builder = builder.with_request(xo::Request {
+            req_cert: to_x509_cert_id(id)?,
+            single_request_extensions: None,
+        });
     }
-    tlv::sequence(&[tlv::sequence(&tbs)])
+    if let Some(nonce) = nonce {
+        let nonce =
+            xo::ext::Nonce::new(nonce).map_err(|e| OcspError::Build(format!("nonce: {e}")))?;
+        builder = builder
+            .with_extension(nonce)
+            .map_err(|e| OcspError::Build(format!("nonce extension: {e}")))?;
+    }
+    builder
+        .build()
+        .to_der()
+        .map_err(|e| OcspError::Build(format!("OCSPRequest: {e}")))
 }
 
 /// How the nonce of a request must come back in the response.
@@ -561,15 +552,6 @@ pub(super) fn integer_der(magnitude: &[u8]) -> Vec<u8> {
     tlv::tlv(tlv::tag::INTEGER, &value)
 }
 
-fn cert_id_der(id: &CertId) -> Vec<u8> {
-    tlv::sequence(&[
-        SHA1_ALGORITHM_DER.to_vec(),
-        tlv::tlv(tlv::tag::OCTET_STRING, &id.issuer_name_hash),
-        tlv::tlv(tlv::tag::OCTET_STRING, &id.issuer_key_hash),
-        integer_der(&id.serial),
-    ])
-}
-
 fn to_x509_cert_id(id: &CertId) -> Result<xo::CertId, OcspError> {
     let e = |e: der::Error| OcspError::Build(format!("CertID: {e}"));
     Ok(xo::CertId {
@@ -674,7 +656,7 @@ fn split_basic(der: &[u8]) -> Result<RawBasic<'_>, String> {
     let (tbs, rest) = take_raw(body, tlv::tag::SEQUENCE, "tbsResponseData")?;
     let (algorithm, rest) = take_raw(rest, tlv::tag::SEQUENCE, "signatureAlgorithm")?;
     let (sig, rest) = tlv::read_tlv(rest).map_err(|e| format!("signature: {e}"))?;
-    if sig.tag != TAG_BIT_STRING {
+    if sig.tag != tlv::tag::BIT_STRING {
         return Err("signature is not a BIT STRING".into());
     }
     let signature = match sig.value.split_first() {
@@ -684,7 +666,7 @@ fn split_basic(der: &[u8]) -> Result<RawBasic<'_>, String> {
     let mut certs = Vec::new();
     if !rest.is_empty() {
         let (wrapper, rest) = tlv::read_tlv(rest).map_err(|e| format!("certs: {e}"))?;
-        if wrapper.tag != TAG_CONTEXT_0 || !rest.is_empty() {
+        if wrapper.tag != tlv::tag::CONTEXT_0 || !rest.is_empty() {
             return Err("unexpected element after the signature".into());
         }
         let mut list = tlv::read_single(wrapper.value, tlv::tag::SEQUENCE, "certs")?;
@@ -1015,11 +997,46 @@ mod tests {
         v.serial
     }
 
+    /// The builder writes RFC 6960's layout byte for byte: OCSPRequest { TBSRequest {
+    /// requestList { Request { CertID { sha1 with NULL, name hash, key hash, serial } } },
+    /// [2] { Extensions { Extension { id-pkix-ocsp-nonce, OCTET STRING { OCTET STRING } } } } } }
+    /// — no version (v1 is the default), no criticality (FALSE is the default).
     #[test]
-    fn constant_der_matches_the_writer() {
-        let sha1 = tlv::sequence(&[tlv::oid("1.3.14.3.2.26").unwrap(), vec![0x05, 0x00]]);
-        assert_eq!(sha1, SHA1_ALGORITHM_DER);
-        assert_eq!(tlv::oid("1.3.6.1.5.5.7.48.1.2").unwrap(), NONCE_OID_DER);
+    fn request_is_rfc6960s_layout() {
+        let id = CertId {
+            issuer_name_hash: [0x11; 20],
+            issuer_key_hash: [0x22; 20],
+            serial: vec![0x80, 0x01],
+        };
+        let cert_id = tlv::sequence(&[
+            tlv::sequence(&[tlv::oid("1.3.14.3.2.26").unwrap(), vec![0x05, 0x00]]),
+            tlv::tlv(tlv::tag::OCTET_STRING, &[0x11; 20]),
+            tlv::tlv(tlv::tag::OCTET_STRING, &[0x22; 20]),
+            integer_der(&[0x80, 0x01]),
+        ]);
+        let request_list = tlv::sequence(&[tlv::sequence(&[cert_id])]);
+        let nonce = tlv::sequence(&[
+            tlv::oid("1.3.6.1.5.5.7.48.1.2").unwrap(),
+            tlv::tlv(
+                tlv::tag::OCTET_STRING,
+                &tlv::tlv(tlv::tag::OCTET_STRING, NONCE),
+            ),
+        ]);
+        let extensions = tlv::constructed(0xA2, &[tlv::sequence(&[nonce])]);
+        assert_eq!(
+            build_request(std::slice::from_ref(&id), Some(NONCE)).unwrap(),
+            tlv::sequence(&[tlv::sequence(&[request_list.clone(), extensions])])
+        );
+        assert_eq!(
+            build_request(std::slice::from_ref(&id), None).unwrap(),
+            tlv::sequence(&[tlv::sequence(&[request_list])])
+        );
+        // A serial longer than RFC 5280's 20 octets is refused when the CertID is made.
+        assert!(matches!(
+            CertId::new(&ca_der(), &[0x7F; 21]),
+            Err(OcspError::Malformed(m)) if m.contains("20 octets")
+        ));
+        assert!(CertId::new(&ca_der(), &[0x7F; 20]).is_ok());
         assert_eq!(integer_der(&[0x80]), [0x02, 0x02, 0x00, 0x80]);
         assert_eq!(integer_der(&[0x00, 0x00, 0x7F]), [0x02, 0x01, 0x7F]);
         assert_eq!(integer_der(&[]), [0x02, 0x01, 0x00]);
@@ -1053,19 +1070,19 @@ mod tests {
     #[test]
     fn request_round_trip_preserves_ids_and_nonce() {
         let ids = vec![id(&card_serial()), id(&[0x80, 0x01]), id(&[0x05])];
-        let parsed = parse_request(&build_request(&ids, Some(NONCE))).expect("parse");
+        let parsed = parse_request(&build_request(&ids, Some(NONCE)).unwrap()).expect("parse");
         assert_eq!(parsed.ids, ids);
         assert_eq!(parsed.nonce.as_deref(), Some(NONCE));
 
-        let parsed = parse_request(&build_request(&ids[..1], None)).expect("parse");
+        let parsed = parse_request(&build_request(&ids[..1], None).unwrap()).expect("parse");
         assert_eq!(parsed.ids, ids[..1]);
         assert_eq!(parsed.nonce, None);
 
         assert!(matches!(
-            parse_request(&build_request(&[], None)),
+            parse_request(&build_request(&[], None).unwrap()),
             Err(OcspError::Malformed(m)) if m.contains("requestList is empty")
         ));
-        let req = build_request(&ids, Some(NONCE));
+        let req = build_request(&ids, Some(NONCE)).unwrap();
         assert!(matches!(
             parse_request(&req[..req.len() - 1]),
             Err(OcspError::Malformed(_))
@@ -1533,7 +1550,11 @@ mod tests {
             |der: &[u8], id: &CertId, nonce| verify_response(der, &ca, id, nonce, now, freshness());
 
         // Our request (three serials, nonce); openssl answers byName and includes its cert.
-        std::fs::write(dir.join("req.der"), build_request(&ids, Some(NONCE))).unwrap();
+        std::fs::write(
+            dir.join("req.der"),
+            build_request(&ids, Some(NONCE)).unwrap(),
+        )
+        .unwrap();
         let der = respond_to(&[]);
         assert!(matches!(
             basic_of(&der).tbs_response_data.responder_id,
@@ -1589,7 +1610,7 @@ mod tests {
     fn our_request_is_accepted_by_openssl() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path();
-        let req = build_request(&[id(&[0x01, 0x23, 0xAB, 0xCD])], Some(NONCE));
+        let req = build_request(&[id(&[0x01, 0x23, 0xAB, 0xCD])], Some(NONCE)).unwrap();
         std::fs::write(dir.join("ours.der"), req).unwrap();
         let text = openssl(dir, &["ocsp", "-reqin", "ours.der", "-req_text"]);
         assert!(text.contains("Serial Number: 0123ABCD"), "{text}");

@@ -466,14 +466,14 @@ pub(super) fn signed_attributes(
     let mut signing_time = None;
     let mut rest = captured.as_slice();
     while !rest.is_empty() {
-        let Some((tag::SEQUENCE, attribute, after)) = der::read_tlv(rest) else {
+        let Some((tag::SEQUENCE, attribute, after)) = der::split(rest) else {
             return Err(malformed("not a DER SET OF Attribute".into()));
         };
         rest = after;
-        let Some((tag::OID, attribute_type, values)) = der::read_tlv(attribute) else {
+        let Some((tag::OID, attribute_type, values)) = der::split(attribute) else {
             return Err(malformed("an Attribute without a type".into()));
         };
-        let Some((tag::SET, values)) = der::read_single(values) else {
+        let Some((tag::SET, values)) = der::split_single(values) else {
             return Err(malformed("an Attribute without a SET of values".into()));
         };
         let (slot, name, expected_tag) = match attribute_type {
@@ -489,7 +489,7 @@ pub(super) fn signed_attributes(
         if slot.is_some() {
             return Err(malformed(format!("{name} appears more than once")));
         }
-        let Some((value_tag, content)) = der::read_single(values) else {
+        let Some((value_tag, content)) = der::split_single(values) else {
             return Err(malformed(format!("{name} must have exactly one DER value")));
         };
         *slot = Some(match expected_tag {
@@ -506,18 +506,25 @@ pub(super) fn signed_attributes(
         message_digest.ok_or_else(|| malformed("messageDigest is missing".into()))?;
     let signing_time = match signing_time {
         None => None,
-        Some(value) => Some(der::decode_time(value).ok_or_else(|| {
-            malformed(
+        Some(value) => Some(
+            der::read_tlv(value)
+                .and_then(|(t, rest)| match rest {
+                    [] => der::decode_time(t),
+                    _ => Err("trailing bytes".into()),
+                })
+                .map_err(|_| {
+                    malformed(
                 "signingTime is not a UTCTime YYMMDDHHMMSSZ or GeneralizedTime YYYYMMDDHHMMSSZ"
                     .into(),
             )
-        })?),
+                })?,
+        ),
     };
     // RFC 5652 §5.4: the signature is over the DER SET OF, i.e. the [0] contents re-tagged.
     Ok(Some(SignedAttributes {
         content_type,
         message_digest,
         signing_time,
-        der: der::tlv(tag::SET, &[captured.as_slice()]),
+        der: der::tlv_of(tag::SET, &[captured.as_slice()]),
     }))
 }

@@ -17,7 +17,7 @@
 
 mod cms;
 mod decode;
-mod der;
+use crate::der;
 mod sign;
 mod verify;
 

@@ -95,22 +95,22 @@ pub(super) fn build(
                 )
             })?;
         // [0] IMPLICIT SubjectKeyIdentifier (an OCTET STRING, primitive).
-        (3u8, der::tlv(0x80, &[ski]))
+        (3u8, der::tlv_of(0x80, &[ski]))
     } else {
-        let serial = der::tlv(tag::INTEGER, &[cert.raw_serial()]);
+        let serial = der::tlv_of(tag::INTEGER, &[cert.raw_serial()]);
         (
             1u8,
-            der::tlv(tag::SEQUENCE, &[cert.issuer().as_raw(), &serial]),
+            der::tlv_of(tag::SEQUENCE, &[cert.issuer().as_raw(), &serial]),
         )
     };
 
     // Signed attributes, in DER order (SET OF sorts by encoding).
     let attribute = |type_oid: &[u8], value: &[u8]| {
-        der::tlv(
+        der::tlv_of(
             tag::SEQUENCE,
             &[
-                &der::tlv(tag::OID, &[type_oid]),
-                &der::tlv(tag::SET, &[value]),
+                &der::tlv_of(tag::OID, &[type_oid]),
+                &der::tlv_of(tag::SET, &[value]),
             ],
         )
     };
@@ -118,42 +118,45 @@ pub(super) fn build(
     let mut attributes = vec![
         attribute(
             oid::CONTENT_TYPE,
-            &der::tlv(tag::OID, &[content_type_attribute]),
+            &der::tlv_of(tag::OID, &[content_type_attribute]),
         ),
         attribute(
             oid::MESSAGE_DIGEST,
-            &der::tlv(tag::OCTET_STRING, &[message_digest.as_ref()]),
+            &der::tlv_of(tag::OCTET_STRING, &[message_digest.as_ref()]),
         ),
     ];
     if let Some(at) = at {
-        let time = der::encode_time(at).ok_or_else(|| {
-            Failure::new(code::MALFORMED, "signing time outside the years 0–9999")
-        })?;
+        let time = der::encode_time(at)
+            .map_err(|_| Failure::new(code::MALFORMED, "signing time outside the years 0–9999"))?;
         attributes.push(attribute(oid::SIGNING_TIME, &time));
     }
     attributes.sort();
     let attributes: Vec<&[u8]> = attributes.iter().map(Vec::as_slice).collect();
-    let signed_attributes_set = der::tlv(tag::SET, &attributes);
+    let signed_attributes_set = der::tlv_of(tag::SET, &attributes);
     let signature = sign(&signed_attributes_set)?;
 
-    let signer_info = der::tlv(
+    let signer_info = der::tlv_of(
         tag::SEQUENCE,
         &[
-            &der::tlv(tag::INTEGER, &[&[version]]),
+            &der::tlv_of(tag::INTEGER, &[&[version]]),
             &sid,
             &der::algorithm(oid::SHA256, false),
             // [0] IMPLICIT SignedAttributes: same content as the SET that was signed.
-            &der::tlv(tag::CONTEXT_0, &attributes),
+            &der::tlv_of(tag::CONTEXT_0, &attributes),
             &der::algorithm(oid::RSA_ENCRYPTION, true),
-            &der::tlv(tag::OCTET_STRING, &[&signature]),
+            &der::tlv_of(tag::OCTET_STRING, &[&signature]),
         ],
     );
-    let econtent =
-        (!detached).then(|| der::tlv(tag::CONTEXT_0, &[&der::tlv(tag::OCTET_STRING, &[content])]));
-    let econtent_info = der::tlv(
+    let econtent = (!detached).then(|| {
+        der::tlv_of(
+            tag::CONTEXT_0,
+            &[&der::tlv_of(tag::OCTET_STRING, &[content])],
+        )
+    });
+    let econtent_info = der::tlv_of(
         tag::SEQUENCE,
         &[
-            &der::tlv(tag::OID, &[econtent_type]),
+            &der::tlv_of(tag::OID, &[econtent_type]),
             econtent.as_deref().unwrap_or_default(),
         ],
     );
@@ -163,22 +166,22 @@ pub(super) fn build(
     } else {
         1
     };
-    let signed_data = der::tlv(
+    let signed_data = der::tlv_of(
         tag::SEQUENCE,
         &[
-            &der::tlv(tag::INTEGER, &[&[signed_data_version]]),
-            &der::tlv(tag::SET, &[&der::algorithm(oid::SHA256, false)]),
+            &der::tlv_of(tag::INTEGER, &[&[signed_data_version]]),
+            &der::tlv_of(tag::SET, &[&der::algorithm(oid::SHA256, false)]),
             &econtent_info,
             // [0] IMPLICIT CertificateSet.
-            &der::tlv(tag::CONTEXT_0, &[cert_der]),
-            &der::tlv(tag::SET, &[&signer_info]),
+            &der::tlv_of(tag::CONTEXT_0, &[cert_der]),
+            &der::tlv_of(tag::SET, &[&signer_info]),
         ],
     );
-    Ok(der::tlv(
+    Ok(der::tlv_of(
         tag::SEQUENCE,
         &[
-            &der::tlv(tag::OID, &[oid::ID_SIGNED_DATA]),
-            &der::tlv(tag::CONTEXT_0, &[&signed_data]),
+            &der::tlv_of(tag::OID, &[oid::ID_SIGNED_DATA]),
+            &der::tlv_of(tag::CONTEXT_0, &[&signed_data]),
         ],
     ))
 }

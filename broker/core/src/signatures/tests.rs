@@ -585,7 +585,7 @@ fn to_indefinite_ber(der: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
         let mut rest = value;
         while !rest.is_empty() {
-            let (tag, inner, after) = super::der::read_tlv(rest).expect("DER");
+            let (tag, inner, after) = super::der::split(rest).expect("DER");
             out.push((tag, inner, &rest[..rest.len() - after.len()]));
             rest = after;
         }
@@ -611,7 +611,10 @@ fn to_indefinite_ber(der: &[u8]) -> Vec<u8> {
             let (a, b) = value.split_at(value.len() / 2);
             return indefinite(
                 0x24,
-                vec![super::der::tlv(0x04, &[a]), super::der::tlv(0x04, &[b])],
+                vec![
+                    super::der::tlv_of(0x04, &[a]),
+                    super::der::tlv_of(0x04, &[b]),
+                ],
             );
         }
         if !descend || tag & 0x20 == 0 {
@@ -633,7 +636,7 @@ fn to_indefinite_ber(der: &[u8]) -> Vec<u8> {
             .collect();
         indefinite(tag, parts)
     }
-    let (tag, value, rest) = super::der::read_tlv(der).expect("DER");
+    let (tag, value, rest) = super::der::split(der).expect("DER");
     assert!(rest.is_empty());
     convert(tag, value, der, 0, 0)
 }

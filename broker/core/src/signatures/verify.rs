@@ -242,23 +242,23 @@ fn signer_certificate<'c>(
 
 /// The issuer Name TLV and the serial INTEGER contents of a DER certificate.
 fn issuer_and_serial(cert_der: &[u8]) -> Option<(&[u8], &[u8])> {
-    let (tag::SEQUENCE, cert, []) = der::read_tlv(cert_der)? else {
+    let (tag::SEQUENCE, cert, []) = der::split(cert_der)? else {
         return None;
     };
-    let (tag::SEQUENCE, tbs, _) = der::read_tlv(cert)? else {
+    let (tag::SEQUENCE, tbs, _) = der::split(cert)? else {
         return None;
     };
     let mut rest = tbs;
-    if let Some((tag::CONTEXT_0, _, after)) = der::read_tlv(rest) {
+    if let Some((tag::CONTEXT_0, _, after)) = der::split(rest) {
         rest = after; // version
     }
-    let (tag::INTEGER, serial, rest) = der::read_tlv(rest)? else {
+    let (tag::INTEGER, serial, rest) = der::split(rest)? else {
         return None;
     };
-    let (tag::SEQUENCE, _, issuer_and_more) = der::read_tlv(rest)? else {
+    let (tag::SEQUENCE, _, issuer_and_more) = der::split(rest)? else {
         return None; // signature AlgorithmIdentifier
     };
-    let (tag::SEQUENCE, _, after_issuer) = der::read_tlv(issuer_and_more)? else {
+    let (tag::SEQUENCE, _, after_issuer) = der::split(issuer_and_more)? else {
         return None;
     };
     let issuer = issuer_and_more.get(..issuer_and_more.len() - after_issuer.len())?;
