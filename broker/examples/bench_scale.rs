@@ -17,8 +17,7 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
-const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+use broker_testkit::{CHALLENGE, VERIFIER};
 
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -38,7 +37,7 @@ fn env_num(name: &str, default: usize) -> usize {
 async fn run() {
     let logins = env_num("BENCH_LOGINS", 300);
     let accounts = env_num("BENCH_ACCOUNTS", 1_000_000);
-    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let repo = broker_testkit::repo();
     let dir = tempfile::tempdir().unwrap();
     let db_url = std::env::var("BENCH_DATABASE_URL").unwrap_or_else(|_| {
         format!(
@@ -47,15 +46,9 @@ async fn run() {
         )
     });
     let pg = db_url.starts_with("postgres");
-    let bench = common::start(
-        dir.path(),
-        &repo.join("relying-parties"),
-        &[("BROKER_DATABASE_URL", db_url.clone())],
-    )
-    .await;
+    let bench = common::start(&repo.join("relying-parties"), Some(&db_url)).await;
     let (broker, base) = (bench.broker.clone(), bench.base.clone());
-    common::card(dir.path());
-    let card = dir.path().join("card");
+    let (_, card) = common::card(&bench);
     let auth_url = format!(
         "{base}/authorize?client_id=local-dev&redirect_uri=http%3A%2F%2F127.0.0.1%3A8765%2Fcallback&response_type=code&scope=openid%20profile&state=s&nonce=n&code_challenge={CHALLENGE}&code_challenge_method=S256"
     );

@@ -39,12 +39,12 @@ async fn run() {
         ),
     )
     .unwrap();
-    let bench = common::start(dir.path(), &rps, &[]).await;
+    let bench = common::start(&rps, None).await;
     let base = bench.base.clone();
 
     // A virtual card and a signed document.
     let now = time::OffsetDateTime::now_utc();
-    let mut card = common::card(dir.path());
+    let (mut card, _) = common::card(&bench);
     let cms = broker::signatures::sign(&mut card, "ABC123", b"bench document", false, now).unwrap();
     use base64::Engine;
     let cms_b64 = base64::engine::general_purpose::STANDARD.encode(&cms);

@@ -363,7 +363,6 @@ async fn post_authorize_and_revocation() {
     let mut card = t.card("card");
     let mut br = t.browser();
     // POST /authorize with a form behaves like GET.
-    let challenge = b64url(&sha256(VERIFIER.as_bytes()));
     let r = br
         .post_form(
             "/authorize",
@@ -373,7 +372,7 @@ async fn post_authorize_and_revocation() {
                 ("response_type", "code"),
                 ("scope", "openid"),
                 ("state", "p"),
-                ("code_challenge", &challenge),
+                ("code_challenge", CHALLENGE),
                 ("code_challenge_method", "S256"),
             ],
             None,

@@ -2,67 +2,28 @@
 //! huge request headers, too many connections, a PEM file with several CA certificates,
 //! revocation sources that name the wrong anchors.
 
-use super::{BIN, db, free_port, repo, wait_for_port};
+use super::BIN;
+use broker_testkit::{Configured, Processes, Setup};
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// A broker started with a broker.toml of its own (`extra` appended), its log in a file.
+/// A broker process with `extra` appended to its broker.toml (the kit's), its log in a file.
 pub struct Broker {
-    child: Child,
+    p: Processes,
     pub port: u16,
-    /// Holds the data directory and broker.toml until the broker is dropped.
-    _dir: tempfile::TempDir,
-    log: PathBuf,
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// broker.toml for a broker on `port` with its data in `dir`, `extra` appended.
-pub fn config_text(dir: &Path, port: u16, extra: &str) -> String {
-    let db = db::test_database_url()
-        .map(|u| format!("database_url = \"{u}\"\n"))
-        .unwrap_or_default();
-    format!(
-        "issuer = \"http://localhost:{port}\"\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\n{db}policies_dir = \"{}\"\nrelying_parties_dir = \"{}\"\n{extra}",
-        dir.join("data").display(),
-        repo().join("policies").display(),
-        repo().join("relying-parties").display(),
-    )
 }
 
 impl Broker {
     pub fn start(extra: &str) -> Broker {
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let cfg = dir.path().join("broker.toml");
-        std::fs::write(&cfg, config_text(dir.path(), port, extra)).unwrap();
-        let log = dir.path().join("broker.log");
-        let child = Command::new(BIN)
-            .args(["--config", cfg.to_str().unwrap(), "serve"])
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        wait_for_port(port, "broker did not start");
-        Broker {
-            child,
-            port,
-            _dir: dir,
-            log,
-        }
+        let p = Setup::new().toml(extra).process(BIN);
+        Broker { port: p.port(0), p }
     }
 
     pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        self.p.log(0)
     }
 
     fn connect(&self) -> TcpStream {
@@ -223,13 +184,14 @@ fn two_cas(dir: &Path) {
     }
 }
 
-fn run(args: &[&str], cfg: &Path) -> std::process::Output {
-    Command::new(BIN)
-        .arg("--config")
-        .arg(cfg)
-        .args(args)
-        .output()
-        .unwrap()
+/// The kit's files for a broker trusting only the CA certificate(s) in `pem`.
+fn trusting(pem: &Path) -> Configured {
+    Setup::new()
+        .toml(&format!(
+            "demo = false\ndanger_allow_http_issuer = true\n[[trust_anchors]]\nkind = \"user_auth\"\nfile = {:?}\nlabel = \"test-auth\"\n",
+            pem.display().to_string()
+        ))
+        .configured()
 }
 
 /// A PEM trust-anchor file with several certificates is refused at start (it was silently cut
@@ -245,22 +207,9 @@ fn trust_anchor_files_and_revocation_sources_are_checked() {
         std::fs::read_to_string(dir.path().join("b.pem")).unwrap()
     );
     std::fs::write(dir.path().join("both.pem"), both).unwrap();
-    let port = free_port();
-    let cfg = dir.path().join("broker.toml");
-    std::fs::write(
-        &cfg,
-        config_text(
-            dir.path(),
-            port,
-            &format!(
-                "demo = false\ndanger_allow_http_issuer = true\n[[trust_anchors]]\nkind = \"user_auth\"\nfile = \"{}\"\nlabel = \"test-auth\"\n",
-                dir.path().join("both.pem").display()
-            ),
-        ),
-    )
-    .unwrap();
+    let both = trusting(&dir.path().join("both.pem"));
     for cmd in [&["serve"][..], &["policy", "check"][..]] {
-        let o = run(cmd, &cfg);
+        let o = both.cli(BIN, cmd);
         assert!(!o.status.success(), "{cmd:?}");
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(
@@ -273,19 +222,7 @@ fn trust_anchor_files_and_revocation_sources_are_checked() {
     }
     // One certificate per file: starts. The shipped policy's sources name the demo anchors,
     // which are not configured here, and the test anchor has none: policy check says both.
-    std::fs::write(
-        &cfg,
-        config_text(
-            dir.path(),
-            port,
-            &format!(
-                "demo = false\ndanger_allow_http_issuer = true\n[[trust_anchors]]\nkind = \"user_auth\"\nfile = \"{}\"\nlabel = \"test-auth\"\n",
-                dir.path().join("a.pem").display()
-            ),
-        ),
-    )
-    .unwrap();
-    let o = run(&["policy", "check"], &cfg);
+    let o = trusting(&dir.path().join("a.pem")).cli(BIN, &["policy", "check"]);
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(

@@ -2,130 +2,33 @@
 //! issue / card login), by raw HTTP, and by an independent OIDC client library (Python
 //! Authlib, installed from PyPI by tests/run).
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use broker_testkit::{Processes, Setup, authorize_url, db, free_port, repo, wait_for_port};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_broker");
 
-#[path = "../../broker/tests/common/db.rs"]
-mod db;
 mod hostile;
 mod multiprocess;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+/// A broker process on a free loopback port with its own data directory, on the suite's
+/// database.
+fn server() -> Processes {
+    Setup::new().process(BIN)
 }
 
-/// A broker process on a free loopback port with its own data directory.
-struct Server {
-    child: Child,
-    issuer: String,
-    dir: tempfile::TempDir,
-    /// The PostgreSQL database in the PostgreSQL pass (else SQLite in the data directory).
-    db: Option<String>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Wait (up to a minute) until something listens on loopback `port`.
-fn wait_for_port(port: u16, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "{what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-impl Server {
-    fn start() -> Server {
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let issuer = format!("http://localhost:{port}");
-        let db = db::test_database_url();
-        let child = Command::new(BIN)
-            .arg("serve")
-            .current_dir(repo())
-            .envs(Self::env_for(dir.path(), &issuer, port, db.as_deref()))
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let s = Server {
-            child,
-            issuer,
-            dir,
-            db,
-        };
-        wait_for_port(port, "broker did not start");
-        s
-    }
-
-    fn env_for(dir: &Path, issuer: &str, port: u16, db: Option<&str>) -> Vec<(String, String)> {
-        let mut env = vec![
-            ("BROKER_ISSUER".into(), issuer.into()),
-            ("BROKER_LISTEN".into(), format!("127.0.0.1:{port}")),
-            (
-                "BROKER_DATA_DIR".into(),
-                dir.join("data").display().to_string(),
-            ),
-            ("RUST_LOG".into(), "warn".into()),
-        ];
-        if let Some(url) = db {
-            env.push(("BROKER_DATABASE_URL".into(), url.into()));
-        }
-        env
-    }
-
-    /// Run a `broker` subcommand against this server's data directory.
-    fn cli(&self, args: &[&str]) -> std::process::Output {
-        let port: u16 = self.issuer.rsplit(':').next().unwrap().parse().unwrap();
-        Command::new(BIN)
-            .args(args)
-            .current_dir(repo())
-            .envs(Self::env_for(
-                self.dir.path(),
-                &self.issuer,
-                port,
-                self.db.as_deref(),
-            ))
-            .output()
-            .unwrap()
-    }
-
-    fn issue_card(&self, name: &str) -> PathBuf {
-        let out = self.dir.path().join(name);
-        let o = self.cli(&["card", "issue", "--out", out.to_str().unwrap()]);
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        out
-    }
-}
-
-fn auth_url(issuer: &str, challenge: &str) -> String {
-    format!(
-        "{issuer}/authorize?client_id=local-dev&redirect_uri=http%3A%2F%2F127.0.0.1%3A8765%2Fcallback&response_type=code&scope=openid%20profile&state=xyz&nonce=n-0S6&code_challenge={challenge}&code_challenge_method=S256"
-    )
+/// The shipped development client's authorization URL at `base` (PKCE pair of the kit).
+fn auth_url(base: &str) -> String {
+    authorize_url(base, "")
 }
 
 #[test]
 fn binary_serves_and_card_login_cli_returns_a_code() {
-    let s = Server::start();
+    let s = server();
     let card = s.issue_card("card");
     // RFC 7636 appendix B verifier/challenge.
-    let url = auth_url(&s.issuer, "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM");
+    let url = auth_url(&s.issuer);
     // Without --consent the login stops at the consent step with a clear message.
     let o = s.cli(&[
         "card",
@@ -170,10 +73,7 @@ fn binary_serves_and_card_login_cli_returns_a_code() {
                 ("grant_type", "authorization_code"),
                 ("code", q["code"].as_str()),
                 ("redirect_uri", "http://127.0.0.1:8765/callback"),
-                (
-                    "code_verifier",
-                    "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk",
-                ),
+                ("code_verifier", broker_testkit::VERIFIER),
             ])
             .send()
             .await
@@ -209,7 +109,7 @@ fn binary_serves_and_card_login_cli_returns_a_code() {
 
 #[test]
 fn authlib_client_library_against_the_real_binary() {
-    let s = Server::start();
+    let s = server();
     let card = s.issue_card("card");
     let python = std::env::var("BROKER_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
     let o = Command::new(&python)
@@ -387,74 +287,36 @@ fn openssl_made_card_and_card_approve_with_a_separate_browser() {
         d,
         &["ca", "-config", "ossl.cnf", "-gencrl", "-out", "ca.crl"],
     );
-    let pol = d.join("policies");
-    std::fs::create_dir(&pol).unwrap();
-    std::fs::copy(
-        repo().join("policies/assurance.toml"),
-        pol.join("assurance.toml"),
-    )
-    .unwrap();
-    std::fs::write(
-        pol.join("revocation.toml"),
-        format!(
-            "[proofing]\nallow_unproofed = true\n\n[revocation]\n[[revocation.issuers]]\nanchor = \"openssl CA\"\ncrls = [\"file:{}\"]\n",
-            d.join("ca.crl").display()
-        ),
-    )
-    .unwrap();
-    let port = free_port();
-    let issuer = format!("http://localhost:{port}");
-    let cfg = d.join("broker.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "issuer = \"{issuer}\"\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"data\"\npolicies_dir = \"{}\"\nrelying_parties_dir = \"{}\"\ndemo = false\ndanger_allow_http_issuer = true\n\n[[trust_anchors]]\nkind = \"user_auth\"\nfile = \"ca.crt\"\nlabel = \"openssl CA\"\n",
-            pol.display(),
-            repo().join("relying-parties").display()
-        ),
-    )
-    .unwrap();
-    let db = db::test_database_url();
-    let db_env: Vec<(&str, &str)> = db
-        .iter()
-        .map(|u| ("BROKER_DATABASE_URL", u.as_str()))
-        .collect();
-    let run = |args: &[&str]| {
-        Command::new(BIN)
-            .arg("--config")
-            .arg(&cfg)
-            .args(args)
-            .current_dir(d)
-            .env("RUST_LOG", "warn")
-            .envs(db_env.iter().copied())
-            .output()
-            .unwrap()
-    };
+    let path = |name: &str| d.join(name).display().to_string();
+    let p = Setup::new()
+        .policy_file(
+            "revocation.toml",
+            &format!(
+                "[proofing]\nallow_unproofed = true\n\n[revocation]\n[[revocation.issuers]]\nanchor = \"openssl CA\"\ncrls = [\"file:{}\"]\n",
+                path("ca.crl")
+            ),
+        )
+        .toml(&format!(
+            "demo = false\ndanger_allow_http_issuer = true\n\n[[trust_anchors]]\nkind = \"user_auth\"\nfile = {:?}\nlabel = \"openssl CA\"\n",
+            path("ca.crt")
+        ))
+        .process(BIN);
+    let issuer = p.issuer.clone();
+    let run = |args: &[&str]| p.cli(args);
+    let card = path("card");
     let o = run(&[
         "card",
         "import",
         "--out",
-        "card",
+        &card,
         "--auth-cert",
-        "auth.crt",
+        &path("auth.crt"),
         "--auth-key",
-        "auth.key",
+        &path("auth.key"),
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let mut child = Command::new(BIN)
-        .arg("--config")
-        .arg(&cfg)
-        .arg("serve")
-        .current_dir(d)
-        .env("RUST_LOG", "warn")
-        .envs(db_env.iter().copied())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    wait_for_port(port, "broker did not start");
     assert!(
-        !d.join("data/demo-pki").exists(),
+        !p.dir.path().join("data/demo-pki").exists(),
         "no demo PKI outside demo mode"
     );
 
@@ -468,8 +330,7 @@ fn openssl_made_card_and_card_approve_with_a_separate_browser() {
         let r = browser
             .get(
                 // openid only: no personal data asked, so an unproofed account may log in.
-                auth_url(&issuer, "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM")
-                    .replace("scope=openid%20profile", "scope=openid"),
+                auth_url(&issuer).replace("scope=openid%20profile", "scope=openid"),
             )
             .send()
             .await
@@ -497,7 +358,7 @@ fn openssl_made_card_and_card_approve_with_a_separate_browser() {
         let link = st["helper_url"].as_str().unwrap().to_string();
         assert!(page.replace("&#x2f;", "/").contains(&link));
         // The helper alone, in another process, with no cookies of the browser.
-        let o = run(&["card", "approve", "--card", "card", "--pin", "1234", &link]);
+        let o = run(&["card", "approve", "--card", &card, "--pin", "1234", &link]);
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         let shown = String::from_utf8_lossy(&o.stderr).to_string();
         assert!(
@@ -545,27 +406,24 @@ fn openssl_made_card_and_card_approve_with_a_separate_browser() {
         d,
         &["ca", "-config", "ossl.cnf", "-gencrl", "-out", "ca.crl"],
     );
-    let o = run(&["certs", "purge", "--card", "card"]);
+    let o = run(&["certs", "purge", "--card", &card]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(
         out.contains("\"anchor\":\"openssl CA\"") && out.contains("\"serial\":\"0a1b2c3d\""),
         "{out}"
     );
-    let url = auth_url(&issuer, "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM")
-        .replace("scope=openid%20profile", "scope=openid");
+    let url = auth_url(&issuer).replace("scope=openid%20profile", "scope=openid");
     let o = run(&[
         "card",
         "login",
         "--card",
-        "card",
+        &card,
         "--pin",
         "1234",
         "--consent",
         &url,
     ]);
-    let _ = child.kill();
-    let _ = child.wait();
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
@@ -578,10 +436,10 @@ fn openssl_made_card_and_card_approve_with_a_separate_browser() {
 /// the bound), purge, and watch the next login fail — all with the binary's own commands.
 #[test]
 fn demo_revoke_purge_and_the_next_login_fails() {
-    let s = Server::start();
+    let s = server();
     let card = s.issue_card("card");
     let card_s = card.to_str().unwrap();
-    let url = auth_url(&s.issuer, "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM");
+    let url = auth_url(&s.issuer);
     let login = || {
         s.cli(&[
             "card",
@@ -653,18 +511,18 @@ fn demo_revoke_purge_and_the_next_login_fails() {
 /// `broker certs ocsp-responder` answers openssl's own OCSP client (an independent client).
 #[test]
 fn standalone_demo_responder_answers_openssl_ocsp() {
-    let s = Server::start();
+    let s = server();
     let card = s.issue_card("card");
     let port = free_port();
     let mut responder = Command::new(BIN)
+        .arg("--config")
+        .arg(s.config_path())
         .args([
             "certs",
             "ocsp-responder",
             "--listen",
             &format!("127.0.0.1:{port}"),
         ])
-        .current_dir(repo())
-        .env("BROKER_DATA_DIR", s.dir.path().join("data"))
         .env("RUST_LOG", "warn")
         .stderr(Stdio::null())
         .spawn()
@@ -717,84 +575,26 @@ fn standalone_demo_responder_answers_openssl_ocsp() {
 /// nothing. No request fails meanwhile.
 #[test]
 fn policy_reload_under_load_on_file_change_and_sighup_keeps_serving() {
-    use std::io::BufRead;
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     use std::sync::{Arc, Mutex};
 
-    /// The broker process, killed however the test ends.
-    struct Proc(Child);
-    impl Drop for Proc {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-
-    let dir = tempfile::tempdir().unwrap();
-    let copy = |name: &str| -> PathBuf {
-        let to = dir.path().join(name);
-        std::fs::create_dir(&to).unwrap();
-        for e in std::fs::read_dir(repo().join(name)).unwrap() {
-            let p = e.unwrap().path();
-            std::fs::copy(&p, to.join(p.file_name().unwrap())).unwrap();
-        }
-        to
-    };
-    let pol = copy("policies");
-    let rps = copy("relying-parties");
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
     // The load comes from one address and starts logins it never finishes: thousands more
     // than a source (or a relying party) may have open in production.
-    let cfg = dir.path().join("broker.toml");
-    std::fs::write(
-        &cfg,
-        "[limits]\nopen_transactions_per_source = 1000000\nopen_transactions_per_client = 1000000\n",
-    )
-    .unwrap();
-    let mut child = Command::new(BIN)
-        .arg("--config")
-        .arg(&cfg)
-        .arg("serve")
-        .current_dir(repo())
-        .envs(Server::env_for(
-            dir.path(),
-            &format!("http://localhost:{port}"),
-            port,
-            db::test_database_url().as_deref(),
-        ))
-        .env("BROKER_POLICIES_DIR", &pol)
-        .env("BROKER_RELYING_PARTIES_DIR", &rps)
-        .env("RUST_LOG", "warn,broker::service::reload=info")
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = child.id();
-    let stderr = child.stderr.take().unwrap();
-    let _proc = Proc(child);
-    // The broker's log, kept to look for what the reloads said (and echoed).
-    let log = Arc::new(Mutex::new(String::new()));
-    {
-        let log = log.clone();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                eprintln!("{line}");
-                let mut l = log.lock().unwrap();
-                l.push_str(&line);
-                l.push('\n');
-            }
-        });
-    }
+    let p = Setup::new()
+        .toml("[limits]\nopen_transactions_per_source = 1000000\nopen_transactions_per_client = 1000000\n")
+        .process(BIN);
+    let pol = p.dir.path().join("policies");
+    let port = p.port(0);
+    let base = format!("http://127.0.0.1:{port}");
+    let pid = p.pid(0).unwrap();
+    // The broker's log (a file the kit keeps), to look for what the reloads said.
     let wait_log = |needle: &str, within: Duration| {
         let deadline = Instant::now() + within;
-        while !log.lock().unwrap().contains(needle) {
+        while !p.log(0).contains(needle) {
             assert!(
                 Instant::now() < deadline,
                 "no `{needle}` in the log:\n{}",
-                log.lock().unwrap()
+                p.log(0)
             );
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -829,7 +629,7 @@ fn policy_reload_under_load_on_file_change_and_sighup_keeps_serving() {
             .build()
             .unwrap();
         let discovery = format!("{base}/.well-known/openid-configuration");
-        let authorize = auth_url(&base, "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM");
+        let authorize = auth_url(&base);
         let stop = Arc::new(AtomicBool::new(false));
         let done = Arc::new(AtomicUsize::new(0));
         let failures = Arc::new(Mutex::new(Vec::<String>::new()));
@@ -973,7 +773,7 @@ fn policy_reload_under_load_on_file_change_and_sighup_keeps_serving() {
         );
         assert!(done.load(Ordering::Relaxed) > 100, "the clients kept going");
     });
-    let log = log.lock().unwrap().clone();
+    let log = p.log(0);
     assert_eq!(log.matches(&broken_msg).count(), 1, "{log}");
     assert!(
         log.contains("reloaded policies and relying parties (file change)"),
@@ -986,7 +786,7 @@ fn policy_reload_under_load_on_file_change_and_sighup_keeps_serving() {
 /// broker's own API says valid — attached and detached.
 #[test]
 fn card_sign_cms_verifies_with_openssl() {
-    let s = Server::start();
+    let s = server();
     let card = s.issue_card("card");
     let doc = s.dir.path().join("doc.txt");
     std::fs::write(&doc, "申込書: 口座開設\n").unwrap();
@@ -1125,7 +925,7 @@ fn conformance_suite_registrations_match_the_plan_configurations() {
 /// the login is at now — not the 4-digit PIN (once "bad PIN format").
 #[test]
 fn card_approve_again_after_a_wrong_signature_pin() {
-    let s = Server::start();
+    let s = server();
     let card = s.issue_card("card");
     let rt = tokio::runtime::Runtime::new().unwrap();
     let (browser, login) = rt.block_on(async {
@@ -1134,14 +934,7 @@ fn card_approve_again_after_a_wrong_signature_pin() {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap();
-        let r = browser
-            .get(auth_url(
-                &s.issuer,
-                "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
-            ))
-            .send()
-            .await
-            .unwrap();
+        let r = browser.get(auth_url(&s.issuer)).send().await.unwrap();
         let login = r.headers()["location"].to_str().unwrap().to_string();
         (browser, login)
     });

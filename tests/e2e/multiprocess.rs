@@ -2,33 +2,29 @@
 //! `tests/run` runs them in its PostgreSQL pass). Each process has its own caches; everything
 //! else is in the database, so any process may serve any step of a login.
 
-use super::{BIN, auth_url, db, free_port, repo, wait_for_port};
+use super::{BIN, auth_url};
+use broker_testkit::{Processes, REDIRECT, Setup, VERIFIER, db, repo};
 use serde_json::Value;
-use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
-const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
-const REDIRECT: &str = "http://127.0.0.1:8765/callback";
-
-/// N broker processes sharing one data directory (demo PKI, admin token) and one database.
+/// N broker processes sharing one data directory (demo PKI, admin token) and one database
+/// (the kit's [`Processes`], with cluster sync every second).
 pub struct Cluster {
-    pub dir: tempfile::TempDir,
-    cfg: PathBuf,
+    p: Processes,
     pub db: String,
-    /// The one issuer every process serves.
-    pub issuer: String,
-    ports: Vec<u16>,
-    children: Vec<Child>,
 }
 
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        for c in &mut self.children {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+impl std::ops::Deref for Cluster {
+    type Target = Processes;
+    fn deref(&self) -> &Processes {
+        &self.p
+    }
+}
+
+impl std::ops::DerefMut for Cluster {
+    fn deref_mut(&mut self) -> &mut Processes {
+        &mut self.p
     }
 }
 
@@ -40,75 +36,17 @@ impl Cluster {
 
     /// `n` processes on database `db`, with `extra` appended to broker.toml.
     pub fn start_on(n: usize, db: String, extra: &str) -> Cluster {
-        let dir = tempfile::tempdir().unwrap();
-        let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
-        let issuer = format!("http://localhost:{}", ports[0]);
-        let cfg = dir.path().join("broker.toml");
-        std::fs::write(
-            &cfg,
-            format!(
-                "issuer = \"{issuer}\"\ndata_dir = \"data\"\ndatabase_url = \"{db}\"\npolicies_dir = \"{}\"\nrelying_parties_dir = \"{}\"\ndemo = true\n\n[cluster]\nsync_interval = 1\n{extra}",
-                repo().join("policies").display(),
-                repo().join("relying-parties").display(),
-            ),
-        )
-        .unwrap();
-        let mut c = Cluster {
-            dir,
-            cfg,
-            db,
-            issuer,
-            ports,
-            children: Vec::new(),
-        };
-        // The first process creates the demo PKI and the first keys; the others find them.
-        for i in 0..n {
-            let child = c.spawn(i);
-            c.children.push(child);
-            c.wait_up(i);
-        }
-        c
-    }
-
-    fn spawn(&self, i: usize) -> Child {
-        Command::new(BIN)
-            .arg("--config")
-            .arg(&self.cfg)
-            .arg("serve")
-            .current_dir(self.dir.path())
-            .env("BROKER_LISTEN", format!("127.0.0.1:{}", self.ports[i]))
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap()
-    }
-
-    fn wait_up(&self, i: usize) {
-        wait_for_port(self.ports[i], &format!("broker {i} did not start"));
-    }
-
-    /// Base URL of process `i`.
-    pub fn base(&self, i: usize) -> String {
-        format!("http://localhost:{}", self.ports[i])
-    }
-
-    pub fn cli(&self, args: &[&str]) -> Output {
-        Command::new(BIN)
-            .arg("--config")
-            .arg(&self.cfg)
-            .args(args)
-            .current_dir(self.dir.path())
-            .env("RUST_LOG", "warn")
-            .output()
-            .unwrap()
+        let p = Setup::new()
+            .database(&db)
+            .toml(&format!(
+                "demo = true\n\n[cluster]\nsync_interval = 1\n{extra}"
+            ))
+            .processes(BIN, n);
+        Cluster { p, db }
     }
 
     pub fn issue_card(&self, name: &str) -> String {
-        let out = self.dir.path().join(name);
-        let o = self.cli(&["card", "issue", "--out", out.to_str().unwrap()]);
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        out.display().to_string()
+        self.p.issue_card(name).display().to_string()
     }
 
     /// A full card login (with consent) that starts at process `i`; the code.
@@ -119,7 +57,7 @@ impl Cluster {
     }
 
     pub fn login_via(&self, i: usize, card: &str) -> Output {
-        let url = auth_url(&self.base(i), CHALLENGE);
+        let url = auth_url(&self.base(i));
         self.cli(&[
             "card",
             "login",
@@ -333,11 +271,7 @@ fn pg_sessions_and_consents_are_seen_by_every_process() {
             .build()
             .unwrap();
         // A browser logs in at B: no consent page (A recorded it), straight back to the RP.
-        let r = browser
-            .get(auth_url(&c.base(1), CHALLENGE))
-            .send()
-            .await
-            .unwrap();
+        let r = browser.get(auth_url(&c.base(1))).send().await.unwrap();
         assert_eq!(r.status(), 303);
         let login = r.headers()["location"].to_str().unwrap().to_string();
         let st: Value = browser
@@ -380,11 +314,7 @@ fn pg_sessions_and_consents_are_seen_by_every_process() {
         let (s, _) = redeem(&browser, &c.base(0), &code_of(&to)).await;
         assert_eq!(s, 200);
         // The SSO session made at B lets the same browser through A without the card.
-        let r = browser
-            .get(auth_url(&c.base(0), CHALLENGE))
-            .send()
-            .await
-            .unwrap();
+        let r = browser.get(auth_url(&c.base(0))).send().await.unwrap();
         assert_eq!(r.status(), 303);
         let to = r.headers()["location"].to_str().unwrap().to_string();
         assert!(to.starts_with(REDIRECT), "A did not see B's session: {to}");
@@ -617,7 +547,7 @@ fn pg_a_database_restart_is_survived_without_manual_action() {
     // Load: authorization requests, each of which commits a login transaction.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let load = {
-        let (http, url, stop) = (http.clone(), auth_url(&c.base(0), CHALLENGE), stop.clone());
+        let (http, url, stop) = (http.clone(), auth_url(&c.base(0)), stop.clone());
         rt.spawn(async move {
             let mut seen: Vec<(Instant, u16, String)> = Vec::new();
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
@@ -682,10 +612,7 @@ fn pg_a_database_restart_is_survived_without_manual_action() {
         tok["refresh_token"].as_str().unwrap(),
     ));
     assert_eq!(s, 200, "{t2}");
-    assert!(
-        c.children[0].try_wait().unwrap().is_none(),
-        "the broker process exited"
-    );
+    assert!(c.is_running(0), "the broker process exited");
 }
 
 #[test]

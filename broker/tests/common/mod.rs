@@ -2,33 +2,26 @@
 //! an in-memory cookie jar (a "browser"), and virtual cards from the demo PKI.
 #![allow(dead_code)]
 
-pub mod db;
+use broker_testkit::Setup;
+pub use broker_testkit::{CHALLENGE, CLIENT, REDIRECT, SECRET, VERIFIER};
 
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
 use broker::app::Broker;
 use broker::card::{Key, VirtualCard};
-use broker::clock::{FixedClock, b64url, sha256};
+use broker::clock::{FixedClock, b64url};
 use broker::config::Config;
 use broker::pki::demo::{CardRequest, DemoPki};
 use http_body_util::BodyExt;
 use serde_json::Value;
 use std::collections::HashMap;
-use std::future::IntoFuture;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tower::ServiceExt;
 
-pub const ISSUER: &str = "http://localhost:8080";
-pub const REDIRECT: &str = "http://127.0.0.1:8765/callback";
-pub const CLIENT: &str = "local-dev";
-pub const SECRET: &str = "local-dev-secret";
-pub const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
-
-pub fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+pub use broker_testkit::DEFAULT_ISSUER as ISSUER;
+#[allow(unused_imports)]
+pub use broker_testkit::repo;
 
 pub struct TestBroker {
     pub dir: tempfile::TempDir,
@@ -77,60 +70,21 @@ impl TestBroker {
         policy_files: &[(&str, &str)],
         edit: impl FnOnce(&mut Config),
     ) -> TestBroker {
-        let dir = tempfile::tempdir().unwrap();
-        let data = dir.path().join("data");
-        let rps = dir.path().join("relying-parties");
-        std::fs::create_dir(&rps).unwrap();
-        for e in std::fs::read_dir(repo().join("relying-parties")).unwrap() {
-            let p = e.unwrap().path();
-            std::fs::copy(&p, rps.join(p.file_name().unwrap())).unwrap();
-        }
+        let mut setup = Setup::new();
         for (name, text) in extra {
-            std::fs::write(rps.join(name), text).unwrap();
-        }
-        // The real listener: the revocation checker reaches the demo responder through it.
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
-        let pol = dir.path().join("policies");
-        std::fs::create_dir(&pol).unwrap();
-        for e in std::fs::read_dir(repo().join("policies")).unwrap() {
-            let p = e.unwrap().path();
-            let name = p.file_name().unwrap().to_owned();
-            let text = match policy_files.iter().find(|(n, _)| Some(*n) == name.to_str()) {
-                Some((_, t)) => t.to_string(),
-                None => std::fs::read_to_string(&p).unwrap(),
-            };
-            std::fs::write(
-                pol.join(name),
-                text.replace("{issuer}", &base).replace("{demo}", &base),
-            )
-            .unwrap();
+            setup = setup.relying_party(name, text);
         }
         for (name, text) in policy_files {
-            if !pol.join(name).exists() {
-                std::fs::write(pol.join(name), text.replace("{demo}", &base)).unwrap();
-            }
+            setup = setup.policy_file(name, text);
         }
-        let mut env: HashMap<&str, String> = HashMap::from([
-            ("BROKER_DATA_DIR", data.display().to_string()),
-            ("BROKER_RELYING_PARTIES_DIR", rps.display().to_string()),
-            ("BROKER_POLICIES_DIR", pol.display().to_string()),
-        ]);
-        if let Some(url) = db::test_database_url() {
-            env.insert("BROKER_DATABASE_URL", url);
-        }
-        let mut config = Config::load(None, |k| env.get(k).cloned()).unwrap();
-        edit(&mut config);
         let clock = Arc::new(FixedClock::new(time::OffsetDateTime::now_utc()));
-        let broker = Broker::start(config, clock.clone()).await.unwrap();
-        let app = broker::http::app(broker.clone());
-        tokio::spawn(axum::serve(listener, app.clone()).into_future());
+        let b = setup.in_process(clock.clone(), edit).await;
         TestBroker {
-            dir,
-            broker,
-            app,
+            dir: b.dir,
+            broker: b.broker,
+            app: b.app,
             clock,
-            base,
+            base: b.base,
         }
     }
 
@@ -190,19 +144,13 @@ impl TestBroker {
         not_before: time::OffsetDateTime,
         not_after: time::OffsetDateTime,
     ) -> VirtualCard {
-        let issued = pki
-            .issue_card(&CardRequest {
-                name: "試験\u{3000}花子".into(),
-                name_substituted: None,
-                birthdate,
-                gender: 2,
-                address: "東京都千代田区サンプル町1-1".into(),
-                address_substituted: None,
-                not_before,
-                not_after,
-            })
-            .unwrap();
-        VirtualCard::create(&self.dir.path().join(name), &issued, "1234", "ABC123").unwrap()
+        let req = CardRequest {
+            birthdate,
+            not_before,
+            not_after,
+            ..broker_testkit::person()
+        };
+        broker_testkit::issue_card(pki, &self.dir.path().join(name), &req)
     }
 
     pub fn browser(&self) -> Browser {
@@ -349,7 +297,6 @@ impl Browser {
 
 /// An authorization URL for the local-dev client with PKCE S256 of [`VERIFIER`].
 pub fn auth_url(extra: &[(&str, &str)]) -> String {
-    let challenge = b64url(&sha256(VERIFIER.as_bytes()));
     let mut p: Vec<(&str, &str)> = vec![
         ("client_id", CLIENT),
         ("redirect_uri", REDIRECT),
@@ -357,7 +304,7 @@ pub fn auth_url(extra: &[(&str, &str)]) -> String {
         ("scope", "openid profile"),
         ("state", "st-1"),
         ("nonce", "nonce-1"),
-        ("code_challenge", &challenge),
+        ("code_challenge", CHALLENGE),
         ("code_challenge_method", "S256"),
     ];
     for (k, v) in extra {

@@ -377,11 +377,17 @@ impl KeySet {
         let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::ES256);
         v.set_issuer(&[issuer]);
         v.validate_aud = false;
-        v.leeway = 0;
+        // Expiry is judged by the broker's clock (`now`), as on the cached path, not by the
+        // library's reading of the system clock.
+        v.validate_exp = false;
         v.set_required_spec_claims(&["exp", "iss", "sub"]);
-        jsonwebtoken::decode::<Value>(token, decoding, &v)
-            .ok()
-            .map(|d| (kid, d.claims))
+        let claims = jsonwebtoken::decode::<Value>(token, decoding, &v)
+            .ok()?
+            .claims;
+        claims["exp"]
+            .as_i64()
+            .is_some_and(|exp| exp > now)
+            .then_some((kid, claims))
     }
 
     /// Is `kid` a published (not retired) EC key at `now`?
@@ -475,4 +481,223 @@ fn jwk(kid: &str, material: &Material) -> Value {
 pub fn half_hash(token: &str) -> String {
     let h = crate::clock::sha256(token.as_bytes());
     b64url(&h[..16])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ISS: &str = "https://idp.example.jp";
+
+    fn record(alg: &str, activate_at: i64, retire_at: Option<i64>) -> SigningKeyRecord {
+        SigningKeyRecord {
+            retire_at,
+            ..new_record(alg, 0, activate_at).unwrap()
+        }
+    }
+
+    fn kid_of(jws: &str) -> String {
+        let header = jws.split('.').next().unwrap();
+        let header: Value =
+            serde_json::from_slice(&crate::clock::b64url_decode(header).unwrap()).unwrap();
+        header["kid"].as_str().unwrap().to_string()
+    }
+
+    fn published(set: &KeySet, now: i64) -> Vec<String> {
+        let doc: Value = serde_json::from_slice(&set.jwks_json(now)).unwrap();
+        doc["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["kid"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    /// A rotation as every process sees it from the store: the next key is published at once
+    /// and signs from its activation; the old one stays published until it retires.
+    #[test]
+    fn the_next_key_is_published_first_signs_from_activation_and_the_old_one_retires() {
+        let old = record(EC_ALG, 0, Some(200));
+        let next = record(EC_ALG, 100, None);
+        let rsa = record(RSA_ALG, 0, None);
+        let set = KeySet::from_records(&[next.clone(), rsa.clone(), old.clone()], 50).unwrap();
+        // EC keys first, by activation; then RSA.
+        assert_eq!(set.kids(), [&old.kid, &next.kid, &rsa.kid]);
+        assert_eq!(published(&set, 50), [&*old.kid, &*next.kid, &*rsa.kid]);
+        let claims = json!({"sub": "s"});
+        assert_eq!(kid_of(&set.sign(SigAlg::ES256, None, &claims, 99)), old.kid);
+        assert_eq!(
+            kid_of(&set.sign(SigAlg::ES256, None, &claims, 100)),
+            next.kid
+        );
+        assert_eq!(
+            kid_of(&set.sign(SigAlg::RS256, None, &claims, 100)),
+            rsa.kid
+        );
+        assert_eq!(set.ec_kid(150), next.kid);
+        // The cached document is served until the old key retires, then made again.
+        assert_eq!(published(&set, 199).len(), 3);
+        assert_eq!(published(&set, 200), [&*next.kid, &*rsa.kid]);
+        // Loaded after the retirement, the old key is gone altogether.
+        let later = KeySet::from_records(&[old, next.clone(), rsa.clone()], 300).unwrap();
+        assert_eq!(later.kids(), [&next.kid, &rsa.kid]);
+    }
+
+    #[test]
+    fn a_set_needs_a_signing_key_of_each_algorithm() {
+        let ec = record(EC_ALG, 0, None);
+        let err = KeySet::from_records(std::slice::from_ref(&ec), 10)
+            .err()
+            .unwrap();
+        assert!(
+            err.to_string().contains("no RSA-2048 key is active"),
+            "{err}"
+        );
+        // A key that only signs later does not count yet.
+        let err = KeySet::from_records(&[ec, record(RSA_ALG, 20, None)], 10)
+            .err()
+            .unwrap();
+        assert!(
+            err.to_string().contains("no RSA-2048 key is active"),
+            "{err}"
+        );
+        let mut broken = record(EC_ALG, 0, None);
+        broken.private_pem =
+            "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n".into();
+        assert!(matches!(
+            KeySet::from_records(&[broken, record(RSA_ALG, 0, None)], 10),
+            Err(KeyError::Bad(m)) if m.contains("not a P-256 PKCS#8 key")
+        ));
+        assert!(matches!(new_record("DSA", 0, 0), Err(KeyError::Bad(m)) if m.contains("DSA")));
+    }
+
+    #[test]
+    fn a_rotation_needs_an_active_key_and_none_pending() {
+        let active = record(EC_ALG, 0, None);
+        let pending = record(EC_ALG, 500, None);
+        assert!(check_rotatable(std::slice::from_ref(&active), EC_ALG, 10).is_ok());
+        assert!(matches!(
+            check_rotatable(&[active.clone(), pending.clone()], EC_ALG, 10),
+            Err(KeyError::Pending { kid, activate_at: 500, .. }) if kid == pending.kid
+        ));
+        assert!(matches!(
+            check_rotatable(&[active], RSA_ALG, 10),
+            Err(KeyError::NoActiveKey(a)) if a == RSA_ALG
+        ));
+        // Once the pending key signs, the next rotation may be scheduled.
+        assert!(check_rotatable(&[pending], EC_ALG, 500).is_ok());
+    }
+
+    fn set_at(now: i64) -> (KeySet, SigningKeyRecord) {
+        let ec = record(EC_ALG, 0, None);
+        let set = KeySet::from_records(&[ec.clone(), record(RSA_ALG, 0, None)], now).unwrap();
+        (set, ec)
+    }
+
+    /// An access token verified once is recognised by its hash — but its expiry and its key's
+    /// retirement are checked on every use, and only our at+jwt tokens of our issuer pass.
+    #[test]
+    fn access_tokens_verify_once_and_expire_and_retire_on_every_use() {
+        let (set, ec) = set_at(1_000);
+        let at = set.sign(
+            SigAlg::ES256,
+            Some("at+jwt"),
+            &json!({"iss": ISS, "sub": "s", "exp": 1_060}),
+            1_000,
+        );
+        let first = set.verified_access_token(&at, ISS, 1_000).unwrap();
+        assert_eq!(first["sub"], "s");
+        assert!(set.verified_access_token(&at, ISS, 1_059).is_some());
+        assert!(
+            set.verified_access_token(&at, ISS, 1_060).is_none(),
+            "expired"
+        );
+        assert!(
+            set.verified_access_token(&at, "https://other.example", 1_000)
+                .is_none()
+        );
+        let id_token = set.sign(
+            SigAlg::ES256,
+            Some("JWT"),
+            &json!({"iss": ISS, "sub": "s", "exp": 1_060}),
+            1_000,
+        );
+        assert!(
+            set.verified_access_token(&id_token, ISS, 1_000).is_none(),
+            "typ JWT"
+        );
+        let mut forged = at.clone();
+        forged.pop();
+        forged.push(if at.ends_with('A') { 'B' } else { 'A' });
+        assert!(set.verify_access_token(&forged, ISS, 1_000).is_none());
+        // The same key, retired at 1_030: its tokens stop verifying then, cached or not.
+        let retired = SigningKeyRecord {
+            retire_at: Some(1_030),
+            ..ec
+        };
+        let set = KeySet::from_records(
+            &[retired, record(EC_ALG, 0, None), record(RSA_ALG, 0, None)],
+            1_000,
+        )
+        .unwrap();
+        assert!(set.verified_access_token(&at, ISS, 1_010).is_some());
+        assert!(set.verified_access_token(&at, ISS, 1_030).is_none());
+        assert!(!set.ec_kid_live(&kid_of(&at), 1_030));
+    }
+
+    /// An id_token_hint: our ID token (any algorithm), for this client; an access token, another
+    /// client's token or a forged one is invalid; one signed by a retired key cannot be checked.
+    #[test]
+    fn own_id_tokens_are_recognised_for_their_client_only() {
+        let (set, _) = set_at(1_000);
+        let claims = json!({"iss": ISS, "aud": "rp-a", "sub": "s", "exp": 1});
+        for alg in [SigAlg::ES256, SigAlg::RS256, SigAlg::PS256] {
+            let t = set.sign(alg, Some("JWT"), &claims, 1_000);
+            // Expiry is not checked: a hint may be an expired ID token.
+            assert_eq!(
+                set.verify_own_id_token(&t, ISS, "rp-a", 5_000).unwrap()["sub"],
+                "s"
+            );
+            assert_eq!(
+                set.verify_own_id_token(&t, ISS, "rp-b", 1_000),
+                Err(HintError::Invalid)
+            );
+            assert_eq!(
+                set.verify_own_id_token(&t, "https://other.example", "rp-a", 1_000),
+                Err(HintError::Invalid)
+            );
+        }
+        let at = set.sign(SigAlg::ES256, Some("at+jwt"), &claims, 1_000);
+        assert_eq!(
+            set.verify_own_id_token(&at, ISS, "rp-a", 1_000),
+            Err(HintError::Invalid)
+        );
+        let t = set.sign(SigAlg::ES256, Some("JWT"), &claims, 1_000);
+        let (head, _) = t.rsplit_once('.').unwrap();
+        let other = set.sign(SigAlg::ES256, Some("JWT"), &json!({"sub": "x"}), 1_000);
+        let forged = format!("{head}.{}", other.rsplit_once('.').unwrap().1);
+        assert_eq!(
+            set.verify_own_id_token(&forged, ISS, "rp-a", 1_000),
+            Err(HintError::Invalid)
+        );
+        assert_eq!(
+            set.verify_own_id_token("a.b", ISS, "rp-a", 1_000),
+            Err(HintError::Invalid)
+        );
+        let (other_set, _) = set_at(1_000);
+        assert_eq!(
+            other_set.verify_own_id_token(&t, ISS, "rp-a", 1_000),
+            Err(HintError::UnknownKey)
+        );
+    }
+
+    #[test]
+    fn half_hash_is_the_left_half_of_sha256() {
+        // OIDC Core 3.3.2.11: at_hash of "jHkWEdUXMU1BwAsC4vtUsZwnNvTIxEl0z9K3vx5KF0Y" (its
+        // example access token) is "77QmUPtjPfzWtF2AnpK9RQ".
+        assert_eq!(
+            half_hash("jHkWEdUXMU1BwAsC4vtUsZwnNvTIxEl0z9K3vx5KF0Y"),
+            "77QmUPtjPfzWtF2AnpK9RQ"
+        );
+    }
 }
