@@ -215,7 +215,7 @@ async fn client_assertions_are_single_use_short_lived_and_honour_nbf() {
         ),
         (
             with(json!({"jti": ""})),
-            "client_assertion: jti must be a string of 1 to 256 characters",
+            "client_assertion: jti must be a string of 1 to 256 bytes",
         ),
         (
             with(json!({"jti": "j-nbf", "nbf": now + 600})),
