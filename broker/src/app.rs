@@ -13,13 +13,11 @@ use std::sync::{Arc, RwLock};
 
 pub struct Broker {
     pub config: Config,
-    /// Relying parties and policy, swapped together under one lock.
-    snapshot: RwLock<(Arc<Registry>, Arc<Policy>)>,
+    /// Relying parties and policy, with what is derived from them, swapped whole.
+    snapshot: RwLock<Arc<Snapshot>>,
     pub store: Arc<dyn Store>,
     /// The published signing keys, reloaded from the store by [`Broker::sync`].
     keys: RwLock<Arc<KeySet>>,
-    /// The serialized discovery document and the policy snapshot it was made from.
-    discovery_doc: RwLock<Option<(Arc<Policy>, axum::body::Bytes)>>,
     pub trust: Arc<TrustStore>,
     pub clock: Arc<dyn Clock>,
     /// Revocation checker (OCSP/CRL behind the cache), rebuilt when a reload changes the
@@ -36,21 +34,42 @@ pub struct Broker {
     admin_token_sha256: [u8; 32],
     /// Server MAC key: pairwise subjects and helper-link derivation (separate labels).
     mac_key: crate::clock::ServerKey,
-    /// `registry::files::content_digest` of the served snapshot's files.
-    snapshot_digest: std::sync::Mutex<String>,
 }
 
-/// Gauge `broker_policy_snapshot{digest}`: 1 for the digest served now, 0 for earlier ones.
-fn publish_snapshot_digest(slot: &std::sync::Mutex<String>, digest: String) {
-    let mut cur = slot.lock().unwrap_or_else(|e| e.into_inner());
-    if *cur != digest {
-        if !cur.is_empty() {
-            metrics::gauge!("broker_policy_snapshot", "digest" => cur.clone()).set(0.0);
+/// The operator's files as served at one moment, and what is derived from them alone.
+pub struct Snapshot {
+    pub registry: Arc<Registry>,
+    pub policy: Arc<Policy>,
+    /// `registry::files::content_digest` of the files.
+    pub digest: String,
+    /// The discovery document, serialized once (it depends only on the issuer and the policy).
+    pub discovery: axum::body::Bytes,
+}
+
+impl Snapshot {
+    fn new(issuer: &str, registry: Registry, policy: Policy, digest: String) -> Snapshot {
+        let discovery = axum::body::Bytes::from(
+            serde_json::to_vec(&crate::oidc::discovery::metadata(issuer, &policy))
+                .unwrap_or_default(),
+        );
+        Snapshot {
+            registry: Arc::new(registry),
+            policy: Arc::new(policy),
+            digest,
+            discovery,
         }
-        tracing::info!(%digest, "serving policy snapshot");
-        *cur = digest;
     }
-    metrics::gauge!("broker_policy_snapshot", "digest" => cur.clone()).set(1.0);
+}
+
+/// Gauge `broker_policy_snapshot{digest}`: 1 for the digest served now, 0 for the one before.
+fn publish_snapshot_digest(before: Option<&str>, digest: &str) {
+    if let Some(old) = before.filter(|o| *o != digest) {
+        metrics::gauge!("broker_policy_snapshot", "digest" => old.to_string()).set(0.0);
+    }
+    if before != Some(digest) {
+        tracing::info!(%digest, "serving policy snapshot");
+    }
+    metrics::gauge!("broker_policy_snapshot", "digest" => digest.to_string()).set(1.0);
 }
 
 /// Make jsonwebtoken use aws-lc-rs (it panics on first use otherwise when features collide).
@@ -107,12 +126,13 @@ impl Broker {
         for w in crate::revocation::source_warnings(&policy.revocation, &trust.labels()) {
             tracing::warn!("{w}");
         }
+        publish_snapshot_digest(None, &digest);
+        let snapshot = Snapshot::new(config.issuer_str(), registry, policy, digest);
         Ok(Arc::new(Broker {
             config,
-            snapshot: RwLock::new((Arc::new(registry), Arc::new(policy))),
+            snapshot: RwLock::new(Arc::new(snapshot)),
             store,
             keys: RwLock::new(Arc::new(keys)),
-            discovery_doc: RwLock::new(None),
             trust,
             clock,
             checker: RwLock::new(checker),
@@ -121,18 +141,20 @@ impl Broker {
             demo_ca,
             admin_token_sha256,
             mac_key,
-            snapshot_digest: std::sync::Mutex::new(String::new()),
         }))
-        .inspect(|b| publish_snapshot_digest(&b.snapshot_digest, digest))
+    }
+
+    /// The snapshot of the operator's files being served.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// The current relying-party snapshot.
     pub fn registry(&self) -> Arc<Registry> {
-        self.snapshot
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .0
-            .clone()
+        self.snapshot().registry.clone()
     }
 
     /// Swap in a new relying-party and policy snapshot, whole (see `service::reload`), and
@@ -156,9 +178,17 @@ impl Broker {
                 "the [revocation] policy changed: revocation checker rebuilt, its cache starts empty"
             );
         }
-        *self.snapshot.write().unwrap_or_else(|e| e.into_inner()) =
-            (Arc::new(registry), Arc::new(policy));
-        publish_snapshot_digest(&self.snapshot_digest, digest);
+        let next = Arc::new(Snapshot::new(
+            self.config.issuer_str(),
+            registry,
+            policy,
+            digest,
+        ));
+        let before = std::mem::replace(
+            &mut *self.snapshot.write().unwrap_or_else(|e| e.into_inner()),
+            next.clone(),
+        );
+        publish_snapshot_digest(Some(&before.digest), &next.digest);
         revocation_changed
     }
 
@@ -172,30 +202,12 @@ impl Broker {
 
     /// Digest of the policy and relying-party files being served.
     pub fn snapshot_digest(&self) -> String {
-        self.snapshot_digest
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.snapshot().digest.clone()
     }
 
-    /// The discovery document, serialized once per policy snapshot (it depends only on the
-    /// configuration and the policy).
+    /// The discovery document of the snapshot being served.
     pub fn discovery_json(&self) -> axum::body::Bytes {
-        let policy = self.policy();
-        if let Some((p, doc)) = &*self.discovery_doc.read().unwrap_or_else(|e| e.into_inner())
-            && Arc::ptr_eq(p, &policy)
-        {
-            return doc.clone();
-        }
-        let doc = axum::body::Bytes::from(
-            serde_json::to_vec(&crate::oidc::discovery::metadata(self.issuer(), &policy))
-                .unwrap_or_default(),
-        );
-        *self
-            .discovery_doc
-            .write()
-            .unwrap_or_else(|e| e.into_inner()) = Some((policy, doc.clone()));
-        doc
+        self.snapshot().discovery.clone()
     }
 
     /// The signing keys as last loaded.
@@ -210,11 +222,7 @@ impl Broker {
 
     /// The current policy snapshot.
     pub fn policy(&self) -> Arc<Policy> {
-        self.snapshot
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .1
-            .clone()
+        self.snapshot().policy.clone()
     }
 
     pub fn issuer(&self) -> &str {
