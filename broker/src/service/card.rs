@@ -373,18 +373,18 @@ async fn link_plan(
     new_birthdate: &str,
 ) -> Result<crate::authn::proofing::LinkPlan, CardLoginError> {
     use crate::authn::proofing::{LinkFacts, decide_link};
-    let account_of = |issuer: &str, serial: &str| {
-        let (issuer, serial) = (issuer.to_string(), serial.to_string());
-        async move {
-            b.store
-                .account_by_cert(&issuer, &serial)
-                .await
-                .map_err(internal)
-        }
-    };
+    // Both links in one read: a partner linked between two reads would look like a stranger.
+    let (auth_linked, sign_linked) = b
+        .store
+        .accounts_by_cert_pair(
+            (&pending.issuer, &pending.serial),
+            (&sign.issuer, &sign.serial_hex),
+        )
+        .await
+        .map_err(internal)?;
     let f = LinkFacts {
-        auth_linked: account_of(&pending.issuer, &pending.serial).await?,
-        sign_linked: account_of(&sign.issuer, &sign.serial_hex).await?,
+        auth_linked,
+        sign_linked,
         auth_renews: renewed_account(b, CertKind::UserAuth, &pending.issuer, &pending.serial)
             .await?,
         sign_renews: renewed_account(b, CertKind::Signature, &sign.issuer, &sign.serial_hex)

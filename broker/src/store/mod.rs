@@ -348,6 +348,14 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<CardLoginOutcome>;
     /// The account a certificate is linked to.
     async fn account_by_cert(&self, issuer: &str, serial: &str) -> Result<Option<String>>;
+    /// The accounts two certificates (issuer, serial) are linked to, read in one statement so
+    /// that both answers describe the same moment (a link committed between two separate
+    /// reads would show one certificate linked and its partner not).
+    async fn accounts_by_cert_pair(
+        &self,
+        a: (&str, &str),
+        b: (&str, &str),
+    ) -> Result<(Option<String>, Option<String>)>;
     /// Move a pending transaction from its user-authentication challenge (`nonce`, unused) to a
     /// signature-certificate challenge (`new_nonce`): the proofing stage, keeping what the user
     /// authentication established. False if the challenge was used meanwhile.

@@ -344,6 +344,14 @@ from_row! {
     SigningKeyRecord { kid, alg, private_pem, created_at, status, activate_at, retire_at }
     EventRecord { id, kind, payload, created_at }
     AuditEventRecord { id, account_id, kind, detail_json, created_at }
+    LinkRow { issuer, serial, account_id }
+}
+
+/// A certificate's link as read by `accounts_by_cert_pair`.
+struct LinkRow {
+    issuer: String,
+    serial: String,
+    account_id: String,
 }
 
 /// Append an audit event (in the caller's database transaction, so it exists exactly when
@@ -519,6 +527,29 @@ impl Store for SqlStore {
                 .fetch_optional(&mut self.backend.read().await?)
                 .await?,
         )
+    }
+
+    async fn accounts_by_cert_pair(
+        &self,
+        a: (&str, &str),
+        b: (&str, &str),
+    ) -> Result<(Option<String>, Option<String>)> {
+        let rows: Vec<LinkRow> = query_as(
+            "SELECT issuer, serial, account_id FROM cert_links
+             WHERE (issuer = $1 AND serial = $2) OR (issuer = $3 AND serial = $4)",
+        )
+        .bind(a.0)
+        .bind(a.1)
+        .bind(b.0)
+        .bind(b.1)
+        .fetch_all(&mut self.backend.read().await?)
+        .await?;
+        let of = |(issuer, serial): (&str, &str)| {
+            rows.iter()
+                .find(|r| r.issuer == issuer && r.serial == serial)
+                .map(|r| r.account_id.clone())
+        };
+        Ok((of(a), of(b)))
     }
 
     async fn begin_proofing(
