@@ -34,6 +34,25 @@ pub struct Broker {
     admin_token_sha256: [u8; 32],
     /// Server MAC key: pairwise subjects and helper-link derivation (separate labels).
     mac_key: crate::clock::ServerKey,
+    /// The WebAuthn relying party (RP ID = the issuer's host, origin = the issuer's); `None`
+    /// when the issuer's host is not a domain name (WebAuthn refuses IP addresses).
+    webauthn: Option<webauthn_rs::Webauthn>,
+}
+
+/// The WebAuthn relying party of `issuer`: its host is the RP ID, its origin the only one
+/// accepted.
+fn webauthn_for(issuer: &str) -> Option<webauthn_rs::Webauthn> {
+    let origin = url::Url::parse(issuer).ok()?;
+    let host = origin.domain()?.to_string();
+    match webauthn_rs::WebauthnBuilder::new(&host, &origin)
+        .and_then(|b| b.rp_name("JPKI broker").build())
+    {
+        Ok(w) => Some(w),
+        Err(e) => {
+            tracing::warn!(issuer, error = %e, "passkeys unavailable: the issuer is no WebAuthn origin");
+            None
+        }
+    }
 }
 
 /// The operator's files as served at one moment, and what is derived from them alone.
@@ -128,7 +147,14 @@ impl Broker {
         }
         publish_snapshot_digest(None, &digest);
         let snapshot = Snapshot::new(config.issuer_str(), registry, policy, digest);
+        let webauthn = webauthn_for(config.issuer_str());
+        if webauthn.is_none() {
+            tracing::warn!(
+                "passkeys unavailable: WebAuthn needs an issuer whose host is a domain name"
+            );
+        }
         Ok(Arc::new(Broker {
+            webauthn,
             config,
             snapshot: RwLock::new(Arc::new(snapshot)),
             store,
@@ -142,6 +168,11 @@ impl Broker {
             admin_token_sha256,
             mac_key,
         }))
+    }
+
+    /// The WebAuthn relying party, if the issuer can be one.
+    pub fn webauthn(&self) -> Option<&webauthn_rs::Webauthn> {
+        self.webauthn.as_ref()
     }
 
     /// The snapshot of the operator's files being served.

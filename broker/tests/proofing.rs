@@ -660,6 +660,7 @@ async fn a_plan_overtaken_by_another_link_writes_nothing() {
         serial: i.serial_hex.clone(),
         kind: kind.into(),
         not_after: 0,
+        anchor: None,
     };
     let p = Proofing {
         auth: link(&auth, "user_auth"),

@@ -5,6 +5,7 @@
 use super::pages::{self, Lang};
 use crate::app::Broker;
 use crate::authn::card::CardLoginError;
+use crate::authn::passkey::PasskeyError;
 use crate::oidc::{ErrorCode, OAuthError};
 use crate::service::login::TxError;
 use axum::Json;
@@ -171,6 +172,48 @@ pub fn card(e: &CardLoginError) -> Response {
         Json(json!({ "error": code, "error_description": e.to_string() })),
     )
         .into_response()
+}
+
+/// A passkey ceremony's or the account page's error: status and code.
+fn passkey_status(e: &PasskeyError) -> (StatusCode, &'static str) {
+    use PasskeyError::*;
+    match e {
+        Disabled => (StatusCode::NOT_FOUND, "passkeys_disabled"),
+        NoSession => (StatusCode::UNAUTHORIZED, "login_required"),
+        BelowEnrolLevel { .. } => (StatusCode::FORBIDDEN, "card_login_required"),
+        NotProofed => (StatusCode::FORBIDDEN, "not_proofed"),
+        TooMany { .. } => (StatusCode::CONFLICT, "too_many_passkeys"),
+        UnknownCeremony => (StatusCode::BAD_REQUEST, "unknown_ceremony"),
+        UnknownCredential => (StatusCode::UNAUTHORIZED, "unknown_passkey"),
+        AlreadyRegistered => (StatusCode::CONFLICT, "passkey_already_registered"),
+        Suspended { .. } => (StatusCode::FORBIDDEN, "passkey_suspended"),
+        CardRevoked => (StatusCode::FORBIDDEN, "card_revoked"),
+        CardExpired => (StatusCode::FORBIDDEN, "card_expired"),
+        CardUnchecked(_) => (StatusCode::SERVICE_UNAVAILABLE, "revocation_unavailable"),
+        Refused(_) => (StatusCode::BAD_REQUEST, "passkey_refused"),
+        CounterRegressed => (StatusCode::FORBIDDEN, "counter_regressed"),
+        NeedsCard(_) => (StatusCode::FORBIDDEN, "card_required"),
+        Malformed(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
+        NotPending => (StatusCode::CONFLICT, "login_not_pending"),
+        Internal => (StatusCode::INTERNAL_SERVER_ERROR, "server_error"),
+        Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable"),
+    }
+}
+
+/// A passkey ceremony's error, in JSON (the page's script shows the description).
+pub fn passkey(e: &PasskeyError) -> Response {
+    let (status, code) = passkey_status(e);
+    (
+        status,
+        Json(json!({ "error": code, "error_description": e.to_string() })),
+    )
+        .into_response()
+}
+
+/// The account page's error, on the error page.
+pub fn passkey_page(b: &Broker, lang: Lang, e: &PasskeyError) -> Response {
+    let (status, code) = passkey_status(e);
+    pages::error_page(b, lang, status, code, &e.to_string())
 }
 
 /// A browser step of a login: the same status and code on the page and in the status poll.

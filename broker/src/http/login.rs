@@ -80,12 +80,25 @@ pub async fn login_page(
     } else {
         &bt.client.display_name
     };
+    let policy = s.policy();
+    let passkey = s.webauthn().is_some()
+        && crate::authn::passkey::may_suffice(
+            &policy,
+            &crate::oidc::authorize::requirement(&policy, &bt.client, &bt.req),
+        );
+    let restart_url = url::Url::parse(&bt.req.redirect_uri)
+        .map(|u| format!("{}/", u.origin().ascii_serialization()))
+        .unwrap_or_default();
     pages::render(
         &s,
         lang,
         StatusCode::OK,
         "login.html",
         context! {
+            passkey => passkey,
+            passkey_begin_url => format!("{}/login/{tx}/passkey/begin", s.issuer()),
+            passkey_finish_url => format!("{}/login/{tx}/passkey/finish", s.issuer()),
+            restart_url => restart_url,
             rp_name => rp_name,
             qr => pages::qr_svg(&helper_url),
             helper_url => helper_url,

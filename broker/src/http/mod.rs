@@ -14,6 +14,7 @@ mod error;
 mod login;
 mod oauth;
 pub mod pages;
+mod passkey;
 pub mod revocation;
 mod serve;
 mod signatures;
@@ -86,6 +87,27 @@ pub fn app(broker: Arc<Broker>) -> Router {
         .route("/login/{tx}", get(login::login_page))
         .route("/login/{tx}/status", get(login::status))
         .route("/login/{tx}/continue", get(login::continue_login))
+        .route(
+            "/login/{tx}/passkey/begin",
+            axum::routing::post(passkey::login_begin),
+        )
+        .route(
+            "/login/{tx}/passkey/finish",
+            axum::routing::post(passkey::login_finish),
+        )
+        .route("/account", get(passkey::account_page))
+        .route(
+            "/account/passkeys/begin",
+            axum::routing::post(passkey::enrol_begin),
+        )
+        .route(
+            "/account/passkeys/finish",
+            axum::routing::post(passkey::enrol_finish),
+        )
+        .route(
+            "/account/passkeys/{id}/{action}",
+            axum::routing::post(passkey::passkey_action),
+        )
         .route(
             "/consent/{tx}",
             get(login::consent_page).post(login::consent_post),

@@ -141,6 +141,126 @@ const TEXT: &[(&str, &str, &str)] = &[
         "Verified identity information (with the record of its verification by your signature certificate)",
     ),
     ("language", "English", "日本語"),
+    (
+        "authenticated",
+        "確認できました。サービスに戻ります…",
+        "Done. Taking you back to the service…",
+    ),
+    (
+        "login_lost",
+        "このログインは期限切れか、別のブラウザで始められたものです。サービスに戻って、もう一度ログインしてください。",
+        "This login has expired or was started in another browser. Go back to the service and log in again.",
+    ),
+    ("start_again", "サービスに戻る", "Back to the service"),
+    (
+        "first_login_note",
+        "初めてのログインでは、本人確認のため、続けて署名用電子証明書の暗証番号（英数字6〜16桁）もお願いします。",
+        "The first time, you will also be asked for your signature certificate's PIN (6–16 letters and digits) to verify who you are.",
+    ),
+    (
+        "qr_label",
+        "カードのアプリで読み取るQRコード（下のリンクと同じ内容）",
+        "QR code for the card app (the same as the link below)",
+    ),
+    (
+        "open_link",
+        "カードのアプリ・ヘルパーで開く",
+        "Open with the card app or helper",
+    ),
+    (
+        "method_passkey",
+        "パスキー（指紋・顔認証など）",
+        "Passkey (fingerprint, face or device PIN)",
+    ),
+    (
+        "passkey_hint",
+        "カードでログインしたあとにアカウントページで追加したパスキーで、このサービスにログインできます。",
+        "You can log in to this service with a passkey you added on your account page after a card login.",
+    ),
+    ("passkey_field", "パスキーを選ぶ", "Choose a passkey"),
+    (
+        "passkey_button",
+        "パスキーでログイン",
+        "Log in with a passkey",
+    ),
+    (
+        "passkey_checking",
+        "パスキーを確認しています…",
+        "Checking the passkey…",
+    ),
+    (
+        "passkey_failed",
+        "パスキーでログインできませんでした。",
+        "The passkey login did not succeed.",
+    ),
+    (
+        "passkey_cancelled",
+        "パスキーの操作が取り消されました。カードでもログインできます。",
+        "The passkey was cancelled. You can also log in with the card.",
+    ),
+    ("title_account", "アカウント", "Your account"),
+    (
+        "session_level",
+        "このログインのレベル",
+        "Level of this login",
+    ),
+    ("passkeys_heading", "パスキー", "Passkeys"),
+    ("col_name", "名前", "Name"),
+    ("col_kind", "種類", "Kind"),
+    ("col_created", "追加日時", "Added"),
+    ("col_last_used", "最終利用", "Last used"),
+    ("col_actions", "操作", "Actions"),
+    (
+        "passkey_synced",
+        "同期型（複数の端末で使えます）",
+        "Synced (usable on several devices)",
+    ),
+    ("passkey_device_bound", "この端末のみ", "This device only"),
+    ("never", "未使用", "Never"),
+    (
+        "suspended_card_revoked",
+        "停止中：登録したカードの証明書が失効しました",
+        "Suspended: the certificate of the card that added it was revoked",
+    ),
+    (
+        "suspended_card_expired",
+        "停止中：登録したカードの証明書が有効期限切れです",
+        "Suspended: the certificate of the card that added it has expired",
+    ),
+    (
+        "suspended_counter_regressed",
+        "停止中：複製された可能性があります",
+        "Suspended: it may have been copied",
+    ),
+    ("passkey_name_label", "名前", "Name"),
+    ("rename", "名前を変更", "Rename"),
+    ("remove", "削除", "Remove"),
+    (
+        "no_passkeys",
+        "パスキーはまだありません。",
+        "No passkeys yet.",
+    ),
+    (
+        "passkey_add_hint",
+        "この端末やスマートフォンにパスキーを追加すると、カードを使わずにログインできるサービスがあります（銀行などはカードを求めます）。",
+        "Add a passkey on this device or your phone to log in without the card where a service allows it (banks and the like ask for the card).",
+    ),
+    ("add_passkey", "パスキーを追加", "Add a passkey"),
+    (
+        "passkey_added",
+        "パスキーを追加しました。",
+        "Passkey added.",
+    ),
+    (
+        "passkey_add_failed",
+        "パスキーを追加できませんでした。",
+        "The passkey could not be added.",
+    ),
+    (
+        "cannot_add",
+        "今はパスキーを追加できません：",
+        "A passkey cannot be added now:",
+    ),
 ];
 
 /// The catalogue for `lang` as a template value (`t.key`).
@@ -169,6 +289,8 @@ fn env() -> &'static Environment<'static> {
             ("consent.html", include_str!("templates/consent.html")),
             ("error.html", include_str!("templates/error.html")),
             ("index.html", include_str!("templates/index.html")),
+            ("account.html", include_str!("templates/account.html")),
+            ("webauthn.js", include_str!("templates/webauthn.js")),
         ] {
             e.add_template(name, src).expect("built-in template parses");
         }

@@ -245,7 +245,7 @@ async fn new_transaction(
         facts_json: session.map(|(s, _)| s.facts_json.clone()),
         session_hash: session.map(|(s, _)| s.id_hash.clone()),
         stage: match proofing {
-            Some(p) => Stage::Proofing(p.clone()),
+            Some(p) => Stage::Proofing(Box::new(p.clone())),
             None => Stage::UserAuth,
         },
         source_hash: source.map(|s| source_hash(b, s)),

@@ -244,6 +244,7 @@ async fn complete_login(
         serial: cert.serial_hex.clone(),
         kind: "user_auth".into(),
         not_after: cert.not_after.unix_timestamp(),
+        anchor: Some(cert.anchor_label.clone()),
     };
     let facts_json = to_json(facts)?;
     match b
@@ -289,12 +290,14 @@ async fn proofing(
             serial: pending.serial.clone(),
             kind: "user_auth".into(),
             not_after: pending.not_after,
+            anchor: pending.facts.cert_anchor.clone(),
         },
         sign: CertLink {
             issuer: cert.issuer.clone(),
             serial: cert.serial_hex.clone(),
             kind: "signature".into(),
             not_after: cert.not_after.unix_timestamp(),
+            anchor: Some(cert.anchor_label.clone()),
         },
         claims_json: to_json(&proofed.claims)?,
         evidence_json: to_json(&proofed.evidence)?,

@@ -10,6 +10,7 @@ pub mod claims;
 pub mod cluster;
 pub mod keys;
 pub mod login;
+pub mod passkey;
 pub mod reload;
 pub mod signatures;
 pub mod token;

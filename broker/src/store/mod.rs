@@ -205,6 +205,88 @@ pub struct CertLink {
     pub serial: String,
     pub kind: String,
     pub not_after: i64,
+    /// The trust anchor (label) that issued it.
+    pub anchor: Option<String>,
+}
+
+/// A passkey of an account (table `passkeys`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PasskeyRecord {
+    pub id: String,
+    pub account_id: String,
+    /// base64url of the WebAuthn credential ID.
+    pub cred_id: String,
+    /// The WebAuthn user handle given at enrolment (a UUID).
+    pub user_handle: String,
+    /// webauthn-rs `Passkey`, JSON (public key, counter, flags).
+    pub credential_json: String,
+    pub name: String,
+    pub backup_eligible: i64,
+    pub backup_state: i64,
+    pub sign_count: i64,
+    /// The card certificate of the login that enrolled it.
+    pub card_anchor: String,
+    pub card_issuer: String,
+    pub card_serial: String,
+    pub card_not_after: i64,
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
+    pub suspended_at: Option<i64>,
+    pub suspended_reason: Option<String>,
+}
+
+/// A WebAuthn ceremony begun (table `webauthn_ceremonies`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CeremonyRecord {
+    pub id_hash: String,
+    /// `login` or `enrol`.
+    pub purpose: String,
+    /// login: the transaction id; enrol: the session's id hash.
+    pub binding: String,
+    pub account_id: Option<String>,
+    /// webauthn-rs ceremony state, JSON (kept server side only).
+    pub state_json: String,
+    pub expires_at: i64,
+}
+
+/// A user-authentication certificate linked to an account, with its issuing anchor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AnchoredLink {
+    pub anchor: String,
+    pub issuer: String,
+    pub serial: String,
+    pub not_after: i64,
+}
+
+/// What a passkey login's use of the passkey changes (after webauthn-rs verified it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PasskeyUse<'a> {
+    pub id: &'a str,
+    /// The counter the passkey had when the assertion was verified against it.
+    pub seen_count: i64,
+    pub new_count: i64,
+    pub backup_state: i64,
+    pub backup_eligible: i64,
+    pub credential_json: &'a str,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PasskeyInsert {
+    Inserted,
+    /// The credential ID is registered already (to this account or another).
+    Duplicate,
+    /// The account holds the policy's maximum.
+    TooMany,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PasskeyLoginOutcome {
+    Authenticated,
+    /// The transaction is no longer waiting (finished, expired, or the card answered).
+    NotPending,
+    /// The passkey changed since it was read (another login with it, a removal, a
+    /// suspension): nothing written.
+    PasskeyChanged,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -322,6 +404,8 @@ pub struct Counts {
     pub consents: i64,
     pub verified_claims: i64,
     pub signature_verifications: i64,
+    pub passkeys: i64,
+    pub webauthn_ceremonies: i64,
 }
 
 #[async_trait]
@@ -380,6 +464,41 @@ pub trait Store: Send + Sync + 'static {
         now: i64,
     ) -> Result<CardLoginOutcome>;
     async fn verified_claims(&self, account_id: &str) -> Result<Option<VerifiedClaimsRecord>>;
+    /// Keep a WebAuthn ceremony's state until it is finished or expires.
+    async fn put_ceremony(&self, c: &CeremonyRecord) -> Result<()>;
+    /// Take (delete) a ceremony: `Some` once, if it had not expired at `now`.
+    async fn take_ceremony(&self, id_hash: &str, now: i64) -> Result<Option<CeremonyRecord>>;
+    /// Add a passkey to its account (and an audit event), unless its credential ID is known
+    /// already or the account holds `max` passkeys.
+    async fn insert_passkey(
+        &self,
+        p: &PasskeyRecord,
+        max: usize,
+        now: i64,
+    ) -> Result<PasskeyInsert>;
+    /// The passkeys of an account, oldest first.
+    async fn passkeys_of(&self, account_id: &str) -> Result<Vec<PasskeyRecord>>;
+    async fn passkey_by_cred(&self, cred_id: &str) -> Result<Option<PasskeyRecord>>;
+    /// The user-authentication certificates linked to an account whose anchor is known.
+    async fn user_auth_links(&self, account_id: &str) -> Result<Vec<AnchoredLink>>;
+    /// In one database transaction: the passkey's counter, flags and last use updated if it
+    /// is still as it was read (`seen_count`, not suspended); the login transaction
+    /// authenticated for `account_id` if it is still pending (its card challenge spent).
+    async fn complete_passkey_login(
+        &self,
+        tx_id: &str,
+        account_id: &str,
+        facts_json: &str,
+        used: &PasskeyUse<'_>,
+        now: i64,
+    ) -> Result<PasskeyLoginOutcome>;
+    /// Suspend a passkey for good (its card revoked, expired, or its counter went back),
+    /// with an audit event.
+    async fn suspend_passkey(&self, id: &str, reason: &str, now: i64) -> Result<()>;
+    /// Rename one of `account_id`'s passkeys; false if it has no such passkey.
+    async fn rename_passkey(&self, account_id: &str, id: &str, name: &str) -> Result<bool>;
+    /// Remove one of `account_id`'s passkeys (and an audit event); false if none.
+    async fn remove_passkey(&self, account_id: &str, id: &str, now: i64) -> Result<bool>;
     /// The audit events of an account, oldest first (what its person's record shows).
     async fn audit_events(&self, account_id: &str) -> Result<Vec<AuditEventRecord>>;
     /// Mark the claims resting on signature certificate (issuer, serial) stale.

@@ -175,8 +175,8 @@ async fn insert_link(
     now: i64,
 ) -> Result<bool> {
     Ok(query(
-        "INSERT INTO cert_links (issuer, serial, kind, account_id, not_after, linked_at)
-         VALUES ($1,$2,$3,$4,$5,$6) ON CONFLICT (issuer, serial) DO NOTHING",
+        "INSERT INTO cert_links (issuer, serial, kind, account_id, not_after, linked_at, anchor)
+         VALUES ($1,$2,$3,$4,$5,$6,$7) ON CONFLICT (issuer, serial) DO NOTHING",
     )
     .bind(&c.issuer)
     .bind(&c.serial)
@@ -184,6 +184,7 @@ async fn insert_link(
     .bind(account_id)
     .bind(c.not_after)
     .bind(now)
+    .bind(&c.anchor)
     .execute(&mut *db)
     .await?
     .rows_affected()
@@ -257,7 +258,7 @@ fn stage_from_columns(stage: &str, pending_json: Option<String>) -> Result<Stage
     match (stage, pending_json) {
         ("user_auth", _) => Ok(Stage::UserAuth),
         ("signature", Some(p)) => serde_json::from_str(&p)
-            .map(Stage::Proofing)
+            .map(|p| Stage::Proofing(Box::new(p)))
             .map_err(|e| StoreError::Corrupt(format!("pending authentication: {e}"))),
         (other, _) => Err(StoreError::Corrupt(format!("transaction stage {other}"))),
     }
@@ -345,6 +346,11 @@ from_row! {
     EventRecord { id, kind, payload, created_at }
     AuditEventRecord { id, account_id, kind, detail_json, created_at }
     LinkRow { issuer, serial, account_id }
+    PasskeyRecord { id, account_id, cred_id, user_handle, credential_json, name,
+        backup_eligible, backup_state, sign_count, card_anchor, card_issuer, card_serial,
+        card_not_after, created_at, last_used_at, suspended_at, suspended_reason }
+    CeremonyRecord { id_hash, purpose, binding, account_id, state_json, expires_at }
+    AnchoredLink { anchor, issuer, serial, not_after }
 }
 
 /// A certificate's link as read by `accounts_by_cert_pair`.
@@ -527,6 +533,226 @@ impl Store for SqlStore {
                 .fetch_optional(&mut self.backend.read().await?)
                 .await?,
         )
+    }
+
+    async fn put_ceremony(&self, c: &CeremonyRecord) -> Result<()> {
+        query(
+            "INSERT INTO webauthn_ceremonies (id_hash, purpose, binding, account_id, state_json,
+               expires_at) VALUES ($1,$2,$3,$4,$5,$6)",
+        )
+        .bind(&c.id_hash)
+        .bind(&c.purpose)
+        .bind(&c.binding)
+        .bind(&c.account_id)
+        .bind(&c.state_json)
+        .bind(c.expires_at)
+        .execute(&mut self.backend.write().await?)
+        .await?;
+        Ok(())
+    }
+
+    async fn take_ceremony(&self, id_hash: &str, now: i64) -> Result<Option<CeremonyRecord>> {
+        let c: Option<CeremonyRecord> =
+            query_as("DELETE FROM webauthn_ceremonies WHERE id_hash = $1 RETURNING *")
+                .bind(id_hash)
+                .fetch_optional(&mut self.backend.write().await?)
+                .await?;
+        Ok(c.filter(|c| c.expires_at > now))
+    }
+
+    async fn insert_passkey(
+        &self,
+        p: &PasskeyRecord,
+        max: usize,
+        now: i64,
+    ) -> Result<PasskeyInsert> {
+        let mut db = self.begin().await?;
+        let known: Option<i64> = query_scalar("SELECT 1 FROM passkeys WHERE cred_id = $1")
+            .bind(&p.cred_id)
+            .fetch_optional(&mut db)
+            .await?;
+        if known.is_some() {
+            db.rollback().await?;
+            return Ok(PasskeyInsert::Duplicate);
+        }
+        // The count and the insert in one statement: two enrolments at once cannot both pass.
+        let r = query(
+            "INSERT INTO passkeys (id, account_id, cred_id, user_handle, credential_json, name,
+               backup_eligible, backup_state, sign_count, card_anchor, card_issuer, card_serial,
+               card_not_after, created_at)
+             SELECT $1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14
+             WHERE (SELECT COUNT(*) FROM passkeys WHERE account_id = $2) < $15
+             ON CONFLICT (cred_id) DO NOTHING",
+        )
+        .bind(&p.id)
+        .bind(&p.account_id)
+        .bind(&p.cred_id)
+        .bind(&p.user_handle)
+        .bind(&p.credential_json)
+        .bind(&p.name)
+        .bind(p.backup_eligible)
+        .bind(p.backup_state)
+        .bind(p.sign_count)
+        .bind(&p.card_anchor)
+        .bind(&p.card_issuer)
+        .bind(&p.card_serial)
+        .bind(p.card_not_after)
+        .bind(p.created_at)
+        .bind(max as i64)
+        .execute(&mut db)
+        .await?;
+        if r.rows_affected() != 1 {
+            db.rollback().await?;
+            return Ok(PasskeyInsert::TooMany);
+        }
+        audit(
+            &mut db,
+            Some(&p.account_id),
+            "passkey_added",
+            &serde_json::json!({
+                "passkey": p.id, "name": p.name,
+                "kind": crate::authn::passkey::kind(p.backup_eligible != 0),
+                "card": { "issuer": p.card_issuer, "serial": p.card_serial },
+            }),
+            now,
+        )
+        .await?;
+        db.commit().await?;
+        Ok(PasskeyInsert::Inserted)
+    }
+
+    async fn passkeys_of(&self, account_id: &str) -> Result<Vec<PasskeyRecord>> {
+        Ok(
+            query_as("SELECT * FROM passkeys WHERE account_id = $1 ORDER BY created_at, id")
+                .bind(account_id)
+                .fetch_all(&mut self.backend.read().await?)
+                .await?,
+        )
+    }
+
+    async fn passkey_by_cred(&self, cred_id: &str) -> Result<Option<PasskeyRecord>> {
+        Ok(query_as("SELECT * FROM passkeys WHERE cred_id = $1")
+            .bind(cred_id)
+            .fetch_optional(&mut self.backend.read().await?)
+            .await?)
+    }
+
+    async fn user_auth_links(&self, account_id: &str) -> Result<Vec<AnchoredLink>> {
+        Ok(query_as(
+            "SELECT anchor, issuer, serial, not_after FROM cert_links
+             WHERE account_id = $1 AND kind = 'user_auth' AND anchor IS NOT NULL",
+        )
+        .bind(account_id)
+        .fetch_all(&mut self.backend.read().await?)
+        .await?)
+    }
+
+    async fn complete_passkey_login(
+        &self,
+        tx_id: &str,
+        account_id: &str,
+        facts_json: &str,
+        used: &PasskeyUse<'_>,
+        now: i64,
+    ) -> Result<PasskeyLoginOutcome> {
+        let mut db = self.begin().await?;
+        let r = query(
+            "UPDATE passkeys SET sign_count = $1, backup_state = $2, backup_eligible = $3,
+               credential_json = $4, last_used_at = $5
+             WHERE id = $6 AND account_id = $7 AND sign_count = $8 AND suspended_at IS NULL",
+        )
+        .bind(used.new_count)
+        .bind(used.backup_state)
+        .bind(used.backup_eligible)
+        .bind(used.credential_json)
+        .bind(now)
+        .bind(used.id)
+        .bind(account_id)
+        .bind(used.seen_count)
+        .execute(&mut db)
+        .await?;
+        if r.rows_affected() != 1 {
+            db.rollback().await?;
+            return Ok(PasskeyLoginOutcome::PasskeyChanged);
+        }
+        let r = query(
+            "UPDATE transactions SET challenge_used = 1, status = 'authenticated',
+               account_id = $1, facts_json = $2
+             WHERE id = $3 AND status = 'pending' AND challenge_used = 0 AND expires_at > $4",
+        )
+        .bind(account_id)
+        .bind(facts_json)
+        .bind(tx_id)
+        .bind(now)
+        .execute(&mut db)
+        .await?;
+        if r.rows_affected() != 1 {
+            db.rollback().await?;
+            return Ok(PasskeyLoginOutcome::NotPending);
+        }
+        db.commit().await?;
+        Ok(PasskeyLoginOutcome::Authenticated)
+    }
+
+    async fn suspend_passkey(&self, id: &str, reason: &str, now: i64) -> Result<()> {
+        let mut db = self.begin().await?;
+        let account: Option<String> = query_scalar(
+            "UPDATE passkeys SET suspended_at = $1, suspended_reason = $2
+             WHERE id = $3 AND suspended_at IS NULL RETURNING account_id",
+        )
+        .bind(now)
+        .bind(reason)
+        .bind(id)
+        .fetch_optional(&mut db)
+        .await?;
+        if let Some(a) = account {
+            audit(
+                &mut db,
+                Some(&a),
+                "passkey_suspended",
+                &serde_json::json!({ "passkey": id, "reason": reason }),
+                now,
+            )
+            .await?;
+        }
+        db.commit().await?;
+        Ok(())
+    }
+
+    async fn rename_passkey(&self, account_id: &str, id: &str, name: &str) -> Result<bool> {
+        Ok(
+            query("UPDATE passkeys SET name = $1 WHERE id = $2 AND account_id = $3")
+                .bind(name)
+                .bind(id)
+                .bind(account_id)
+                .execute(&mut self.backend.write().await?)
+                .await?
+                .rows_affected()
+                == 1,
+        )
+    }
+
+    async fn remove_passkey(&self, account_id: &str, id: &str, now: i64) -> Result<bool> {
+        let mut db = self.begin().await?;
+        let r = query("DELETE FROM passkeys WHERE id = $1 AND account_id = $2")
+            .bind(id)
+            .bind(account_id)
+            .execute(&mut db)
+            .await?;
+        if r.rows_affected() != 1 {
+            db.rollback().await?;
+            return Ok(false);
+        }
+        audit(
+            &mut db,
+            Some(account_id),
+            "passkey_removed",
+            &serde_json::json!({ "passkey": id }),
+            now,
+        )
+        .await?;
+        db.commit().await?;
+        Ok(true)
     }
 
     async fn accounts_by_cert_pair(
@@ -1096,7 +1322,9 @@ impl Store for SqlStore {
                     (SELECT COUNT(*) FROM refresh_tokens) AS refresh_tokens,
                     (SELECT COUNT(*) FROM consents) AS consents,
                     (SELECT COUNT(*) FROM verified_claims) AS verified_claims,
-                    (SELECT COUNT(*) FROM signature_verifications) AS signature_verifications",
+                    (SELECT COUNT(*) FROM signature_verifications) AS signature_verifications,
+                    (SELECT COUNT(*) FROM passkeys) AS passkeys,
+                    (SELECT COUNT(*) FROM webauthn_ceremonies) AS webauthn_ceremonies",
         )
         .fetch_one(&mut self.backend.read().await?)
         .await?;
@@ -1110,6 +1338,8 @@ impl Store for SqlStore {
             consents: row.try_get("consents")?,
             verified_claims: row.try_get("verified_claims")?,
             signature_verifications: row.try_get("signature_verifications")?,
+            passkeys: row.try_get("passkeys")?,
+            webauthn_ceremonies: row.try_get("webauthn_ceremonies")?,
         })
     }
 
@@ -1119,6 +1349,7 @@ impl Store for SqlStore {
             // Unauthenticated requests create these: they go as soon as they expire.
             ("DELETE FROM transactions WHERE expires_at < $1", 0),
             ("DELETE FROM client_assertion_jtis WHERE expires_at < $1", 0),
+            ("DELETE FROM webauthn_ceremonies WHERE expires_at < $1", 0),
             // A replay of these meets its record (and revokes what it produced) for an hour.
             ("DELETE FROM codes WHERE expires_at < $1", EXPIRED_GRACE),
             ("DELETE FROM sessions WHERE expires_at < $1", EXPIRED_GRACE),

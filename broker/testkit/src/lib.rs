@@ -9,6 +9,7 @@
 //! In policy files, `{issuer}` and `{demo}` stand for the base URL of the (first) listener,
 //! which serves the demo OCSP responder and CRLs.
 
+pub mod authenticator;
 pub mod db;
 
 use broker::app::Broker;

@@ -10,6 +10,8 @@ pub fn meets(policy: &Policy, facts: &AuthFacts, level: &Level) -> bool {
     let confirmed = facts.revocation == RevocationFact::Good;
     (r.methods.is_empty() || r.methods.contains(&facts.method))
         && (!r.hardware_key || facts.hardware_key)
+        && (!r.device_bound || facts.device_bound)
+        && (!r.phishing_resistant || facts.phishing_resistant)
         && (!r.user_verified || facts.user_verified)
         && (!r.revocation_confirmed || confirmed)
         && (!r.proofed || facts.proofed)
@@ -64,7 +66,7 @@ mod tests {
                         hardware_key: true,
                         user_verified: true,
                         revocation_confirmed: true,
-                        proofed: false,
+                        ..Default::default()
                     },
                     max_session_age: None,
                 },

@@ -21,7 +21,7 @@ pub enum Stage {
     UserAuth,
     /// The signature certificate, signed with its key (6–16 character PIN): identity proofing,
     /// after the user authentication `PendingAuth` holds.
-    Proofing(PendingAuth),
+    Proofing(Box<PendingAuth>),
 }
 
 impl Stage {
@@ -116,6 +116,8 @@ pub fn on_user_auth(
     }
     let mut facts =
         AuthFacts::jpki_user_auth(&a.cert.issuer, &a.cert.serial_hex, a.revocation, a.now);
+    facts.cert_anchor = Some(a.cert.anchor_label.clone());
+    facts.cert_not_after = Some(a.cert.not_after.unix_timestamp());
     facts.proofed = a.account.is_some() && a.claims_current;
     if !(needs.grantable)(&facts) {
         // Fail-open was allowed, but no fail-open level fits these facts.
@@ -360,7 +362,7 @@ mod tests {
             not_after: 0,
             facts: AuthFacts::jpki_user_auth(&c.issuer, &c.serial_hex, RevocationFact::Good, 5),
         };
-        let proofing = Stage::Proofing(pending);
+        let proofing = Stage::Proofing(Box::new(pending));
         assert_eq!(
             on_user_auth(&proofing, &answer(&c, None, false), &needs(false, false)),
             Err(CardLoginError::ChallengeUsed)
@@ -389,7 +391,7 @@ mod tests {
             not_after: 0,
             facts: AuthFacts::jpki_user_auth(&c.issuer, &c.serial_hex, RevocationFact::Good, 5),
         };
-        let stage = Stage::Proofing(pending);
+        let stage = Stage::Proofing(Box::new(pending));
         let p = on_signature(&stage, &s, RevocationFact::Good, fixture_now()).unwrap();
         assert!(p.facts.proofed);
         assert_eq!(

@@ -24,8 +24,13 @@ pub struct Level {
 pub struct Requirements {
     /// The authentication method must be one of these (empty: any).
     pub methods: Vec<String>,
-    /// The key is held in hardware (a card, a device-bound authenticator).
+    /// The key is held in hardware as its issuer vouches (the card; not a passkey, whose
+    /// hardware the broker cannot know without attestation).
     pub hardware_key: bool,
+    /// The key cannot leave its device (the card; a passkey that is not backup-eligible).
+    pub device_bound: bool,
+    /// The authentication is bound to the broker's origin (a passkey; not the card's link).
+    pub phishing_resistant: bool,
     /// The holder proved knowledge of a PIN or passed user verification.
     pub user_verified: bool,
     /// The certificate's revocation status was confirmed good (not fail-open).
@@ -81,6 +86,62 @@ impl Default for ProofingPolicy {
     }
 }
 
+/// What a passkey login does when the card behind the passkey is no longer current.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CardGone {
+    /// The passkey is suspended (for good, on a revocation: the person removes it and enrols
+    /// another with a live card).
+    Suspend,
+    /// The passkey logs in, at no level that asks for a confirmed revocation status.
+    Keep,
+}
+
+/// Passkeys (`[passkeys]`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PasskeyPolicy {
+    /// Passkeys may be enrolled and used to log in.
+    pub enabled: bool,
+    /// The level (name or acr) a card login must have reached for its session to enrol a
+    /// passkey. Empty: the highest level of the policy.
+    pub enrol_level: String,
+    /// The card certificate that enrolled a passkey (or the renewed card after it) revoked.
+    pub card_revoked: CardGone,
+    /// … expired, with no renewed card linked to the account since.
+    pub card_expired: CardGone,
+    /// Seconds a started passkey ceremony may be finished in.
+    pub ceremony_seconds: i64,
+    /// Passkeys one account may hold.
+    pub max_per_account: usize,
+}
+
+impl Default for PasskeyPolicy {
+    fn default() -> Self {
+        PasskeyPolicy {
+            enabled: true,
+            enrol_level: String::new(),
+            card_revoked: CardGone::Suspend,
+            card_expired: CardGone::Suspend,
+            ceremony_seconds: 300,
+            max_per_account: 20,
+        }
+    }
+}
+
+impl Policy {
+    /// The level a session must reach to enrol a passkey.
+    pub fn enrol_level(&self) -> Option<&Level> {
+        let want = &self.passkeys.enrol_level;
+        if want.is_empty() {
+            return self.levels.last();
+        }
+        self.levels
+            .iter()
+            .find(|l| &l.name == want || &l.acr == want)
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawPolicyFile {
@@ -88,6 +149,7 @@ struct RawPolicyFile {
     levels: Vec<Spanned<RawLevel>>,
     revocation: Option<Spanned<RevocationPolicy>>,
     proofing: Option<ProofingPolicy>,
+    passkeys: Option<Spanned<PasskeyPolicy>>,
     signatures: Option<SignaturesPolicy>,
     /// The lowest level (acr) per kind of relying party.
     minimums: Option<Spanned<std::collections::BTreeMap<super::RpKind, String>>>,
@@ -106,7 +168,7 @@ struct RawLevel {
 }
 
 /// Methods the broker implements; a policy naming another is refused.
-pub const KNOWN_METHODS: &[&str] = &["jpki_user_auth", "jpki_signature"];
+pub const KNOWN_METHODS: &[&str] = &["jpki_user_auth", "jpki_signature", "passkey"];
 
 /// The validated policy set. Levels are in file order, lowest first.
 #[derive(Debug, Clone, Default)]
@@ -118,12 +180,16 @@ pub struct Policy {
     pub signatures: SignaturesPolicy,
     /// Identity proofing (`[proofing]`).
     pub proofing: ProofingPolicy,
+    /// Passkeys (`[passkeys]`).
+    pub passkeys: PasskeyPolicy,
     /// The lowest level (acr) each kind of relying party gets (`[minimums]`).
     pub minimums: std::collections::BTreeMap<super::RpKind, String>,
     /// The most each kind of relying party may receive (`[claim_release]`); a kind not
     /// listed is limited by its registrations only.
     pub claim_release: std::collections::BTreeMap<super::RpKind, Vec<String>>,
     pub sources: Vec<PathBuf>,
+    /// Where `[passkeys]` was set (its enrol level is checked once every level is known).
+    pub passkeys_line: Option<(PathBuf, usize)>,
 }
 
 impl Policy {
@@ -162,6 +228,20 @@ impl Policy {
                 file: dir.to_path_buf(),
                 line: 0,
                 reason: "no [[levels]] defined in any policy file".into(),
+            });
+        }
+        if policy.enrol_level().is_none() {
+            let (file, line) = policy
+                .passkeys_line
+                .clone()
+                .unwrap_or((dir.to_path_buf(), 0));
+            return Err(FileError {
+                file,
+                line,
+                reason: format!(
+                    "[passkeys] enrol_level `{}` is not a level of the policy",
+                    policy.passkeys.enrol_level
+                ),
             });
         }
         if let Some((file, line)) = revocation_seen {
@@ -228,6 +308,23 @@ impl Policy {
         }
         if let Some(p) = raw.proofing {
             self.proofing = p;
+        }
+        if let Some(p) = raw.passkeys {
+            let line = line_of(text, p.span().start);
+            let p = p.into_inner();
+            let err = |reason: String| FileError {
+                file: file.to_path_buf(),
+                line,
+                reason,
+            };
+            if !(30..=3600).contains(&p.ceremony_seconds) {
+                return Err(err("[passkeys] ceremony_seconds must be 30..3600".into()));
+            }
+            if p.max_per_account == 0 {
+                return Err(err("[passkeys] max_per_account must be at least 1".into()));
+            }
+            self.passkeys = p;
+            self.passkeys_line = Some((file.to_path_buf(), line));
         }
         if let Some(sg) = raw.signatures {
             self.signatures = sg;

@@ -1,0 +1,503 @@
+//! Passkeys: what a passkey may be enrolled from, which card stands behind it, and the facts a
+//! passkey login establishes. The WebAuthn ceremonies themselves (signatures, origin, RP ID,
+//! flags, counters) are verified by `webauthn-rs` in the conductor; this core decides over what
+//! they established.
+//!
+//! A passkey is bound to the person the card proved: it is enrolled only from a session that a
+//! card login brought to the policy's enrolment level, on a proofed account, and it records the
+//! card certificate of that login. Each passkey login checks that card again (or the renewed
+//! card the account has linked since): revoked or expired, the passkey is suspended or kept at
+//! the levels that do not ask for a confirmed status, as `[passkeys]` says.
+
+use super::{AuthFacts, RevocationFact};
+use crate::assurance;
+use crate::registry::policy::{CardGone, Policy};
+
+/// Why a passkey ceremony is refused. Each is said to the person or the page plainly.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PasskeyError {
+    #[error("passkeys are not enabled by the policy")]
+    Disabled,
+    #[error("adding a passkey needs a login with the card: log in first")]
+    NoSession,
+    #[error("adding a passkey needs a login with the card at level {level}")]
+    BelowEnrolLevel { level: String },
+    #[error("adding a passkey needs an account whose identity the card proved")]
+    NotProofed,
+    #[error("this account already holds {max} passkeys: remove one first")]
+    TooMany { max: usize },
+    #[error("the passkey ceremony is unknown, finished or expired: start again")]
+    UnknownCeremony,
+    #[error("this passkey is not known to the broker (it may have been removed)")]
+    UnknownCredential,
+    #[error("this passkey is already registered")]
+    AlreadyRegistered,
+    #[error("this passkey is suspended: {reason}")]
+    Suspended { reason: String },
+    #[error("the card behind this passkey is revoked: log in with your card")]
+    CardRevoked,
+    #[error("the card behind this passkey has expired: log in with your renewed card")]
+    CardExpired,
+    #[error("the card behind this passkey could not be checked: {0}")]
+    CardUnchecked(&'static str),
+    /// The authenticator's answer failed WebAuthn's checks (what failed, from webauthn-rs).
+    #[error("the passkey's answer was refused: {0}")]
+    Refused(String),
+    #[error("the passkey's signature counter went backwards: the passkey may have been copied")]
+    CounterRegressed,
+    /// The service asks for more than a passkey gives (a level, or an identity to be proofed
+    /// again): the card is still offered.
+    #[error("this service asks for {0}: use your card")]
+    NeedsCard(String),
+    #[error("the request is malformed: {0}")]
+    Malformed(String),
+    #[error("the login is not waiting for an authentication")]
+    NotPending,
+    #[error("internal error")]
+    Internal,
+    #[error("the service is temporarily unavailable")]
+    Unavailable,
+}
+
+/// May the session with `facts` (of `account`, proofed or not) enrol a passkey?
+pub fn may_enrol(
+    policy: &Policy,
+    facts: &AuthFacts,
+    proofed: bool,
+    now: i64,
+) -> Result<(), PasskeyError> {
+    if !policy.passkeys.enabled {
+        return Err(PasskeyError::Disabled);
+    }
+    let level = policy.enrol_level().ok_or(PasskeyError::Internal)?;
+    let by_card = facts.method.starts_with("jpki_")
+        && facts.cert_issuer.is_some()
+        && facts.cert_serial.is_some()
+        && facts.cert_anchor.is_some();
+    if !by_card || !assurance::meets_at(policy, facts, level, now) {
+        return Err(PasskeyError::BelowEnrolLevel {
+            level: level.acr.clone(),
+        });
+    }
+    if !proofed {
+        return Err(PasskeyError::NotProofed);
+    }
+    Ok(())
+}
+
+/// A card certificate, as stored with a passkey or a link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CardCert {
+    pub anchor: String,
+    pub issuer: String,
+    pub serial: String,
+    pub not_after: i64,
+}
+
+/// The certificate behind a passkey now: the one that enrolled it while it is valid; once it
+/// has expired, the newest valid user-authentication certificate the account linked after it
+/// (a renewed card keeps the passkeys); `None` if there is none (the card expired).
+pub fn card_behind<'a>(
+    enrolled: &'a CardCert,
+    linked_since: &'a [CardCert],
+    now: i64,
+) -> Option<&'a CardCert> {
+    if enrolled.not_after > now {
+        return Some(enrolled);
+    }
+    linked_since
+        .iter()
+        .filter(|c| c.not_after > now && c.not_after > enrolled.not_after)
+        .max_by_key(|c| c.not_after)
+}
+
+/// What the revocation check said of the card behind a passkey.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CardStatus {
+    Good,
+    Revoked,
+    /// The responder does not know the certificate.
+    Unknown,
+    /// No answer; `why` is what may be said.
+    Unavailable(&'static str),
+    /// Expired, no renewed card since.
+    Expired,
+}
+
+/// What the passkey login does with the card's status: a fact for the levels, or a refusal
+/// (`Suspend`: the passkey is suspended for good on a revocation).
+pub fn judge_card(policy: &Policy, status: CardStatus) -> Result<RevocationFact, PasskeyError> {
+    let fail_open = !policy.revocation.fail_open_levels.is_empty();
+    match status {
+        CardStatus::Good => Ok(RevocationFact::Good),
+        CardStatus::Revoked => match policy.passkeys.card_revoked {
+            CardGone::Suspend => Err(PasskeyError::CardRevoked),
+            CardGone::Keep => Ok(RevocationFact::CardRevoked),
+        },
+        CardStatus::Expired => match policy.passkeys.card_expired {
+            CardGone::Suspend => Err(PasskeyError::CardExpired),
+            CardGone::Keep => Ok(RevocationFact::CardExpired),
+        },
+        CardStatus::Unknown => Err(PasskeyError::CardUnchecked(
+            "the revocation service does not know the card's certificate",
+        )),
+        CardStatus::Unavailable(_) if fail_open => Ok(RevocationFact::Unconfirmed),
+        CardStatus::Unavailable(why) => Err(PasskeyError::CardUnchecked(why)),
+    }
+}
+
+/// What the authenticator's signed answer said (flags of the assertion's authenticator data).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Assertion {
+    pub user_verified: bool,
+    pub backup_eligible: bool,
+    pub backup_state: bool,
+}
+
+/// RFC 8176 `amr` of a passkey login: `user` (the authenticator tested presence — WebAuthn
+/// always asks), `mfa` when it verified the user (a PIN or biometric on the device: possession
+/// and one more factor), `hwk` when the key cannot leave the device (BE=0), `swk` when it is
+/// synced (BE=1). Neither `pin` nor `fpt`/`face`: the authenticator does not say which it used.
+pub fn amr(a: &Assertion) -> Vec<String> {
+    let mut out = vec![if a.backup_eligible { "swk" } else { "hwk" }, "user"];
+    if a.user_verified {
+        out.push("mfa");
+    }
+    out.into_iter().map(String::from).collect()
+}
+
+/// The facts of a passkey login: what the authenticator proved, the card behind the passkey
+/// and its status, and whether the account's claims are current.
+pub fn facts(
+    passkey_id: &str,
+    a: &Assertion,
+    card: &CardCert,
+    revocation: RevocationFact,
+    proofed: bool,
+    now: i64,
+) -> AuthFacts {
+    AuthFacts {
+        method: "passkey".into(),
+        amr: amr(a),
+        hardware_key: false,
+        device_bound: !a.backup_eligible,
+        phishing_resistant: true,
+        user_verified: a.user_verified,
+        cert_issuer: Some(card.issuer.clone()),
+        cert_serial: Some(card.serial.clone()),
+        cert_anchor: Some(card.anchor.clone()),
+        cert_not_after: Some(card.not_after),
+        passkey: Some(passkey_id.to_string()),
+        revocation,
+        proofed,
+        auth_time: now,
+    }
+}
+
+/// Does a passkey login with `facts` give what the request asks: a level it accepts and, when
+/// it wants verified claims, current ones? If not, the login goes on with the card.
+pub fn fits_request(
+    policy: &Policy,
+    required: &assurance::Requirement,
+    wants_identity: bool,
+    facts: &AuthFacts,
+    now: i64,
+) -> Result<(), PasskeyError> {
+    if wants_identity && !facts.proofed {
+        return Err(PasskeyError::NeedsCard(
+            "your identity confirmed again with the card".into(),
+        ));
+    }
+    if required.select(policy, facts, now).is_err() {
+        let want = required
+            .acceptable(policy)
+            .last()
+            .map(|l| l.acr.clone())
+            .unwrap_or_default();
+        return Err(PasskeyError::NeedsCard(format!("level {want}")));
+    }
+    Ok(())
+}
+
+/// Could a passkey give what the request asks (show the passkey option on its login page)?
+/// No when every level it accepts names methods without `passkey` or asks for a key its
+/// issuer vouches for as hardware.
+pub fn may_suffice(policy: &Policy, required: &assurance::Requirement) -> bool {
+    policy.passkeys.enabled
+        && required.acceptable(policy).iter().any(|l| {
+            (l.requires.methods.is_empty() || l.requires.methods.iter().any(|m| m == "passkey"))
+                && !l.requires.hardware_key
+        })
+}
+
+/// How a passkey's kind is shown on the account page.
+pub fn kind(backup_eligible: bool) -> &'static str {
+    if backup_eligible {
+        "synced"
+    } else {
+        "device_bound"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::policy::{Level, Requirements};
+
+    fn policy() -> Policy {
+        let level = |name: &str, requires: Requirements| Level {
+            name: name.into(),
+            acr: name.into(),
+            requires,
+            max_session_age: None,
+        };
+        Policy {
+            levels: vec![
+                level("aal1", Requirements::default()),
+                level(
+                    "aal2",
+                    Requirements {
+                        user_verified: true,
+                        ..Default::default()
+                    },
+                ),
+                level(
+                    "aal3",
+                    Requirements {
+                        methods: vec!["jpki_user_auth".into(), "jpki_signature".into()],
+                        hardware_key: true,
+                        user_verified: true,
+                        revocation_confirmed: true,
+                        ..Default::default()
+                    },
+                ),
+            ],
+            ..Default::default()
+        }
+    }
+
+    fn card(not_after: i64) -> CardCert {
+        CardCert {
+            anchor: "auth".into(),
+            issuer: "CN=CA".into(),
+            serial: "0a".into(),
+            not_after,
+        }
+    }
+
+    fn card_facts() -> AuthFacts {
+        let mut f = AuthFacts::jpki_user_auth("CN=CA", "0a", RevocationFact::Good, 100);
+        f.cert_anchor = Some("auth".into());
+        f
+    }
+
+    const UV_SYNCED: Assertion = Assertion {
+        user_verified: true,
+        backup_eligible: true,
+        backup_state: true,
+    };
+    const UV_BOUND: Assertion = Assertion {
+        user_verified: true,
+        backup_eligible: false,
+        backup_state: false,
+    };
+
+    #[test]
+    fn only_a_card_session_at_the_enrol_level_on_a_proofed_account_enrols() {
+        let p = policy();
+        assert_eq!(may_enrol(&p, &card_facts(), true, 100), Ok(()));
+        assert_eq!(
+            may_enrol(&p, &card_facts(), false, 100),
+            Err(PasskeyError::NotProofed)
+        );
+        let mut unconfirmed = card_facts();
+        unconfirmed.revocation = RevocationFact::Unconfirmed;
+        assert_eq!(
+            may_enrol(&p, &unconfirmed, true, 100),
+            Err(PasskeyError::BelowEnrolLevel {
+                level: "aal3".into()
+            })
+        );
+        // A passkey session never enrols another passkey, whatever its level.
+        let pk = facts(
+            "pk",
+            &UV_BOUND,
+            &card(1000),
+            RevocationFact::Good,
+            true,
+            100,
+        );
+        let mut lenient = p.clone();
+        lenient.passkeys.enrol_level = "aal1".into();
+        assert!(matches!(
+            may_enrol(&lenient, &pk, true, 100),
+            Err(PasskeyError::BelowEnrolLevel { .. })
+        ));
+        assert_eq!(may_enrol(&lenient, &card_facts(), true, 100), Ok(()));
+        let mut off = p.clone();
+        off.passkeys.enabled = false;
+        assert_eq!(
+            may_enrol(&off, &card_facts(), true, 100),
+            Err(PasskeyError::Disabled)
+        );
+    }
+
+    #[test]
+    fn a_uv_passkey_reaches_aal2_and_never_aal3() {
+        let p = policy();
+        for a in [UV_SYNCED, UV_BOUND] {
+            let f = facts("pk", &a, &card(1000), RevocationFact::Good, true, 100);
+            assert_eq!(assurance::choose_acr(&p, &f, &[]).unwrap().acr, "aal2");
+            assert_eq!(
+                assurance::choose_acr(&p, &f, &["aal3".into()]).unwrap().acr,
+                "aal2"
+            );
+        }
+        let no_uv = Assertion {
+            user_verified: false,
+            ..UV_BOUND
+        };
+        let f = facts("pk", &no_uv, &card(1000), RevocationFact::Good, true, 100);
+        assert_eq!(assurance::choose_acr(&p, &f, &[]).unwrap().acr, "aal1");
+    }
+
+    #[test]
+    fn device_bound_and_phishing_resistant_requirements_grade_passkeys() {
+        let mut p = policy();
+        p.levels[1].requires.device_bound = true;
+        let synced = facts(
+            "pk",
+            &UV_SYNCED,
+            &card(1000),
+            RevocationFact::Good,
+            true,
+            100,
+        );
+        let bound = facts(
+            "pk",
+            &UV_BOUND,
+            &card(1000),
+            RevocationFact::Good,
+            true,
+            100,
+        );
+        assert_eq!(assurance::choose_acr(&p, &synced, &[]).unwrap().acr, "aal1");
+        assert_eq!(assurance::choose_acr(&p, &bound, &[]).unwrap().acr, "aal2");
+        p.levels[1].requires.phishing_resistant = true;
+        assert_eq!(assurance::choose_acr(&p, &bound, &[]).unwrap().acr, "aal2");
+        // The card's link can be relayed: a card login is not phishing-resistant.
+        assert!(!assurance::meets(&p, &card_facts(), &p.levels[1]));
+    }
+
+    #[test]
+    fn an_aal3_request_is_not_met_by_a_passkey_and_says_to_use_the_card() {
+        let p = policy();
+        let f = facts(
+            "pk",
+            &UV_BOUND,
+            &card(1000),
+            RevocationFact::Good,
+            true,
+            100,
+        );
+        let aal2 = assurance::Requirement::of(&p, Some("aal2"), None, &[], None);
+        assert_eq!(fits_request(&p, &aal2, true, &f, 100), Ok(()));
+        assert!(may_suffice(&p, &aal2));
+        let aal3 = assurance::Requirement::of(&p, Some("aal3"), None, &[], None);
+        assert_eq!(
+            fits_request(&p, &aal3, false, &f, 100),
+            Err(PasskeyError::NeedsCard("level aal3".into()))
+        );
+        assert!(!may_suffice(&p, &aal3));
+        let unproofed = AuthFacts {
+            proofed: false,
+            ..f.clone()
+        };
+        assert!(matches!(
+            fits_request(&p, &aal2, true, &unproofed, 100),
+            Err(PasskeyError::NeedsCard(_))
+        ));
+        assert_eq!(fits_request(&p, &aal2, false, &unproofed, 100), Ok(()));
+    }
+
+    #[test]
+    fn amr_says_only_what_the_authenticator_proved() {
+        assert_eq!(amr(&UV_SYNCED), ["swk", "user", "mfa"]);
+        assert_eq!(amr(&UV_BOUND), ["hwk", "user", "mfa"]);
+        let up_only = Assertion {
+            user_verified: false,
+            ..UV_BOUND
+        };
+        assert_eq!(amr(&up_only), ["hwk", "user"]);
+        let f = facts("pk", &UV_BOUND, &card(1000), RevocationFact::Good, false, 7);
+        assert!(!f.hardware_key, "no attestation, no hardware claim");
+        assert!(f.device_bound && f.phishing_resistant && !f.proofed);
+        assert_eq!(f.passkey.as_deref(), Some("pk"));
+        assert_eq!(f.auth_time, 7);
+    }
+
+    #[test]
+    fn a_renewed_card_stands_behind_the_passkeys_of_an_expired_one() {
+        let enrolled = card(1000);
+        let renewed = CardCert {
+            serial: "0b".into(),
+            not_after: 5000,
+            ..card(0)
+        };
+        let older = CardCert {
+            serial: "09".into(),
+            not_after: 900,
+            ..card(0)
+        };
+        let links = [older.clone(), renewed.clone()];
+        assert_eq!(card_behind(&enrolled, &links, 500), Some(&enrolled));
+        assert_eq!(card_behind(&enrolled, &links, 1000), Some(&renewed));
+        assert_eq!(card_behind(&enrolled, &[older], 1000), None);
+        assert_eq!(card_behind(&enrolled, &links, 6000), None);
+    }
+
+    #[test]
+    fn a_card_gone_suspends_or_keeps_as_the_policy_says() {
+        let mut p = policy();
+        assert_eq!(judge_card(&p, CardStatus::Good), Ok(RevocationFact::Good));
+        assert_eq!(
+            judge_card(&p, CardStatus::Revoked),
+            Err(PasskeyError::CardRevoked)
+        );
+        assert_eq!(
+            judge_card(&p, CardStatus::Expired),
+            Err(PasskeyError::CardExpired)
+        );
+        assert!(matches!(
+            judge_card(&p, CardStatus::Unavailable("down")),
+            Err(PasskeyError::CardUnchecked("down"))
+        ));
+        p.passkeys.card_revoked = CardGone::Keep;
+        p.passkeys.card_expired = CardGone::Keep;
+        assert_eq!(
+            judge_card(&p, CardStatus::Revoked),
+            Ok(RevocationFact::CardRevoked)
+        );
+        assert_eq!(
+            judge_card(&p, CardStatus::Expired),
+            Ok(RevocationFact::CardExpired)
+        );
+        // Kept, such a passkey reaches no level that asks for a confirmed status.
+        let f = facts(
+            "pk",
+            &UV_BOUND,
+            &card(1000),
+            RevocationFact::CardRevoked,
+            true,
+            1,
+        );
+        assert_eq!(assurance::choose_acr(&p, &f, &[]).unwrap().acr, "aal2");
+        p.levels[1].requires.revocation_confirmed = true;
+        assert_eq!(assurance::choose_acr(&p, &f, &[]).unwrap().acr, "aal1");
+        p.revocation.fail_open_levels = vec!["aal1".into()];
+        assert_eq!(
+            judge_card(&p, CardStatus::Unavailable("down")),
+            Ok(RevocationFact::Unconfirmed)
+        );
+    }
+}
