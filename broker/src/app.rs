@@ -118,6 +118,7 @@ impl Broker {
         let policy = Policy::load_dir(&config.policies_dir)?;
         registry.check_against(&policy)?;
         registry.restrict_claims(&policy);
+        registry.add_account_client(config.issuer_str());
         let digest = crate::registry::files::content_digest(&[
             &config.relying_parties_dir,
             &config.policies_dir,

@@ -235,7 +235,8 @@ async fn enrolment_is_refused_without_a_card_session_at_the_level_and_nothing_is
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     assert_eq!(r.json()["error"], "login_required");
     let r = nobody.get("/account").await;
-    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert!(r.location.unwrap().contains("/account/login?acr=aal3"));
     assert_eq!(t.counts().await, before);
 
     let mut br = card_session(&t, &mut card).await;
@@ -566,4 +567,182 @@ async fn a_revoked_card_suspends_its_passkeys_and_a_removed_passkey_is_unknown()
     let r = finish_login(&mut b, &s.tx, &ceremony, &cred).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     assert_eq!(r.json()["error"], "unknown_passkey");
+}
+
+/// The account page logs people in through the authorization endpoint as its own built-in
+/// client: without a session it sends them to the card; a passkey session steps up to the card
+/// before a passkey can be added; no consent page, and the client is listed nowhere.
+#[tokio::test]
+async fn the_account_page_logs_in_and_steps_up_with_the_card() {
+    let t = TestBroker::new().await;
+    let mut card = t.card("card");
+    // First login of a new card, from the account page itself.
+    let mut br = t.browser();
+    let r = br.get("/account").await;
+    let r = br.get(&r.location.unwrap()).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    let authz = r.location.unwrap();
+    assert!(
+        authz.contains("client_id=broker-account") && authz.contains("acr_values=aal3"),
+        "{authz}"
+    );
+    let s = start_login(&mut br, &path_of(&authz)).await;
+    let r = helper_answer(&mut br, &s.helper_path, &mut card, "1234").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let r = br.get(&format!("/login/{}/continue", s.tx)).await;
+    let cb = r.location.unwrap();
+    assert!(
+        cb.starts_with(&format!("{ISSUER}/account/callback?")),
+        "no consent page: {cb}"
+    );
+    let r = br.get(&cb).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let page = br.get("/account").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(page.body.contains("id=\"add-passkey\""), "{}", page.body);
+    let mut phone = SoftAuthenticator::new();
+    assert_eq!(
+        enrol(&mut br, &mut phone, "p").await.status,
+        StatusCode::CREATED
+    );
+    // A callback with another state (a login not started here) is refused.
+    let r = t.browser().get(&cb).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+
+    // A passkey session: the page offers the card to add another.
+    let mut b2 = t.browser();
+    let r = b2.get("/account/login?acr=aal2").await;
+    let s = start_login(&mut b2, &path_of(&r.location.unwrap())).await;
+    let (ceremony, pk) = begin_login(&mut b2, &s.tx).await;
+    let cred = phone.assert(ISSUER, &pk);
+    assert_eq!(
+        finish_login(&mut b2, &s.tx, &ceremony, &cred).await.status,
+        StatusCode::OK
+    );
+    let cb = b2
+        .get(&format!("/login/{}/continue", s.tx))
+        .await
+        .location
+        .unwrap();
+    b2.get(&cb).await;
+    let page = b2.get("/account").await;
+    assert!(page.body.contains("id=\"cannot-add\""), "{}", page.body);
+    let step_up = page
+        .body
+        .split("id=\"card-step-up\" href=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .replace("&amp;", "&")
+        .replace("&#x2f;", "/");
+    let r = b2.get(&step_up).await;
+    let r = b2.get(&r.location.unwrap()).await;
+    let loc = r.location.unwrap();
+    assert!(
+        loc.starts_with("/login/"),
+        "the passkey session steps up to the card: {loc}"
+    );
+    let tx = loc.strip_prefix("/login/").unwrap().to_string();
+    let st = b2.get(&format!("/login/{tx}/status")).await.json();
+    let r = helper_answer(
+        &mut b2,
+        &path_of(st["helper_url"].as_str().unwrap()),
+        &mut card,
+        "1234",
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let cb = b2
+        .get(&format!("/login/{tx}/continue"))
+        .await
+        .location
+        .unwrap();
+    b2.get(&cb).await;
+    assert!(b2.get("/account").await.body.contains("id=\"add-passkey\""));
+    // The built-in client is nobody's business on the index page.
+    assert!(!t.browser().get("/").await.body.contains("broker-account"));
+}
+
+fn serial_of(der: &[u8]) -> Vec<u8> {
+    hex::decode(broker::pki::inspect(der).unwrap().serial_hex).unwrap()
+}
+
+/// A renewed card keeps the passkeys its predecessor enrolled (the old certificates
+/// superseded, or expired); a card that simply expires, with no renewal, suspends them.
+#[tokio::test]
+async fn a_renewed_card_keeps_the_passkeys_and_an_expired_one_suspends_them() {
+    use broker::pki::RevocationReason;
+    let t = TestBroker::new().await;
+    let now = time::OffsetDateTime::now_utc();
+    let pki = t.demo_pki();
+    // A card that expires in two days.
+    let mut old = t.card_from(
+        &pki,
+        "old",
+        now - time::Duration::days(1),
+        now + time::Duration::days(2),
+    );
+    let mut br = card_session(&t, &mut old).await;
+    let mut phone = SoftAuthenticator::new();
+    assert_eq!(
+        enrol(&mut br, &mut phone, "p").await.status,
+        StatusCode::CREATED
+    );
+
+    // The card is renewed: new certificates, the old ones superseded, the link recorded; the
+    // person logs in once with the new card (it joins the account).
+    let mut new = t.card("new");
+    let ca = t.demo_ca();
+    for (kind, o, n) in [
+        (
+            CertKind::UserAuth,
+            old.auth_certificate_der().unwrap(),
+            new.auth_certificate_der().unwrap(),
+        ),
+        (
+            CertKind::Signature,
+            old.sign_certificate_der("ABC123").unwrap(),
+            new.sign_certificate_der("ABC123").unwrap(),
+        ),
+    ] {
+        ca.record_renewal(kind, &serial_of(&o), &serial_of(&n))
+            .unwrap();
+        ca.revoke(kind, &serial_of(&o), RevocationReason::Superseded, now)
+            .unwrap();
+    }
+    login_with_card(&mut t.browser(), &mut new, &auth_url(&[])).await;
+    t.clock.advance(time::Duration::seconds(61));
+    // Superseded, then expired: the passkey logs in on the renewed card's status.
+    let tok = passkey_login(&t, &mut phone, &[]).await;
+    assert_eq!(payload(tok["id_token"].as_str().unwrap())["acr"], "aal2");
+    t.clock.advance(time::Duration::days(3));
+    let tok = passkey_login(&t, &mut phone, &[]).await;
+    assert_eq!(payload(tok["id_token"].as_str().unwrap())["acr"], "aal2");
+
+    // A card that expires without a renewal: its passkey is suspended.
+    let t = TestBroker::new().await;
+    let pki = t.demo_pki();
+    let mut lone = t.card_from(
+        &pki,
+        "lone",
+        now - time::Duration::days(1),
+        now + time::Duration::days(2),
+    );
+    let mut br = card_session(&t, &mut lone).await;
+    let mut phone = SoftAuthenticator::new();
+    assert_eq!(
+        enrol(&mut br, &mut phone, "p").await.status,
+        StatusCode::CREATED
+    );
+    t.clock.advance(time::Duration::days(3));
+    let mut b = t.browser();
+    let s = start_login(&mut b, &auth_url(&[])).await;
+    let (ceremony, pk) = begin_login(&mut b, &s.tx).await;
+    let cred = phone.assert(ISSUER, &pk);
+    let r = finish_login(&mut b, &s.tx, &ceremony, &cred).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    assert_eq!(r.json()["error"], "card_expired");
+    assert!(r.body.contains("renewed card"), "{}", r.body);
 }

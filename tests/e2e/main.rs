@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_broker");
 
+mod browser;
 mod hostile;
 mod multiprocess;
 

@@ -690,3 +690,149 @@ impl RowLock {
         p.wait().unwrap();
     }
 }
+
+/// A passkey ceremony's state is in the database: begun on one process, finished on the other
+/// — the enrolment and the login both.
+#[test]
+fn pg_a_passkey_ceremony_begun_on_one_process_finishes_on_the_other() {
+    use broker_testkit::authenticator::SoftAuthenticator;
+    let c = Cluster::start(2);
+    let card = c.issue_card("card");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let browser = || {
+            reqwest::Client::builder()
+                .cookie_store(true)
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap()
+        };
+        let post = |b: &reqwest::Client, url: String, body: Value| {
+            let b = b.clone();
+            async move {
+                let r = b.post(url).json(&body).send().await.unwrap();
+                let s = r.status().as_u16();
+                (s, r.json::<Value>().await.unwrap())
+            }
+        };
+        // A card session through the account page's own login, at process A.
+        let me = browser();
+        let r = me
+            .get(format!("{}/account/login?acr=aal3", c.base(0)))
+            .send()
+            .await
+            .unwrap();
+        let authz = r.headers()["location"]
+            .to_str()
+            .unwrap()
+            .replace(&c.issuer, &c.base(0));
+        let r = me.get(authz).send().await.unwrap();
+        let login = r.headers()["location"].to_str().unwrap().to_string();
+        let st: Value = me
+            .get(format!("{}{login}/status", c.base(0)))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let o = c.cli(&[
+            "card",
+            "approve",
+            "--card",
+            &card,
+            "--pin",
+            "1234",
+            "--sign-pin",
+            "ABC123",
+            st["helper_url"].as_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let r = me
+            .get(format!("{}{login}/continue", c.base(0)))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 303);
+
+        // Enrolment begun at A, finished at B.
+        let mut phone = SoftAuthenticator::new();
+        let (s, start) = post(
+            &me,
+            format!("{}/account/passkeys/begin", c.base(0)),
+            Value::Null,
+        )
+        .await;
+        assert_eq!(s, 200, "{start}");
+        let cred = phone.register(&c.issuer, &start["publicKey"], None);
+        let (s, done) = post(
+            &me,
+            format!("{}/account/passkeys/finish", c.base(1)),
+            serde_json::json!({"ceremony": start["ceremony"], "credential": cred}),
+        )
+        .await;
+        assert_eq!(s, 201, "{done}");
+
+        // A login begun at B, finished at A, in a browser without a session.
+        let other = browser();
+        let r = other.get(auth_url(&c.base(1))).send().await.unwrap();
+        let login = r.headers()["location"].to_str().unwrap().to_string();
+        other
+            .get(format!("{}{login}", c.base(1)))
+            .send()
+            .await
+            .unwrap();
+        let (s, start) = post(
+            &other,
+            format!("{}{login}/passkey/begin", c.base(1)),
+            Value::Null,
+        )
+        .await;
+        assert_eq!(s, 200, "{start}");
+        let cred = phone.assert(&c.issuer, &start["publicKey"]);
+        let (s, done) = post(
+            &other,
+            format!("{}{login}/passkey/finish", c.base(0)),
+            serde_json::json!({"ceremony": start["ceremony"], "credential": cred}),
+        )
+        .await;
+        assert_eq!(s, 200, "{done}");
+        let r = other
+            .get(format!("{}{login}/continue", c.base(0)))
+            .send()
+            .await
+            .unwrap();
+        let to = r.headers()["location"].to_str().unwrap().to_string();
+        // A first login of this person at local-dev: the consent page, then the code.
+        assert!(to.contains("/consent/"), "{to}");
+        let page = other
+            .get(to.replace(&c.issuer, &c.base(1)))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let csrf = page
+            .split("name=\"csrf\" value=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap()
+            .to_string();
+        let r = other
+            .post(to.replace(&c.issuer, &c.base(1)))
+            .form(&[("csrf", csrf.as_str()), ("decision", "approve")])
+            .send()
+            .await
+            .unwrap();
+        let to = r.headers()["location"].to_str().unwrap().to_string();
+        let (s, tok) = redeem(&other, &c.base(0), &code_of(&to)).await;
+        assert_eq!(s, 200, "{tok}");
+        let id = tok["id_token"].as_str().unwrap().split('.').nth(1).unwrap();
+        let id: Value = serde_json::from_slice(&broker::clock::b64url_decode(id).unwrap()).unwrap();
+        assert_eq!(id["acr"], "aal2");
+        assert_eq!(id["amr"], serde_json::json!(["hwk", "user", "mfa"]));
+    });
+}

@@ -18,6 +18,7 @@ pub async fn index(State(s): State<AppState>, headers: HeaderMap, Query(q): Q) -
     let reg = s.registry();
     let mut rps: Vec<_> = reg
         .clients()
+        .filter(|c| !c.first_party)
         .map(|c| {
             context! {
                 client_id => c.client_id.clone(),
@@ -192,6 +193,7 @@ pub async fn consent_page(
         context! {
             rp_name => rp_name,
             scopes => scopes,
+            level => conduct::level_reached(&s, &bt),
             csrf => bt.tx.csrf,
             action => format!("{}/consent/{tx}", s.issuer()),
         },

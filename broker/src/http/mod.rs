@@ -96,6 +96,8 @@ pub fn app(broker: Arc<Broker>) -> Router {
             axum::routing::post(passkey::login_finish),
         )
         .route("/account", get(passkey::account_page))
+        .route("/account/login", get(passkey::account_login))
+        .route("/account/callback", get(passkey::account_callback))
         .route(
             "/account/passkeys/begin",
             axum::routing::post(passkey::enrol_begin),

@@ -91,6 +91,11 @@ const TEXT: &[(&str, &str, &str)] = &[
         "カードの操作を待っています…",
         "Waiting for the card…",
     ),
+    (
+        "waiting_any",
+        "パスキーかマイナンバーカードでの操作を待っています…",
+        "Waiting for your passkey or your card…",
+    ),
     ("continue", "続ける", "Continue"),
     (
         "proofing_step",
@@ -102,6 +107,16 @@ const TEXT: &[(&str, &str, &str)] = &[
         "consent_intro",
         "次のサービスが、あなたに関する以下の情報を求めています",
         "This service asks for the following about you",
+    ),
+    (
+        "consent_identifier",
+        "このサービス専用の利用者識別子（ほかのサービスとは異なる番号）",
+        "An identifier for you, for this service only (other services get different ones)",
+    ),
+    (
+        "consent_level",
+        "このログインで確認されたレベル",
+        "Level this login reached",
     ),
     ("approve", "同意する", "Allow"),
     ("deny", "拒否する", "Deny"),
@@ -256,6 +271,62 @@ const TEXT: &[(&str, &str, &str)] = &[
         "パスキーを追加できませんでした。",
         "The passkey could not be added.",
     ),
+    ("error_detail", "詳細", "Details"),
+    (
+        "error_generic",
+        "この操作を続けられませんでした。",
+        "This could not be done.",
+    ),
+    (
+        "error_transaction_gone",
+        "このログインは期限切れか、すでに終わっています。サービスに戻って、もう一度ログインしてください。",
+        "This login has expired or is already over. Go back to the service and log in again.",
+    ),
+    (
+        "error_wrong_browser",
+        "このログインは別のブラウザで始められました。ログインを始めたブラウザで続けてください。",
+        "This login was started in another browser. Continue in the browser where you started it.",
+    ),
+    (
+        "error_not_authenticated",
+        "カードでの操作がまだ終わっていません。ログインのページに戻ってください。",
+        "The card has not been used yet. Go back to the login page.",
+    ),
+    (
+        "error_bad_csrf",
+        "このフォームは古くなっています。サービスに戻って、もう一度お試しください。",
+        "This form is out of date. Go back to the service and try again.",
+    ),
+    (
+        "error_invalid_request",
+        "サービスからの要求に誤りがあります。サービスの提供者にお知らせください。",
+        "The service sent a request the broker cannot accept. Please tell the service's provider.",
+    ),
+    (
+        "error_unauthorized_client",
+        "このサービスは、この方法でのログインを登録していません。",
+        "This service is not registered to log in this way.",
+    ),
+    (
+        "error_server_error",
+        "ブローカーで問題が発生しました。しばらくしてからお試しください。",
+        "Something went wrong in the broker. Please try again later.",
+    ),
+    (
+        "error_temporarily_unavailable",
+        "ただいま混み合っています。少し待ってから、このページを再読み込みしてください。",
+        "The broker is briefly unavailable. Wait a moment and reload this page.",
+    ),
+    (
+        "error_card_login_required",
+        "パスキーを追加するには、マイナンバーカードでログインし直してください。",
+        "To add a passkey, log in again with your My Number card.",
+    ),
+    (
+        "login_with_card",
+        "マイナンバーカードでログインし直す",
+        "Log in again with your My Number card",
+    ),
     (
         "cannot_add",
         "今はパスキーを追加できません：",
@@ -350,7 +421,14 @@ pub fn error_page(
         lang,
         status,
         "error.html",
-        context! { code => code, message => message },
+        context! {
+            code => code,
+            message => message,
+            summary => match text(lang, &format!("error_{code}")) {
+                "" => text(lang, "error_generic"),
+                t => t,
+            },
+        },
     )
 }
 
@@ -362,5 +440,60 @@ pub fn qr_svg(data: &str) -> String {
             .min_dimensions(180, 180)
             .build(),
         Err(_) => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every `t.key` a template uses is in the catalogue, in both languages (a missing key
+    /// renders as nothing: a button without a label).
+    #[test]
+    fn every_text_a_template_uses_exists_in_japanese_and_english() {
+        let templates = [
+            include_str!("templates/base.html"),
+            include_str!("templates/login.html"),
+            include_str!("templates/consent.html"),
+            include_str!("templates/error.html"),
+            include_str!("templates/index.html"),
+            include_str!("templates/account.html"),
+        ];
+        let mut seen = 0;
+        for t in templates {
+            for part in t.split("{{ t.").skip(1) {
+                let key: String = part
+                    .chars()
+                    .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                    .collect();
+                if key.is_empty() {
+                    continue;
+                }
+                seen += 1;
+                assert!(
+                    !text(Lang::Ja, &key).is_empty(),
+                    "`{key}` has no Japanese text"
+                );
+                assert!(
+                    !text(Lang::En, &key).is_empty(),
+                    "`{key}` has no English text"
+                );
+            }
+        }
+        assert!(seen > 40, "{seen}");
+        // And the kinds and suspensions the account page composes.
+        for k in [
+            "passkey_synced",
+            "passkey_device_bound",
+            "suspended_card_revoked",
+            "suspended_card_expired",
+            "suspended_counter_regressed",
+            "error_generic",
+        ] {
+            assert!(
+                !text(Lang::Ja, k).is_empty() && !text(Lang::En, k).is_empty(),
+                "{k}"
+            );
+        }
     }
 }

@@ -153,6 +153,86 @@ fn when(t: Option<i64>) -> String {
         .unwrap_or_default()
 }
 
+/// The cookie that carries an account login's `state` from `/account/login` to its callback.
+const ACCOUNT_STATE_COOKIE: &str = "broker_account_state";
+
+/// `GET /account/login[?acr=…]`: log in to the account page through the authorization
+/// endpoint, as the built-in client `broker-account` (a session below `acr` steps up to the
+/// card there).
+pub async fn account_login(
+    State(s): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let state = crate::clock::random_token();
+    // PKCE is required of every public client; the account page never redeems its code (the
+    // SSO session the login opened is what it needs), so the verifier is not kept.
+    let verifier = crate::clock::random_token();
+    let challenge = crate::clock::b64url(&crate::clock::sha256(verifier.as_bytes()));
+    let mut params = vec![
+        ("client_id", crate::registry::ACCOUNT_CLIENT.to_string()),
+        ("redirect_uri", format!("{}/account/callback", s.issuer())),
+        ("response_type", "code".into()),
+        ("scope", "openid".into()),
+        ("state", state.clone()),
+        ("code_challenge", challenge),
+        ("code_challenge_method", "S256".into()),
+    ];
+    if let Some(acr) = q
+        .get("acr")
+        .filter(|a| s.policy().levels.iter().any(|l| &l.acr == *a))
+    {
+        params.push(("acr_values", acr.clone()));
+    }
+    if let Some(l) = q.get("lang").filter(|l| *l == "ja" || *l == "en") {
+        params.push(("ui_locales", l.clone()));
+    }
+    let query = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(params)
+        .finish();
+    let mut r = Redirect::to(&format!("{}/authorize?{query}", s.issuer())).into_response();
+    r.headers_mut().append(
+        header::SET_COOKIE,
+        super::set_cookie(
+            &s,
+            ACCOUNT_STATE_COOKIE,
+            &state,
+            s.config.lifetimes.transaction,
+        ),
+    );
+    r
+}
+
+/// `GET /account/callback`: the account login's end — its state checked, then the account page.
+pub async fn account_callback(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let lang = Lang::pick(&[], None, &headers);
+    let expected = cookie(&headers, ACCOUNT_STATE_COOKIE).unwrap_or_default();
+    let state = q.get("state").map(String::as_str).unwrap_or_default();
+    if expected.is_empty() || !crate::clock::ct_eq(expected.as_bytes(), state.as_bytes()) {
+        return super::error::passkey_page(
+            &s,
+            lang,
+            &PasskeyError::Malformed("this account login was not started here: start again".into()),
+        );
+    }
+    if let Some(e) = q.get("error") {
+        let why = q
+            .get("error_description")
+            .cloned()
+            .unwrap_or_else(|| e.clone());
+        return super::error::passkey_page(&s, lang, &PasskeyError::Refused(why));
+    }
+    let mut r = Redirect::to(&format!("{}/account", s.issuer())).into_response();
+    r.headers_mut().append(
+        header::SET_COOKIE,
+        super::set_cookie(&s, ACCOUNT_STATE_COOKIE, "", 0),
+    );
+    r
+}
+
 /// `GET /account`: the person's passkeys, and adding one.
 pub async fn account_page(
     State(s): State<AppState>,
@@ -163,6 +243,20 @@ pub async fn account_page(
     let secret = cookie(&headers, SESSION_COOKIE);
     let view = match conduct::account(&s, secret).await {
         Ok(v) => v,
+        // Not logged in: log in first (with the card, at the level that adds passkeys).
+        Err(PasskeyError::NoSession) => {
+            let acr = s
+                .policy()
+                .enrol_level()
+                .map(|l| l.acr.clone())
+                .unwrap_or_default();
+            return Redirect::to(&format!(
+                "{}/account/login?acr={acr}&lang={}",
+                s.issuer(),
+                lang.code()
+            ))
+            .into_response();
+        }
         Err(e) => return super::error::passkey_page(&s, lang, &e),
     };
     let t = |k: &str| pages::text(lang, k);
@@ -184,6 +278,15 @@ pub async fn account_page(
         Ok(()) => (true, String::new()),
         Err(e) => (false, e.to_string()),
     };
+    // Below the enrolment level: a login with the card brings the session there.
+    let step_up_url = match &view.may_enrol {
+        Err(PasskeyError::BelowEnrolLevel { level }) => Some(format!(
+            "{}/account/login?acr={level}&lang={}",
+            s.issuer(),
+            lang.code()
+        )),
+        _ => None,
+    };
     let csrf = conduct::account_csrf(&s, secret.unwrap_or_default());
     pages::render(
         &s,
@@ -194,6 +297,7 @@ pub async fn account_page(
             passkeys => passkeys,
             may_enrol => may_enrol,
             why_not => why_not,
+            step_up_url => step_up_url,
             csrf => csrf,
             level => view.level,
             method => view.facts.method,

@@ -174,7 +174,7 @@ pub(super) async fn has_consent(
     req: &AuthRequest,
 ) -> Result<bool, OAuthError> {
     let items = crate::oidc::claims::consent_items(client, req);
-    if items.is_empty() {
+    if items.is_empty() || client.first_party {
         return Ok(true);
     }
     let granted = b.store.get_consent(account_id, &client.client_id).await?;

@@ -162,6 +162,17 @@ pub async fn continue_login(
     })
 }
 
+/// The level (acr) the transaction's authentication reaches for its request, as the ID
+/// token will state it.
+pub fn level_reached(b: &Broker, bt: &BrowserTx) -> Option<String> {
+    let facts: AuthFacts = serde_json::from_str(bt.tx.facts_json.as_deref()?).ok()?;
+    let policy = b.policy();
+    crate::oidc::authorize::requirement(&policy, &bt.client, &bt.req)
+        .select(&policy, &facts, b.now())
+        .ok()
+        .map(|l| l.acr.clone())
+}
+
 /// Consent decision from the consent page. Returns the redirect to the relying party.
 pub async fn decide_consent(
     b: &Broker,

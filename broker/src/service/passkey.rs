@@ -144,12 +144,15 @@ pub async fn begin_enrol(
         serde_json::to_value(&ccr.public_key).map_err(|_| PasskeyError::Internal)?;
     // A discoverable credential (a passkey the authenticator can offer without a user name):
     // the login page asks for none.
-    if let Some(sel) = public_key
-        .get_mut("authenticatorSelection")
-        .and_then(Value::as_object_mut)
-    {
-        sel.insert("residentKey".into(), "required".into());
-        sel.insert("requireResidentKey".into(), true.into());
+    if let Some(options) = public_key.as_object_mut() {
+        let sel = options
+            .entry("authenticatorSelection")
+            .or_insert_with(|| serde_json::json!({}));
+        if let Some(sel) = sel.as_object_mut() {
+            sel.insert("residentKey".into(), "required".into());
+            sel.insert("requireResidentKey".into(), true.into());
+            sel.insert("userVerification".into(), "required".into());
+        }
     }
     let ceremony = random_token();
     b.store
@@ -385,10 +388,20 @@ pub async fn finish_login(
             not_after: l.not_after,
         })
         .collect();
-    let behind = core::card_behind(&enrolled, &links, now).cloned();
-    let status = match &behind {
-        None => CardStatus::Expired,
-        Some(card) => card_status(b, card).await,
+    // The enrolling card while it is current; a renewed card once it has expired or been
+    // superseded; no card at all after a loss or theft (any other revocation).
+    let first = if enrolled.not_after > now {
+        Some(card_status(b, &enrolled).await)
+    } else {
+        None
+    };
+    let (behind, status) = if core::passes_to_successor(&enrolled, first, now) {
+        match core::successor(&enrolled, &links, now) {
+            Some(next) => (next.clone(), card_status(b, next).await),
+            None => (enrolled.clone(), first.unwrap_or(CardStatus::Expired)),
+        }
+    } else {
+        (enrolled.clone(), first.unwrap_or(CardStatus::Expired))
     };
     let revocation = match core::judge_card(&policy, status) {
         Ok(r) => r,
@@ -410,14 +423,7 @@ pub async fn finish_login(
         backup_eligible: result.backup_eligible(),
         backup_state: result.backup_state(),
     };
-    let facts = core::facts(
-        &record.id,
-        &assertion,
-        behind.as_ref().unwrap_or(&enrolled),
-        revocation,
-        proofed,
-        now,
-    );
+    let facts = core::facts(&record.id, &assertion, &behind, revocation, proofed, now);
     let required = crate::oidc::authorize::requirement(&policy, &bt.client, &bt.req);
     let wants_identity = crate::oidc::claims::wants_identity(&bt.client, &bt.req);
     core::fits_request(&policy, &required, wants_identity, &facts, now)?;
@@ -461,7 +467,9 @@ async fn card_status(b: &Broker, card: &CardCert) -> CardStatus {
     match b.checker().check_ref(&cert).await {
         Ok(ev) => match &ev.status {
             crate::pki::CertStatus::Good => CardStatus::Good,
-            crate::pki::CertStatus::Revoked { .. } => CardStatus::Revoked,
+            crate::pki::CertStatus::Revoked { reason, .. } => CardStatus::Revoked {
+                superseded: *reason == Some(crate::pki::RevocationReason::Superseded),
+            },
             crate::pki::CertStatus::Unknown => CardStatus::Unknown,
         },
         Err(e) => {

@@ -38,6 +38,7 @@ pub fn reload(broker: &Broker) -> Result<ReloadOutcome, FileError> {
     let policy = Policy::load_dir(&broker.config.policies_dir)?;
     registry.check_against(&policy)?;
     registry.restrict_claims(&policy);
+    registry.add_account_client(broker.config.issuer_str());
     let (relying_parties, levels) = (registry.len(), policy.levels.len());
     let digest = content_digest(&[
         &broker.config.relying_parties_dir,

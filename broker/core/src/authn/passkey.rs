@@ -94,18 +94,14 @@ pub struct CardCert {
     pub not_after: i64,
 }
 
-/// The certificate behind a passkey now: the one that enrolled it while it is valid; once it
-/// has expired, the newest valid user-authentication certificate the account linked after it
-/// (a renewed card keeps the passkeys); `None` if there is none (the card expired).
-pub fn card_behind<'a>(
-    enrolled: &'a CardCert,
-    linked_since: &'a [CardCert],
+/// The card that took over from `enrolled`: the newest user-authentication certificate the
+/// account linked later (a later notAfter) that is still valid at `now` — a renewed card.
+pub fn successor<'a>(
+    enrolled: &CardCert,
+    linked: &'a [CardCert],
     now: i64,
 ) -> Option<&'a CardCert> {
-    if enrolled.not_after > now {
-        return Some(enrolled);
-    }
-    linked_since
+    linked
         .iter()
         .filter(|c| c.not_after > now && c.not_after > enrolled.not_after)
         .max_by_key(|c| c.not_after)
@@ -115,7 +111,10 @@ pub fn card_behind<'a>(
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CardStatus {
     Good,
-    Revoked,
+    /// Revoked; `superseded` when the reason is that the card was renewed.
+    Revoked {
+        superseded: bool,
+    },
     /// The responder does not know the certificate.
     Unknown,
     /// No answer; `why` is what may be said.
@@ -124,13 +123,20 @@ pub enum CardStatus {
     Expired,
 }
 
+/// Does the passkey pass to a renewed card? When the card that enrolled it has expired, or
+/// was revoked because it was renewed (superseded) — never on another revocation (a lost or
+/// stolen card suspends its passkeys, whatever card comes after it).
+pub fn passes_to_successor(enrolled: &CardCert, status: Option<CardStatus>, now: i64) -> bool {
+    enrolled.not_after <= now || status == Some(CardStatus::Revoked { superseded: true })
+}
+
 /// What the passkey login does with the card's status: a fact for the levels, or a refusal
 /// (`Suspend`: the passkey is suspended for good on a revocation).
 pub fn judge_card(policy: &Policy, status: CardStatus) -> Result<RevocationFact, PasskeyError> {
     let fail_open = !policy.revocation.fail_open_levels.is_empty();
     match status {
         CardStatus::Good => Ok(RevocationFact::Good),
-        CardStatus::Revoked => match policy.passkeys.card_revoked {
+        CardStatus::Revoked { .. } => match policy.passkeys.card_revoked {
             CardGone::Suspend => Err(PasskeyError::CardRevoked),
             CardGone::Keep => Ok(RevocationFact::CardRevoked),
         },
@@ -220,11 +226,20 @@ pub fn fits_request(
 }
 
 /// Could a passkey give what the request asks (show the passkey option on its login page)?
-/// No when every level it accepts names methods without `passkey` or asks for a key its
-/// issuer vouches for as hardware.
+/// The levels looked at are the essential ones, else the first `acr_values` (what a step-up
+/// is for), else every level the RP accepts; a passkey may suffice when one of them names no
+/// methods or names `passkey`, and asks for no key its issuer vouches for as hardware.
 pub fn may_suffice(policy: &Policy, required: &assurance::Requirement) -> bool {
+    let preferred = required
+        .voluntary
+        .first()
+        .and_then(|a| policy.levels.iter().find(|l| &l.acr == a));
+    let levels = match preferred {
+        Some(p) if required.essential.is_empty() => vec![p],
+        _ => required.acceptable(policy),
+    };
     policy.passkeys.enabled
-        && required.acceptable(policy).iter().any(|l| {
+        && levels.iter().any(|l| {
             (l.requires.methods.is_empty() || l.requires.methods.iter().any(|m| m == "passkey"))
                 && !l.requires.hardware_key
         })
@@ -409,6 +424,15 @@ mod tests {
             Err(PasskeyError::NeedsCard("level aal3".into()))
         );
         assert!(!may_suffice(&p, &aal3));
+        // Asked for aal3 by acr_values (a step-up): the card only, though aal2 would do.
+        let prefers_aal3 = assurance::Requirement::of(&p, None, None, &["aal3".into()], None);
+        assert!(!may_suffice(&p, &prefers_aal3));
+        let prefers_aal2 = assurance::Requirement::of(&p, None, None, &["aal2".into()], None);
+        assert!(may_suffice(&p, &prefers_aal2));
+        assert!(may_suffice(
+            &p,
+            &assurance::Requirement::of(&p, None, None, &[], None)
+        ));
         let unproofed = AuthFacts {
             proofed: false,
             ..f.clone()
@@ -437,7 +461,7 @@ mod tests {
     }
 
     #[test]
-    fn a_renewed_card_stands_behind_the_passkeys_of_an_expired_one() {
+    fn a_renewed_card_takes_over_only_from_an_expired_or_superseded_one() {
         let enrolled = card(1000);
         let renewed = CardCert {
             serial: "0b".into(),
@@ -449,11 +473,28 @@ mod tests {
             not_after: 900,
             ..card(0)
         };
-        let links = [older.clone(), renewed.clone()];
-        assert_eq!(card_behind(&enrolled, &links, 500), Some(&enrolled));
-        assert_eq!(card_behind(&enrolled, &links, 1000), Some(&renewed));
-        assert_eq!(card_behind(&enrolled, &[older], 1000), None);
-        assert_eq!(card_behind(&enrolled, &links, 6000), None);
+        let links = [older.clone(), renewed.clone(), enrolled.clone()];
+        assert_eq!(successor(&enrolled, &links, 500), Some(&renewed));
+        assert_eq!(successor(&enrolled, &[older, enrolled.clone()], 500), None);
+        assert_eq!(
+            successor(&enrolled, &links, 6000),
+            None,
+            "the renewed card expired too"
+        );
+        // Valid and good: the enrolling card stands. Expired, or superseded: the renewed one.
+        assert!(!passes_to_successor(&enrolled, Some(CardStatus::Good), 500));
+        assert!(passes_to_successor(&enrolled, None, 1000));
+        assert!(passes_to_successor(
+            &enrolled,
+            Some(CardStatus::Revoked { superseded: true }),
+            500
+        ));
+        // Lost or stolen (any other reason): no card takes over.
+        assert!(!passes_to_successor(
+            &enrolled,
+            Some(CardStatus::Revoked { superseded: false }),
+            500
+        ));
     }
 
     #[test]
@@ -461,7 +502,7 @@ mod tests {
         let mut p = policy();
         assert_eq!(judge_card(&p, CardStatus::Good), Ok(RevocationFact::Good));
         assert_eq!(
-            judge_card(&p, CardStatus::Revoked),
+            judge_card(&p, CardStatus::Revoked { superseded: false }),
             Err(PasskeyError::CardRevoked)
         );
         assert_eq!(
@@ -475,7 +516,7 @@ mod tests {
         p.passkeys.card_revoked = CardGone::Keep;
         p.passkeys.card_expired = CardGone::Keep;
         assert_eq!(
-            judge_card(&p, CardStatus::Revoked),
+            judge_card(&p, CardStatus::Revoked { superseded: true }),
             Ok(RevocationFact::CardRevoked)
         );
         assert_eq!(

@@ -134,9 +134,15 @@ pub struct Client {
     /// without a challenge is then redeemed without a verifier — and one with a verifier is
     /// refused (RFC 9700 §2.1.1: no PKCE downgrade).
     pub danger_allow_code_without_pkce: bool,
+    /// The broker's own account page (built in, not from a file): no consent page, not listed.
+    pub first_party: bool,
     /// File it came from (for messages).
     pub source: PathBuf,
 }
+
+/// The client_id of the broker's own account page, which logs people in through the same
+/// authorization endpoint as any relying party (and so steps up to the card the same way).
+pub const ACCOUNT_CLIENT: &str = "broker-account";
 
 impl Client {
     pub fn allows_grant(&self, g: GrantType) -> bool {
@@ -231,11 +237,12 @@ impl Registry {
     pub fn get(&self, client_id: &str) -> Option<&Arc<Client>> {
         self.clients.get(client_id)
     }
+    /// Relying parties registered by the operator's files (not the built-in account page).
     pub fn len(&self) -> usize {
-        self.clients.len()
+        self.clients.values().filter(|c| !c.first_party).count()
     }
     pub fn is_empty(&self) -> bool {
-        self.clients.is_empty()
+        self.len() == 0
     }
     pub fn clients(&self) -> impl Iterator<Item = &Arc<Client>> {
         self.clients.values()
@@ -309,6 +316,40 @@ impl Registry {
         Ok(())
     }
 
+    /// Add the broker's own account page as a public client of `issuer` (PKCE, `openid` only,
+    /// its callback on the issuer).
+    pub fn add_account_client(&mut self, issuer: &str) {
+        let host = url::Url::parse(issuer)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_string))
+            .unwrap_or_default();
+        let client = Client {
+            client_id: ACCOUNT_CLIENT.into(),
+            display_name: "Your account".into(),
+            display_name_ja: "アカウント".into(),
+            kind: RpKind::Other,
+            redirect_uris: vec![format!("{issuer}/account/callback")],
+            auth_method: AuthMethod::None,
+            client_secret_sha256: None,
+            jwks: None,
+            scopes: ["openid".to_string()].into(),
+            claims: BTreeSet::new(),
+            subject_type: SubjectType::Pairwise,
+            sector: host,
+            id_token_alg: SigAlg::ES256,
+            grant_types: vec![GrantType::AuthorizationCode],
+            min_acr: None,
+            permissions: vec![],
+            api_rate_per_second: None,
+            resource_server_for: vec![],
+            danger_allow_code_without_pkce: false,
+            first_party: true,
+            source: PathBuf::from("(built in)"),
+        };
+        self.clients
+            .insert(client.client_id.clone(), Arc::new(client));
+    }
+
     /// Load every `*.toml` in `dir` (sorted by name). The first broken file stops the load.
     pub fn load_dir(dir: &Path) -> Result<Registry, FileError> {
         let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -329,6 +370,15 @@ impl Registry {
                 reason: format!("cannot read: {e}"),
             })?;
             let client = parse_client(&f, &text)?;
+            if client.client_id == ACCOUNT_CLIENT {
+                return Err(FileError {
+                    file: f.clone(),
+                    line: line_of(&text, text.find("client_id").unwrap_or(0)),
+                    reason: format!(
+                        "client_id `{ACCOUNT_CLIENT}` is the broker's own account page"
+                    ),
+                });
+            }
             if let Some(prev) = reg.clients.get(&client.client_id) {
                 return Err(FileError {
                     file: f.clone(),
@@ -653,6 +703,7 @@ pub fn parse_client(file: &Path, text: &str) -> Result<Client, FileError> {
         api_rate_per_second: raw.api_rate_per_second,
         resource_server_for: raw.resource_server_for.into_inner(),
         danger_allow_code_without_pkce: no_pkce,
+        first_party: false,
         source: file.to_path_buf(),
     })
 }

@@ -468,6 +468,55 @@ mod tests {
     }
 
     #[test]
+    fn passkey_settings_are_checked_with_their_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let levels = "[[levels]]\nname = \"low\"\nacr = \"aal1\"\n\n[[levels]]\nname = \"high\"\nacr = \"aal3\"\n";
+        std::fs::write(dir.path().join("a.toml"), levels).unwrap();
+        // Unset: the highest level enrols, and a card gone suspends.
+        let p = Policy::load_dir(dir.path()).unwrap();
+        assert_eq!(p.enrol_level().unwrap().acr, "aal3");
+        assert_eq!(p.passkeys.card_revoked, CardGone::Suspend);
+        assert_eq!(p.passkeys.card_expired, CardGone::Suspend);
+        for (text, line, says) in [
+            (
+                "\n[passkeys]\nenrol_level = \"aal9\"\n",
+                2,
+                "enrol_level `aal9` is not a level",
+            ),
+            (
+                "[passkeys]\nceremony_seconds = 5\n",
+                1,
+                "ceremony_seconds must be 30..3600",
+            ),
+            (
+                "[passkeys]\nmax_per_account = 0\n",
+                1,
+                "max_per_account must be at least 1",
+            ),
+            (
+                "[passkeys]\ncard_revoked = \"ignore\"\n",
+                2,
+                "unknown variant `ignore`",
+            ),
+            ("[passkeys]\nsynced = false\n", 2, "unknown field `synced`"),
+        ] {
+            std::fs::write(dir.path().join("b.toml"), text).unwrap();
+            let e = Policy::load_dir(dir.path()).unwrap_err();
+            assert_eq!(e.line, line, "{text}: {e}");
+            assert!(e.reason.contains(says), "{text}: {e}");
+            assert!(e.file.ends_with("b.toml"), "{e}");
+        }
+        std::fs::write(
+            dir.path().join("b.toml"),
+            "[passkeys]\nenrol_level = \"low\"\ncard_expired = \"keep\"\n",
+        )
+        .unwrap();
+        let p = Policy::load_dir(dir.path()).unwrap();
+        assert_eq!(p.enrol_level().unwrap().acr, "aal1");
+        assert_eq!(p.passkeys.card_expired, CardGone::Keep);
+    }
+
+    #[test]
     fn unknown_method_is_refused_with_line() {
         let mut p = Policy::default();
         let text = "[[levels]]\nname = \"a\"\nacr = \"a\"\n\n[[levels]]\nname = \"b\"\nacr = \"b\"\nrequires = { methods = [\"sms\"] }\n";
