@@ -38,6 +38,25 @@ async fn enrol(br: &mut Browser, auth: &mut SoftAuthenticator, name: &str) -> Re
     .await
 }
 
+/// A card session of `card` with a passkey on a new authenticator.
+async fn with_passkey(
+    t: &TestBroker,
+    card: &mut broker::card::VirtualCard,
+) -> (Browser, SoftAuthenticator) {
+    let mut br = card_session(t, card).await;
+    let mut phone = SoftAuthenticator::new();
+    let r = enrol(&mut br, &mut phone, "p").await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    (br, phone)
+}
+
+/// A passkey login's two steps on transaction `tx`, `auth` answering as asked.
+async fn answer(b: &mut Browser, tx: &str, auth: &mut SoftAuthenticator) -> Resp {
+    let (ceremony, pk) = begin_login(b, tx).await;
+    let cred = auth.assert(ISSUER, &pk);
+    finish_login(b, tx, &ceremony, &cred).await
+}
+
 /// Begin a passkey login on transaction `tx`: (ceremony, publicKey).
 async fn begin_login(br: &mut Browser, tx: &str) -> (Value, Value) {
     let r = br
@@ -69,9 +88,7 @@ async fn passkey_login(
 ) -> Value {
     let mut br = t.browser();
     let s = start_login(&mut br, &auth_url(extra)).await;
-    let (ceremony, pk) = begin_login(&mut br, &s.tx).await;
-    let cred = auth.assert(ISSUER, &pk);
-    let r = finish_login(&mut br, &s.tx, &ceremony, &cred).await;
+    let r = answer(&mut br, &s.tx, auth).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(r.json()["status"], "authenticated");
     let r = br.get(&format!("/login/{}/continue", s.tx)).await;
@@ -154,12 +171,7 @@ async fn a_passkey_enrolled_from_the_card_logs_in_at_aal2_with_honest_amr() {
 async fn an_aal3_request_is_not_offered_the_passkey_and_steps_up_with_the_card() {
     let t = TestBroker::new().await;
     let mut card = t.card("card");
-    let mut br = card_session(&t, &mut card).await;
-    let mut phone = SoftAuthenticator::new();
-    assert_eq!(
-        enrol(&mut br, &mut phone, "p").await.status,
-        StatusCode::CREATED
-    );
+    let (_, mut phone) = with_passkey(&t, &mut card).await;
 
     // The login page of an aal3 request offers the card only…
     let mut b2 = t.browser();
@@ -178,9 +190,7 @@ async fn an_aal3_request_is_not_offered_the_passkey_and_steps_up_with_the_card()
     assert!(!page.body.contains("passkey-login"), "{}", page.body);
     // …and a passkey answer anyway is refused, naming the card; the login still waits for it.
     let before = t.counts().await;
-    let (ceremony, pk) = begin_login(&mut b2, &s.tx).await;
-    let cred = phone.assert(ISSUER, &pk);
-    let r = finish_login(&mut b2, &s.tx, &ceremony, &cred).await;
+    let r = answer(&mut b2, &s.tx, &mut phone).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
     assert_eq!(r.json()["error"], "card_required");
     assert!(r.body.contains("aal3"), "{}", r.body);
@@ -193,9 +203,7 @@ async fn an_aal3_request_is_not_offered_the_passkey_and_steps_up_with_the_card()
     // A passkey session asked for aal3 goes back to the card (step-up), not to a code.
     let mut b3 = t.browser();
     let s = start_login(&mut b3, &auth_url(&[])).await;
-    let (ceremony, pk) = begin_login(&mut b3, &s.tx).await;
-    let cred = phone.assert(ISSUER, &pk);
-    let r = finish_login(&mut b3, &s.tx, &ceremony, &cred).await;
+    let r = answer(&mut b3, &s.tx, &mut phone).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     let r = b3.get(&format!("/login/{}/continue", s.tx)).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
@@ -239,12 +247,7 @@ async fn enrolment_is_refused_without_a_card_session_at_the_level_and_nothing_is
     assert!(r.location.unwrap().contains("/account/login?acr=aal3"));
     assert_eq!(t.counts().await, before);
 
-    let mut br = card_session(&t, &mut card).await;
-    let mut phone = SoftAuthenticator::new();
-    assert_eq!(
-        enrol(&mut br, &mut phone, "p").await.status,
-        StatusCode::CREATED
-    );
+    let (mut br, mut phone) = with_passkey(&t, &mut card).await;
     // A passkey session cannot add another passkey (the card enrols, not a passkey).
     let mut b2 = t.browser();
     let s = start_login(&mut b2, &auth_url(&[])).await;
@@ -348,12 +351,7 @@ type Answer = Box<dyn Fn(&mut SoftAuthenticator, &Value) -> Value>;
 async fn login_refusals_name_what_failed_and_store_nothing() {
     let t = TestBroker::new().await;
     let mut card = t.card("card");
-    let mut br = card_session(&t, &mut card).await;
-    let mut phone = SoftAuthenticator::new();
-    assert_eq!(
-        enrol(&mut br, &mut phone, "p").await.status,
-        StatusCode::CREATED
-    );
+    let (_, mut phone) = with_passkey(&t, &mut card).await;
 
     let mut b = t.browser();
     let s = start_login(&mut b, &auth_url(&[])).await;
@@ -433,28 +431,19 @@ async fn login_refusals_name_what_failed_and_store_nothing() {
 async fn a_counter_that_goes_back_suspends_the_passkey() {
     let t = TestBroker::new().await;
     let mut card = t.card("card");
-    let mut br = card_session(&t, &mut card).await;
-    let mut phone = SoftAuthenticator::new();
-    assert_eq!(
-        enrol(&mut br, &mut phone, "p").await.status,
-        StatusCode::CREATED
-    );
+    let (mut br, mut phone) = with_passkey(&t, &mut card).await;
     passkey_login(&t, &mut phone, &[]).await;
     passkey_login(&t, &mut phone, &[]).await;
     // A copy of the key that was used less often answers: counter 1 after the broker saw 2.
     phone.set_counter(0);
     let mut b = t.browser();
     let s = start_login(&mut b, &auth_url(&[])).await;
-    let (ceremony, pk) = begin_login(&mut b, &s.tx).await;
-    let cred = phone.assert(ISSUER, &pk);
-    let r = finish_login(&mut b, &s.tx, &ceremony, &cred).await;
+    let r = answer(&mut b, &s.tx, &mut phone).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
     assert_eq!(r.json()["error"], "counter_regressed");
     // Suspended for good: even a counter ahead again is refused, and the page says why.
     phone.set_counter(100);
-    let (ceremony, pk) = begin_login(&mut b, &s.tx).await;
-    let cred = phone.assert(ISSUER, &pk);
-    let r = finish_login(&mut b, &s.tx, &ceremony, &cred).await;
+    let r = answer(&mut b, &s.tx, &mut phone).await;
     assert_eq!(r.json()["error"], "passkey_suspended", "{}", r.body);
     let page = br.get("/account?lang=en").await;
     assert!(
@@ -472,12 +461,7 @@ async fn a_counter_that_goes_back_suspends_the_passkey() {
 async fn a_revoked_card_suspends_its_passkeys_and_a_removed_passkey_is_unknown() {
     let t = TestBroker::new().await;
     let mut card = t.card("card");
-    let mut br = card_session(&t, &mut card).await;
-    let mut phone = SoftAuthenticator::new();
-    assert_eq!(
-        enrol(&mut br, &mut phone, "p").await.status,
-        StatusCode::CREATED
-    );
+    let (mut br, mut phone) = with_passkey(&t, &mut card).await;
     passkey_login(&t, &mut phone, &[]).await;
 
     // Rename and remove from the account page: a form with the page's CSRF token.
@@ -547,9 +531,7 @@ async fn a_revoked_card_suspends_its_passkeys_and_a_removed_passkey_is_unknown()
     assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
     assert_eq!(r.json()["error"], "card_revoked");
     assert_eq!(t.counts().await.sessions, before.sessions);
-    let (ceremony, pk) = begin_login(&mut b, &s.tx).await;
-    let cred = phone.assert(ISSUER, &pk);
-    let r = finish_login(&mut b, &s.tx, &ceremony, &cred).await;
+    let r = answer(&mut b, &s.tx, &mut phone).await;
     assert_eq!(r.json()["error"], "passkey_suspended");
 
     // Removed: the passkey is unknown to the broker from then on.
@@ -562,9 +544,7 @@ async fn a_revoked_card_suspends_its_passkeys_and_a_removed_passkey_is_unknown()
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     assert_eq!(t.counts().await.passkeys, 1);
-    let (ceremony, pk) = begin_login(&mut b, &s.tx).await;
-    let cred = phone.assert(ISSUER, &pk);
-    let r = finish_login(&mut b, &s.tx, &ceremony, &cred).await;
+    let r = answer(&mut b, &s.tx, &mut phone).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     assert_eq!(r.json()["error"], "unknown_passkey");
 }
@@ -665,15 +645,10 @@ async fn the_account_page_logs_in_and_steps_up_with_the_card() {
     assert!(!t.browser().get("/").await.body.contains("broker-account"));
 }
 
-fn serial_of(der: &[u8]) -> Vec<u8> {
-    hex::decode(broker::pki::inspect(der).unwrap().serial_hex).unwrap()
-}
-
 /// A renewed card keeps the passkeys its predecessor enrolled (the old certificates
 /// superseded, or expired); a card that simply expires, with no renewal, suspends them.
 #[tokio::test]
 async fn a_renewed_card_keeps_the_passkeys_and_an_expired_one_suspends_them() {
-    use broker::pki::RevocationReason;
     let t = TestBroker::new().await;
     let now = time::OffsetDateTime::now_utc();
     let pki = t.demo_pki();
@@ -684,34 +659,12 @@ async fn a_renewed_card_keeps_the_passkeys_and_an_expired_one_suspends_them() {
         now - time::Duration::days(1),
         now + time::Duration::days(2),
     );
-    let mut br = card_session(&t, &mut old).await;
-    let mut phone = SoftAuthenticator::new();
-    assert_eq!(
-        enrol(&mut br, &mut phone, "p").await.status,
-        StatusCode::CREATED
-    );
+    let (_, mut phone) = with_passkey(&t, &mut old).await;
 
     // The card is renewed: new certificates, the old ones superseded, the link recorded; the
     // person logs in once with the new card (it joins the account).
     let mut new = t.card("new");
-    let ca = t.demo_ca();
-    for (kind, o, n) in [
-        (
-            CertKind::UserAuth,
-            old.auth_certificate_der().unwrap(),
-            new.auth_certificate_der().unwrap(),
-        ),
-        (
-            CertKind::Signature,
-            old.sign_certificate_der("ABC123").unwrap(),
-            new.sign_certificate_der("ABC123").unwrap(),
-        ),
-    ] {
-        ca.record_renewal(kind, &serial_of(&o), &serial_of(&n))
-            .unwrap();
-        ca.revoke(kind, &serial_of(&o), RevocationReason::Superseded, now)
-            .unwrap();
-    }
+    t.renew(&mut old, &mut new);
     login_with_card(&mut t.browser(), &mut new, &auth_url(&[])).await;
     t.clock.advance(time::Duration::seconds(61));
     // Superseded, then expired: the passkey logs in on the renewed card's status.
@@ -730,19 +683,60 @@ async fn a_renewed_card_keeps_the_passkeys_and_an_expired_one_suspends_them() {
         now - time::Duration::days(1),
         now + time::Duration::days(2),
     );
-    let mut br = card_session(&t, &mut lone).await;
+    let (_, mut phone) = with_passkey(&t, &mut lone).await;
+    t.clock.advance(time::Duration::days(3));
+    let mut b = t.browser();
+    let s = start_login(&mut b, &auth_url(&[])).await;
+    let r = answer(&mut b, &s.tx, &mut phone).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    assert_eq!(r.json()["error"], "card_expired");
+    assert!(r.body.contains("renewed card"), "{}", r.body);
+}
+
+/// Backup flags as the WebAuthn spec has them: the backup state may change (stored), backup
+/// eligibility may not (a device-bound key that says it became syncable is refused).
+#[tokio::test]
+async fn the_backup_state_is_followed_and_backup_eligibility_may_not_change() {
+    let t = TestBroker::new().await;
+    let mut card = t.card("card");
+    let mut br = card_session(&t, &mut card).await;
+    let mut laptop = SoftAuthenticator::new();
+    laptop.backup_eligible = true;
+    assert_eq!(
+        enrol(&mut br, &mut laptop, "l").await.status,
+        StatusCode::CREATED
+    );
+    let account = {
+        let auth = broker::pki::inspect(&card.auth_certificate_der().unwrap()).unwrap();
+        t.broker
+            .store
+            .account_by_cert(&auth.issuer, &auth.serial_hex)
+            .await
+            .unwrap()
+            .unwrap()
+    };
+    assert_eq!(
+        t.broker.store.passkeys_of(&account).await.unwrap()[0].backup_state,
+        0
+    );
+    // Synced since: the state is recorded.
+    laptop.backup_state = true;
+    passkey_login(&t, &mut laptop, &[]).await;
+    let pk = &t.broker.store.passkeys_of(&account).await.unwrap()[0];
+    assert_eq!((pk.backup_eligible, pk.backup_state), (1, 1));
+
     let mut phone = SoftAuthenticator::new();
     assert_eq!(
         enrol(&mut br, &mut phone, "p").await.status,
         StatusCode::CREATED
     );
-    t.clock.advance(time::Duration::days(3));
+    phone.backup_eligible = true;
     let mut b = t.browser();
     let s = start_login(&mut b, &auth_url(&[])).await;
-    let (ceremony, pk) = begin_login(&mut b, &s.tx).await;
-    let cred = phone.assert(ISSUER, &pk);
-    let r = finish_login(&mut b, &s.tx, &ceremony, &cred).await;
-    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
-    assert_eq!(r.json()["error"], "card_expired");
-    assert!(r.body.contains("renewed card"), "{}", r.body);
+    let before = t.counts().await;
+    let r = answer(&mut b, &s.tx, &mut phone).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    assert_eq!(r.json()["error"], "passkey_refused");
+    assert!(r.body.contains("backup eligibility"), "{}", r.body);
+    assert_eq!(t.counts().await, before);
 }

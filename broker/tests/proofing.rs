@@ -270,32 +270,13 @@ async fn sub_of(
 
 #[tokio::test]
 async fn a_renewed_card_keeps_the_account_and_the_pairwise_sub() {
-    use broker::pki::{CertKind, RevocationReason};
     let t = TestBroker::new().await;
     let mut old = t.card("old");
     let sub1 = sub_of(&mut t.browser(), &mut old, &[]).await;
     // The municipality renews the card: new certificates, the old ones superseded, and the
     // renewal recorded as link information.
     let mut new = t.card("new");
-    let ca = t.demo_ca();
-    let now = time::OffsetDateTime::now_utc();
-    for (kind, o, n) in [
-        (
-            CertKind::UserAuth,
-            old.auth_certificate_der().unwrap(),
-            new.auth_certificate_der().unwrap(),
-        ),
-        (
-            CertKind::Signature,
-            old.sign_certificate_der("ABC123").unwrap(),
-            new.sign_certificate_der("ABC123").unwrap(),
-        ),
-    ] {
-        ca.record_renewal(kind, &serial_of(&o), &serial_of(&n))
-            .unwrap();
-        ca.revoke(kind, &serial_of(&o), RevocationReason::Superseded, now)
-            .unwrap();
-    }
+    t.renew(&mut old, &mut new);
     // Proofing with the new card links it to the same account: the same pairwise sub.
     let sub2 = sub_of(&mut t.browser(), &mut new, &[]).await;
     assert_eq!(sub1, sub2);

@@ -236,6 +236,12 @@ try {
   // 5. A login whose cookie is gone: the page says so and offers to start again.
   const three = await newPage(browser);
   await three.page.goto(authUrl());
+  // On a phone-width screen the QR code (to scan with a phone) is not offered; the link is.
+  await three.page.setViewportSize({ width: 390, height: 844 });
+  check(!(await three.page.isVisible(".qr")) && await three.page.isVisible("#card-helper-link"),
+    "no QR code on a phone-width screen, the link instead");
+  await shot(three.page, "login-phone-ja");
+  await axe(three.page, "login-phone-ja");
   await three.ctx.clearCookies();
   await three.page.waitForSelector("#restart:not([hidden])", { timeout: 15000 });
   const lost = await three.page.textContent("#status");
@@ -246,6 +252,8 @@ try {
   await bothLanguages(three.page, "error");
   await three.page.goto(issuer + "/");
   await bothLanguages(three.page, "index");
+  const icon = await fetch(issuer + "/favicon.svg");
+  check(icon.ok && icon.headers.get("content-type") === "image/svg+xml", "a favicon");
 
   for (const p of [one, two, three, four]) {
     check(p.errors.length === 0, `no script errors: ${p.errors.join("; ")}`);

@@ -83,7 +83,7 @@ pub async fn login_page(
     };
     let policy = s.policy();
     let passkey = s.webauthn().is_some()
-        && crate::authn::passkey::may_suffice(
+        && crate::assurance::passkey::may_suffice(
             &policy,
             &crate::oidc::authorize::requirement(&policy, &bt.client, &bt.req),
         );

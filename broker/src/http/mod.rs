@@ -68,6 +68,7 @@ pub fn app(broker: Arc<Broker>) -> Router {
     Router::new()
         .route("/", get(login::index))
         .route("/healthz", get(|| async { "ok" }))
+        .route("/favicon.svg", get(pages::favicon))
         .route("/.well-known/openid-configuration", get(oauth::discovery))
         .route("/jwks", get(oauth::jwks))
         .route(

@@ -432,6 +432,19 @@ pub fn error_page(
     )
 }
 
+/// The pages' icon: a card with a chip (SVG, cached for a day).
+pub async fn favicon() -> Response {
+    const ICON: &str = r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 32 32"><rect x="2" y="6" width="28" height="20" rx="3" fill="#0055aa"/><rect x="7" y="12" width="8" height="7" rx="1" fill="#f2c94c"/><rect x="18" y="12" width="9" height="2" fill="#fff"/><rect x="18" y="17" width="6" height="2" fill="#fff"/></svg>"##;
+    (
+        [
+            (header::CONTENT_TYPE, "image/svg+xml"),
+            (header::CACHE_CONTROL, "public, max-age=86400"),
+        ],
+        ICON,
+    )
+        .into_response()
+}
+
 /// An SVG QR code of `data` (for the helper link).
 pub fn qr_svg(data: &str) -> String {
     match qrcode::QrCode::new(data.as_bytes()) {

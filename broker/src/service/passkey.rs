@@ -84,6 +84,10 @@ fn refused(e: WebauthnError) -> PasskeyError {
         WebauthnError::UserNotVerified => PasskeyError::Refused(
             "the authenticator did not verify the user (PIN or biometric)".into(),
         ),
+        WebauthnError::CredentialBackupEligibilityInconsistent => PasskeyError::Refused(
+            "the passkey's backup eligibility changed since it was added: remove it and add it again"
+                .into(),
+        ),
         WebauthnError::MismatchedChallenge => {
             PasskeyError::Refused("the answer is for another challenge".into())
         }
@@ -117,7 +121,7 @@ pub async fn begin_enrol(
     let (hash, session, facts) = live_session(b, session_secret).await?;
     let policy = b.policy();
     let proofed = crate::service::claims::current(b, &session.account_id).await?;
-    core::may_enrol(&policy, &facts, proofed, b.now())?;
+    crate::assurance::passkey::may_enrol(&policy, &facts, proofed, b.now())?;
     let existing = b.store.passkeys_of(&session.account_id).await?;
     if existing.len() >= policy.passkeys.max_per_account {
         return Err(PasskeyError::TooMany {
@@ -171,6 +175,18 @@ pub async fn begin_enrol(
     })
 }
 
+/// Take the ceremony the browser names: once, unexpired.
+async fn take_ceremony(
+    b: &Broker,
+    ceremony: &str,
+    now: i64,
+) -> Result<CeremonyRecord, PasskeyError> {
+    b.store
+        .take_ceremony(&token_hash(ceremony), now)
+        .await?
+        .ok_or(PasskeyError::UnknownCeremony)
+}
+
 /// The name a passkey gets when the person gives none.
 fn default_name(backup_eligible: bool) -> &'static str {
     if backup_eligible {
@@ -202,11 +218,7 @@ pub async fn finish_enrol(
     let w = webauthn(b)?;
     let name = passkey_name(name)?;
     let now = b.now();
-    let c = b
-        .store
-        .take_ceremony(&token_hash(ceremony), now)
-        .await?
-        .ok_or(PasskeyError::UnknownCeremony)?;
+    let c = take_ceremony(b, ceremony, now).await?;
     let (hash, session, facts) = live_session(b, session_secret).await?;
     if c.purpose != "enrol"
         || c.binding != hash
@@ -217,7 +229,7 @@ pub async fn finish_enrol(
     // The session may have aged past the enrolment level, or its card been found revoked.
     let policy = b.policy();
     let proofed = crate::service::claims::current(b, &session.account_id).await?;
-    core::may_enrol(&policy, &facts, proofed, now)?;
+    crate::assurance::passkey::may_enrol(&policy, &facts, proofed, now)?;
     let state: PasskeyRegistration = from_json(&c.state_json)?;
     let passkey = w
         .finish_passkey_registration(answer, &state)
@@ -331,11 +343,7 @@ pub async fn finish_login(
 ) -> Result<(), PasskeyError> {
     let w = webauthn(b)?;
     let now = b.now();
-    let c = b
-        .store
-        .take_ceremony(&token_hash(ceremony), now)
-        .await?
-        .ok_or(PasskeyError::UnknownCeremony)?;
+    let c = take_ceremony(b, ceremony, now).await?;
     let bt = login_tx(b, tx_id, browser_secret).await?;
     if c.purpose != "login" || c.binding != bt.tx.id {
         return Err(PasskeyError::UnknownCeremony);
@@ -426,7 +434,7 @@ pub async fn finish_login(
     let facts = core::facts(&record.id, &assertion, &behind, revocation, proofed, now);
     let required = crate::oidc::authorize::requirement(&policy, &bt.client, &bt.req);
     let wants_identity = crate::oidc::claims::wants_identity(&bt.client, &bt.req);
-    core::fits_request(&policy, &required, wants_identity, &facts, now)?;
+    crate::assurance::passkey::fits_request(&policy, &required, wants_identity, &facts, now)?;
     passkey.update_credential(&result);
     let used = PasskeyUse {
         id: &record.id,
@@ -551,7 +559,7 @@ pub async fn account(
     let proofed = crate::service::claims::current(b, &session.account_id).await?;
     let may_enrol = webauthn(b)
         .map(|_| ())
-        .and_then(|_| core::may_enrol(&policy, &facts, proofed, b.now()))
+        .and_then(|_| crate::assurance::passkey::may_enrol(&policy, &facts, proofed, b.now()))
         .and_then(|_| {
             if passkeys.len() >= policy.passkeys.max_per_account {
                 Err(PasskeyError::TooMany {

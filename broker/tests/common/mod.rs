@@ -169,6 +169,32 @@ impl TestBroker {
         }
     }
 
+    /// The municipality renews `old` as `new`: both certificates' renewal recorded as link
+    /// information, the old ones revoked as superseded.
+    pub fn renew(&self, old: &mut VirtualCard, new: &mut VirtualCard) {
+        use broker::pki::{CertKind, RevocationReason};
+        let serial =
+            |der: &[u8]| hex::decode(broker::pki::inspect(der).unwrap().serial_hex).unwrap();
+        let ca = self.demo_ca();
+        let now = time::OffsetDateTime::now_utc();
+        for (kind, o, n) in [
+            (
+                CertKind::UserAuth,
+                old.auth_certificate_der().unwrap(),
+                new.auth_certificate_der().unwrap(),
+            ),
+            (
+                CertKind::Signature,
+                old.sign_certificate_der("ABC123").unwrap(),
+                new.sign_certificate_der("ABC123").unwrap(),
+            ),
+        ] {
+            ca.record_renewal(kind, &serial(&o), &serial(&n)).unwrap();
+            ca.revoke(kind, &serial(&o), RevocationReason::Superseded, now)
+                .unwrap();
+        }
+    }
+
     pub async fn counts(&self) -> broker::store::Counts {
         self.broker.store.counts().await.unwrap()
     }

@@ -1,6 +1,8 @@
 //! Turn authentication facts into levels. No numbers of its own: the policy names levels.
 
 use crate::authn::{AuthFacts, RevocationFact};
+
+pub mod passkey;
 use crate::registry::policy::{Level, Policy};
 
 /// Does `facts` meet every requirement of `level`? A session whose certificate's revocation

@@ -10,7 +10,6 @@
 //! the levels that do not ask for a confirmed status, as `[passkeys]` says.
 
 use super::{AuthFacts, RevocationFact};
-use crate::assurance;
 use crate::registry::policy::{CardGone, Policy};
 
 /// Why a passkey ceremony is refused. Each is said to the person or the page plainly.
@@ -57,32 +56,6 @@ pub enum PasskeyError {
     Internal,
     #[error("the service is temporarily unavailable")]
     Unavailable,
-}
-
-/// May the session with `facts` (of `account`, proofed or not) enrol a passkey?
-pub fn may_enrol(
-    policy: &Policy,
-    facts: &AuthFacts,
-    proofed: bool,
-    now: i64,
-) -> Result<(), PasskeyError> {
-    if !policy.passkeys.enabled {
-        return Err(PasskeyError::Disabled);
-    }
-    let level = policy.enrol_level().ok_or(PasskeyError::Internal)?;
-    let by_card = facts.method.starts_with("jpki_")
-        && facts.cert_issuer.is_some()
-        && facts.cert_serial.is_some()
-        && facts.cert_anchor.is_some();
-    if !by_card || !assurance::meets_at(policy, facts, level, now) {
-        return Err(PasskeyError::BelowEnrolLevel {
-            level: level.acr.clone(),
-        });
-    }
-    if !proofed {
-        return Err(PasskeyError::NotProofed);
-    }
-    Ok(())
 }
 
 /// A card certificate, as stored with a passkey or a link.
@@ -200,51 +173,6 @@ pub fn facts(
     }
 }
 
-/// Does a passkey login with `facts` give what the request asks: a level it accepts and, when
-/// it wants verified claims, current ones? If not, the login goes on with the card.
-pub fn fits_request(
-    policy: &Policy,
-    required: &assurance::Requirement,
-    wants_identity: bool,
-    facts: &AuthFacts,
-    now: i64,
-) -> Result<(), PasskeyError> {
-    if wants_identity && !facts.proofed {
-        return Err(PasskeyError::NeedsCard(
-            "your identity confirmed again with the card".into(),
-        ));
-    }
-    if required.select(policy, facts, now).is_err() {
-        let want = required
-            .acceptable(policy)
-            .last()
-            .map(|l| l.acr.clone())
-            .unwrap_or_default();
-        return Err(PasskeyError::NeedsCard(format!("level {want}")));
-    }
-    Ok(())
-}
-
-/// Could a passkey give what the request asks (show the passkey option on its login page)?
-/// The levels looked at are the essential ones, else the first `acr_values` (what a step-up
-/// is for), else every level the RP accepts; a passkey may suffice when one of them names no
-/// methods or names `passkey`, and asks for no key its issuer vouches for as hardware.
-pub fn may_suffice(policy: &Policy, required: &assurance::Requirement) -> bool {
-    let preferred = required
-        .voluntary
-        .first()
-        .and_then(|a| policy.levels.iter().find(|l| &l.acr == a));
-    let levels = match preferred {
-        Some(p) if required.essential.is_empty() => vec![p],
-        _ => required.acceptable(policy),
-    };
-    policy.passkeys.enabled
-        && levels.iter().any(|l| {
-            (l.requires.methods.is_empty() || l.requires.methods.iter().any(|m| m == "passkey"))
-                && !l.requires.hardware_key
-        })
-}
-
 /// How a passkey's kind is shown on the account page.
 pub fn kind(backup_eligible: bool) -> &'static str {
     if backup_eligible {
@@ -255,11 +183,13 @@ pub fn kind(backup_eligible: bool) -> &'static str {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod fixtures {
+    //! The policy, card and authenticators the passkey tests share (here and in
+    //! `assurance::passkey`).
     use super::*;
     use crate::registry::policy::{Level, Requirements};
 
-    fn policy() -> Policy {
+    pub fn policy() -> Policy {
         let level = |name: &str, requires: Requirements| Level {
             name: name.into(),
             acr: name.into(),
@@ -291,7 +221,7 @@ mod tests {
         }
     }
 
-    fn card(not_after: i64) -> CardCert {
+    pub fn card(not_after: i64) -> CardCert {
         CardCert {
             anchor: "auth".into(),
             issuer: "CN=CA".into(),
@@ -300,149 +230,22 @@ mod tests {
         }
     }
 
-    fn card_facts() -> AuthFacts {
-        let mut f = AuthFacts::jpki_user_auth("CN=CA", "0a", RevocationFact::Good, 100);
-        f.cert_anchor = Some("auth".into());
-        f
-    }
-
-    const UV_SYNCED: Assertion = Assertion {
+    pub const UV_SYNCED: Assertion = Assertion {
         user_verified: true,
         backup_eligible: true,
         backup_state: true,
     };
-    const UV_BOUND: Assertion = Assertion {
+    pub const UV_BOUND: Assertion = Assertion {
         user_verified: true,
         backup_eligible: false,
         backup_state: false,
     };
+}
 
-    #[test]
-    fn only_a_card_session_at_the_enrol_level_on_a_proofed_account_enrols() {
-        let p = policy();
-        assert_eq!(may_enrol(&p, &card_facts(), true, 100), Ok(()));
-        assert_eq!(
-            may_enrol(&p, &card_facts(), false, 100),
-            Err(PasskeyError::NotProofed)
-        );
-        let mut unconfirmed = card_facts();
-        unconfirmed.revocation = RevocationFact::Unconfirmed;
-        assert_eq!(
-            may_enrol(&p, &unconfirmed, true, 100),
-            Err(PasskeyError::BelowEnrolLevel {
-                level: "aal3".into()
-            })
-        );
-        // A passkey session never enrols another passkey, whatever its level.
-        let pk = facts(
-            "pk",
-            &UV_BOUND,
-            &card(1000),
-            RevocationFact::Good,
-            true,
-            100,
-        );
-        let mut lenient = p.clone();
-        lenient.passkeys.enrol_level = "aal1".into();
-        assert!(matches!(
-            may_enrol(&lenient, &pk, true, 100),
-            Err(PasskeyError::BelowEnrolLevel { .. })
-        ));
-        assert_eq!(may_enrol(&lenient, &card_facts(), true, 100), Ok(()));
-        let mut off = p.clone();
-        off.passkeys.enabled = false;
-        assert_eq!(
-            may_enrol(&off, &card_facts(), true, 100),
-            Err(PasskeyError::Disabled)
-        );
-    }
-
-    #[test]
-    fn a_uv_passkey_reaches_aal2_and_never_aal3() {
-        let p = policy();
-        for a in [UV_SYNCED, UV_BOUND] {
-            let f = facts("pk", &a, &card(1000), RevocationFact::Good, true, 100);
-            assert_eq!(assurance::choose_acr(&p, &f, &[]).unwrap().acr, "aal2");
-            assert_eq!(
-                assurance::choose_acr(&p, &f, &["aal3".into()]).unwrap().acr,
-                "aal2"
-            );
-        }
-        let no_uv = Assertion {
-            user_verified: false,
-            ..UV_BOUND
-        };
-        let f = facts("pk", &no_uv, &card(1000), RevocationFact::Good, true, 100);
-        assert_eq!(assurance::choose_acr(&p, &f, &[]).unwrap().acr, "aal1");
-    }
-
-    #[test]
-    fn device_bound_and_phishing_resistant_requirements_grade_passkeys() {
-        let mut p = policy();
-        p.levels[1].requires.device_bound = true;
-        let synced = facts(
-            "pk",
-            &UV_SYNCED,
-            &card(1000),
-            RevocationFact::Good,
-            true,
-            100,
-        );
-        let bound = facts(
-            "pk",
-            &UV_BOUND,
-            &card(1000),
-            RevocationFact::Good,
-            true,
-            100,
-        );
-        assert_eq!(assurance::choose_acr(&p, &synced, &[]).unwrap().acr, "aal1");
-        assert_eq!(assurance::choose_acr(&p, &bound, &[]).unwrap().acr, "aal2");
-        p.levels[1].requires.phishing_resistant = true;
-        assert_eq!(assurance::choose_acr(&p, &bound, &[]).unwrap().acr, "aal2");
-        // The card's link can be relayed: a card login is not phishing-resistant.
-        assert!(!assurance::meets(&p, &card_facts(), &p.levels[1]));
-    }
-
-    #[test]
-    fn an_aal3_request_is_not_met_by_a_passkey_and_says_to_use_the_card() {
-        let p = policy();
-        let f = facts(
-            "pk",
-            &UV_BOUND,
-            &card(1000),
-            RevocationFact::Good,
-            true,
-            100,
-        );
-        let aal2 = assurance::Requirement::of(&p, Some("aal2"), None, &[], None);
-        assert_eq!(fits_request(&p, &aal2, true, &f, 100), Ok(()));
-        assert!(may_suffice(&p, &aal2));
-        let aal3 = assurance::Requirement::of(&p, Some("aal3"), None, &[], None);
-        assert_eq!(
-            fits_request(&p, &aal3, false, &f, 100),
-            Err(PasskeyError::NeedsCard("level aal3".into()))
-        );
-        assert!(!may_suffice(&p, &aal3));
-        // Asked for aal3 by acr_values (a step-up): the card only, though aal2 would do.
-        let prefers_aal3 = assurance::Requirement::of(&p, None, None, &["aal3".into()], None);
-        assert!(!may_suffice(&p, &prefers_aal3));
-        let prefers_aal2 = assurance::Requirement::of(&p, None, None, &["aal2".into()], None);
-        assert!(may_suffice(&p, &prefers_aal2));
-        assert!(may_suffice(
-            &p,
-            &assurance::Requirement::of(&p, None, None, &[], None)
-        ));
-        let unproofed = AuthFacts {
-            proofed: false,
-            ..f.clone()
-        };
-        assert!(matches!(
-            fits_request(&p, &aal2, true, &unproofed, 100),
-            Err(PasskeyError::NeedsCard(_))
-        ));
-        assert_eq!(fits_request(&p, &aal2, false, &unproofed, 100), Ok(()));
-    }
+#[cfg(test)]
+mod tests {
+    use super::fixtures::*;
+    use super::*;
 
     #[test]
     fn amr_says_only_what_the_authenticator_proved() {
@@ -523,18 +326,6 @@ mod tests {
             judge_card(&p, CardStatus::Expired),
             Ok(RevocationFact::CardExpired)
         );
-        // Kept, such a passkey reaches no level that asks for a confirmed status.
-        let f = facts(
-            "pk",
-            &UV_BOUND,
-            &card(1000),
-            RevocationFact::CardRevoked,
-            true,
-            1,
-        );
-        assert_eq!(assurance::choose_acr(&p, &f, &[]).unwrap().acr, "aal2");
-        p.levels[1].requires.revocation_confirmed = true;
-        assert_eq!(assurance::choose_acr(&p, &f, &[]).unwrap().acr, "aal1");
         p.revocation.fail_open_levels = vec!["aal1".into()];
         assert_eq!(
             judge_card(&p, CardStatus::Unavailable("down")),
