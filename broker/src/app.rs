@@ -43,7 +43,13 @@ pub struct Broker {
 /// accepted.
 fn webauthn_for(issuer: &str) -> Option<webauthn_rs::Webauthn> {
     let origin = url::Url::parse(issuer).ok()?;
-    let host = origin.domain()?.to_string();
+    let Some(host) = origin.domain().map(str::to_string) else {
+        tracing::warn!(
+            issuer,
+            "passkeys unavailable: WebAuthn needs an issuer whose host is a domain name"
+        );
+        return None;
+    };
     match webauthn_rs::WebauthnBuilder::new(&host, &origin)
         .and_then(|b| b.rp_name("JPKI broker").build())
     {
@@ -149,11 +155,6 @@ impl Broker {
         publish_snapshot_digest(None, &digest);
         let snapshot = Snapshot::new(config.issuer_str(), registry, policy, digest);
         let webauthn = webauthn_for(config.issuer_str());
-        if webauthn.is_none() {
-            tracing::warn!(
-                "passkeys unavailable: WebAuthn needs an issuer whose host is a domain name"
-            );
-        }
         Ok(Arc::new(Broker {
             webauthn,
             config,

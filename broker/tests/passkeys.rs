@@ -410,6 +410,14 @@ async fn login_refusals_name_what_failed_and_store_nothing() {
         let st = b.get(&format!("/login/{}/status", s.tx)).await.json();
         assert_eq!(st["status"], "pending", "{case}");
     }
+    // A transaction holds one open ceremony: a second begin replaces the first.
+    let (first, pk) = begin_login(&mut b, &s.tx).await;
+    let early = phone.assert(ISSUER, &pk);
+    let _second = begin_login(&mut b, &s.tx).await;
+    let _third = begin_login(&mut b, &s.tx).await;
+    assert_eq!(t.counts().await.webauthn_ceremonies, 1);
+    let r = finish_login(&mut b, &s.tx, &first, &early).await;
+    assert_eq!(r.json()["error"], "unknown_ceremony", "{}", r.body);
     // Another browser cannot use this transaction's ceremony.
     let (ceremony, pk) = begin_login(&mut b, &s.tx).await;
     let cred = phone.assert(ISSUER, &pk);

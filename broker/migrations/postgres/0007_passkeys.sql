@@ -39,3 +39,6 @@ CREATE TABLE webauthn_ceremonies (
     expires_at  BIGINT NOT NULL
 );
 CREATE INDEX webauthn_ceremonies_expiry ON webauthn_ceremonies(expires_at);
+-- One open ceremony per login transaction or session: a new one replaces it (so what an
+-- unauthenticated page may store is bounded by the transactions' own caps).
+CREATE UNIQUE INDEX webauthn_ceremonies_binding ON webauthn_ceremonies(purpose, binding);

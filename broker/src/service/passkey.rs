@@ -67,7 +67,9 @@ fn user_handle(b: &Broker, account_id: &str) -> Uuid {
     let mac = b.server_key().mac("webauthn-user", account_id.as_bytes());
     let bytes = crate::clock::b64url_decode(&mac).unwrap_or_default();
     let mut id = [0u8; 16];
-    id.copy_from_slice(&bytes[..16]);
+    if let Some(b) = bytes.get(..16) {
+        id.copy_from_slice(b);
+    }
     uuid::Builder::from_random_bytes(id).into_uuid()
 }
 

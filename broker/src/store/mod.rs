@@ -464,7 +464,8 @@ pub trait Store: Send + Sync + 'static {
         now: i64,
     ) -> Result<CardLoginOutcome>;
     async fn verified_claims(&self, account_id: &str) -> Result<Option<VerifiedClaimsRecord>>;
-    /// Keep a WebAuthn ceremony's state until it is finished or expires.
+    /// Keep a WebAuthn ceremony's state until it is finished or expires; it replaces the open
+    /// ceremony of the same purpose and binding, if any.
     async fn put_ceremony(&self, c: &CeremonyRecord) -> Result<()>;
     /// Take (delete) a ceremony: `Some` once, if it had not expired at `now`.
     async fn take_ceremony(&self, id_hash: &str, now: i64) -> Result<Option<CeremonyRecord>>;

@@ -536,9 +536,13 @@ impl Store for SqlStore {
     }
 
     async fn put_ceremony(&self, c: &CeremonyRecord) -> Result<()> {
+        // A login transaction or session holds one open ceremony: a new one replaces it.
         query(
             "INSERT INTO webauthn_ceremonies (id_hash, purpose, binding, account_id, state_json,
-               expires_at) VALUES ($1,$2,$3,$4,$5,$6)",
+               expires_at) VALUES ($1,$2,$3,$4,$5,$6)
+             ON CONFLICT (purpose, binding) DO UPDATE SET id_hash = excluded.id_hash,
+               account_id = excluded.account_id, state_json = excluded.state_json,
+               expires_at = excluded.expires_at",
         )
         .bind(&c.id_hash)
         .bind(&c.purpose)
