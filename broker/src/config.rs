@@ -52,6 +52,11 @@ pub struct Limits {
     pub open_transactions_per_client: i64,
     /// Login transactions one source address (an IPv4 address, an IPv6 /64) may have open.
     pub open_transactions_per_source: i64,
+    /// Device grants (RFC 8628) one relying party may have waiting for their person.
+    pub open_device_codes_per_client: i64,
+    /// Wrong user codes one source address may type in ten minutes before the device page
+    /// refuses it (guessing a user code: 20^8 codes).
+    pub user_code_failures_per_source: i64,
     /// Behind a reverse proxy: the source address is the last one in `X-Forwarded-For` (the
     /// one the proxy appended), not the proxy's. Only set it when every request comes through
     /// the proxy.
@@ -67,6 +72,8 @@ impl Default for Limits {
             max_header_bytes: 16 * 1024,
             open_transactions_per_client: 20_000,
             open_transactions_per_source: 200,
+            open_device_codes_per_client: 20_000,
+            user_code_failures_per_source: 10,
             trust_forwarded_for: false,
         }
     }
@@ -157,6 +164,8 @@ pub struct Lifetimes {
     pub challenge: i64,
     /// The SSO session, absolute.
     pub session: i64,
+    /// A device code and its user code (RFC 8628), from /device_authorization to the tokens.
+    pub device_code: i64,
 }
 
 impl Default for Lifetimes {
@@ -169,6 +178,7 @@ impl Default for Lifetimes {
             transaction: 600,
             challenge: 180,
             session: 12 * 3600,
+            device_code: 600,
         }
     }
 }

@@ -596,9 +596,8 @@ async fn api_only_client_without_redirect_uris() {
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert!(r.location.is_none());
     assert!(
-        r.body.contains(
-            "client `back-office` is registered for the broker&#x27;s APIs only, not for logins"
-        ),
+        r.body
+            .contains("client `back-office` is not registered for the authorization code flow"),
         "{}",
         r.body
     );

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 mod card;
 pub mod demo;
+mod device;
 mod error;
 mod login;
 mod oauth;
@@ -83,6 +84,15 @@ pub fn app(broker: Arc<Broker>) -> Router {
             "/userinfo",
             get(oauth::userinfo_get).post(oauth::userinfo_post),
         )
+        .route(
+            "/device_authorization",
+            axum::routing::post(device::device_authorization),
+        )
+        .route(
+            "/device",
+            get(device::device_page).post(device::device_post),
+        )
+        .route("/device/callback", get(device::device_callback))
         .route("/introspect", axum::routing::post(oauth::introspect))
         .route("/revoke", axum::routing::post(oauth::revoke))
         .route("/login/{tx}", get(login::login_page))

@@ -36,7 +36,7 @@ pub async fn jwks(State(s): State<AppState>) -> Response {
 }
 
 /// The connection's peer address, when the request came over the network (`http::serve`).
-type Peer = Option<Extension<ConnectInfo<SocketAddr>>>;
+pub(super) type Peer = Option<Extension<ConnectInfo<SocketAddr>>>;
 
 pub async fn authorize_get(
     State(s): State<AppState>,
@@ -100,7 +100,7 @@ async fn authorize(s: AppState, peer: Peer, headers: HeaderMap, raw: &[u8]) -> R
     }
 }
 
-fn with_tx_cookie(s: &AppState, tx_id: &str, secret: &str, to: String) -> Response {
+pub(super) fn with_tx_cookie(s: &AppState, tx_id: &str, secret: &str, to: String) -> Response {
     let mut r = Redirect::to(&to).into_response();
     r.headers_mut().append(
         header::SET_COOKIE,
@@ -150,7 +150,7 @@ fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, OA
 }
 
 /// Parse a client-authenticated form POST (token, introspect, revoke).
-fn client_form(
+pub(super) fn client_form(
     headers: &HeaderMap,
     body: &Bytes,
 ) -> Result<(PresentedCredentials, Vec<(String, String)>), ApiError> {
@@ -168,7 +168,7 @@ fn client_form(
     Ok((PresentedCredentials::from_form(basic, &form), form))
 }
 
-fn client_error(creds: &PresentedCredentials, e: OAuthError) -> ApiError {
+pub(super) fn client_error(creds: &PresentedCredentials, e: OAuthError) -> ApiError {
     ApiError {
         challenge: (e.code == crate::oidc::ErrorCode::InvalidClient && creds.basic.is_some())
             .then_some("Basic"),

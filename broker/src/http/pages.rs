@@ -323,6 +323,61 @@ const TEXT: &[(&str, &str, &str)] = &[
         "To add a passkey, log in again with your My Number card.",
     ),
     (
+        "title_device",
+        "テレビなどの機器でログイン",
+        "Log in on a TV or other device",
+    ),
+    (
+        "device_enter",
+        "機器の画面に表示されたコードを入力してください",
+        "Enter the code shown on your device's screen",
+    ),
+    ("device_lookup", "次へ", "Next"),
+    (
+        "device_asks",
+        "次の機器からのログインを承認しようとしています。",
+        "You are about to approve a login on a device.",
+    ),
+    ("device_service", "サービス", "Service"),
+    ("device_code_label", "コード", "Code"),
+    ("device_requested_at", "要求された日時", "Requested at"),
+    (
+        "device_warning",
+        "このコードがお手元の機器の画面に表示されているものと同じ場合だけ続けてください。他人から伝えられたコードは入力しないでください。",
+        "Continue only if this code is the one on your own device's screen. Never enter a code someone else gave you.",
+    ),
+    ("device_continue", "承認に進む", "Continue to approve"),
+    (
+        "device_deny",
+        "自分の機器ではない（拒否する）",
+        "This is not my device (deny)",
+    ),
+    (
+        "device_approved",
+        "承認しました。機器の画面に戻ってください。",
+        "Approved. Go back to your device.",
+    ),
+    (
+        "device_denied",
+        "承認されませんでした。機器ではログインできません。",
+        "Not approved: the device will not be logged in.",
+    ),
+    (
+        "device_gone",
+        "このコードは期限切れか、すでに使われています。機器でもう一度お試しください。",
+        "This code has expired or was used already. Start again on your device.",
+    ),
+    (
+        "device_not_found",
+        "このコードは見つかりません。機器の画面のコードを確かめてください。",
+        "This code was not found. Check the code on your device's screen.",
+    ),
+    (
+        "device_too_many",
+        "コードの入力を続けて間違えたため、しばらく受け付けません。10分ほどしてからお試しください。",
+        "Too many wrong codes: try again in about ten minutes.",
+    ),
+    (
         "login_with_card",
         "マイナンバーカードでログインし直す",
         "Log in again with your My Number card",
@@ -362,6 +417,7 @@ fn env() -> &'static Environment<'static> {
             ("index.html", include_str!("templates/index.html")),
             ("account.html", include_str!("templates/account.html")),
             ("webauthn.js", include_str!("templates/webauthn.js")),
+            ("device.html", include_str!("templates/device.html")),
         ] {
             e.add_template(name, src).expect("built-in template parses");
         }
@@ -471,6 +527,7 @@ mod tests {
             include_str!("templates/error.html"),
             include_str!("templates/index.html"),
             include_str!("templates/account.html"),
+            include_str!("templates/device.html"),
         ];
         let mut seen = 0;
         for t in templates {

@@ -91,7 +91,7 @@ pub async fn authorize(
     source: Option<std::net::IpAddr>,
 ) -> Result<AuthorizeOutcome, OAuthError> {
     let registry = b.registry();
-    let (client, mut req) = match authorize::validate(params, &registry) {
+    let (client, req) = match authorize::validate(params, &registry) {
         Ok(v) => v,
         Err(AuthorizeError::Page { error }) => return Ok(AuthorizeOutcome::ErrorPage(error)),
         Err(AuthorizeError::Redirect {
@@ -107,6 +107,20 @@ pub async fn authorize(
             )));
         }
     };
+    proceed(b, &client, req, params, session_cookie, source).await
+}
+
+/// An authorization request, validated, goes on: the hint, the session, the decision, and one
+/// write (a code, or a login transaction). The device grant's approval enters here with its
+/// own request (`service::device`).
+pub(crate) async fn proceed(
+    b: &Broker,
+    client: &Client,
+    mut req: AuthRequest,
+    params: &[(String, String)],
+    session_cookie: Option<&str>,
+    source: Option<std::net::IpAddr>,
+) -> Result<AuthorizeOutcome, OAuthError> {
     let now = b.now();
     let fail = |e: OAuthError| {
         Ok(AuthorizeOutcome::Redirect(authorize::error_redirect(
@@ -116,7 +130,7 @@ pub async fn authorize(
             b.issuer(),
         )))
     };
-    req.hint_sub = match hinted_subject(b, params, &client, now) {
+    req.hint_sub = match hinted_subject(b, params, client, now) {
         Ok(h) => h,
         Err(e) => return fail(e),
     };
@@ -124,12 +138,12 @@ pub async fn authorize(
     let loaded = load_session(b, session_cookie, &client.client_id).await?;
     // Decide.
     let policy = b.policy();
-    let need = requirement(&policy, &client, &req);
-    let items = crate::oidc::claims::consent_items(&client, &req);
+    let need = requirement(&policy, client, &req);
+    let items = crate::oidc::claims::consent_items(client, &req);
     let view = loaded.as_ref().map(|(s, facts, consented)| login::Session {
         facts,
         is_hinted_person: req.hint_sub.as_deref().is_none_or(|h| {
-            h == crate::oidc::token::subject(b.server_key(), &client, &s.account_id)
+            h == crate::oidc::token::subject(b.server_key(), client, &s.account_id)
         }),
         consented: consented.as_deref(),
     });
@@ -140,7 +154,7 @@ pub async fn authorize(
         Decision::Refuse(e) => return fail(e),
         Decision::Code => {
             let (s, facts) = session.ok_or_else(|| OAuthError::server_error("no session"))?;
-            let url = issue_code(b, &client, &req, &s.account_id, facts, None)
+            let url = issue_code(b, client, &req, &s.account_id, facts, None)
                 .await?
                 .ok_or_else(|| OAuthError::server_error("no login transaction to finish"))?;
             return Ok(AuthorizeOutcome::Redirect(url));
@@ -149,7 +163,7 @@ pub async fn authorize(
         Decision::Login { proofing_only } => (None, proofing_only),
     };
     let (tx_id, browser_secret) =
-        match new_transaction(b, &client, &req, tx, proofing.as_ref(), source).await? {
+        match new_transaction(b, client, &req, tx, proofing.as_ref(), source).await? {
             Ok(t) => t,
             Err(e) => return fail(e),
         };

@@ -8,6 +8,7 @@ pub mod authorize;
 pub mod card;
 pub mod claims;
 pub mod cluster;
+pub mod device;
 pub mod keys;
 pub mod login;
 pub mod passkey;

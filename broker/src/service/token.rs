@@ -121,6 +121,7 @@ pub async fn token(
         "code_verifier",
         "refresh_token",
         "scope",
+        "device_code",
     ] {
         if form.iter().filter(|(n, _)| n == k).count() > 1 {
             return Err(OAuthError::invalid_request(format!(
@@ -150,6 +151,11 @@ pub async fn token(
             code_grant(b, &client, code, redirect_uri, verifier).await
         }
         "client_credentials" => client_credentials(b, &client, get("scope")),
+        crate::oidc::device::GRANT_TYPE => {
+            let code = get("device_code")
+                .ok_or_else(|| OAuthError::invalid_request("device_code is missing"))?;
+            crate::service::device::poll(b, &client, code).await
+        }
         "refresh_token" => {
             if !client.allows_grant(GrantType::RefreshToken) {
                 return Err(OAuthError::unauthorized_client(
@@ -187,8 +193,20 @@ async fn code_grant(
     redirect_uri: &str,
     verifier: Option<&str>,
 ) -> Result<TokenResponse, OAuthError> {
+    code_grant_by_hash(b, client, &token_hash(code), redirect_uri, verifier).await
+}
+
+/// The code grant, for the code whose hash is `hash` (the device grant redeems its approval's
+/// code by the hash it keeps).
+pub(crate) async fn code_grant_by_hash(
+    b: &Broker,
+    client: &Client,
+    hash: &str,
+    redirect_uri: &str,
+    verifier: Option<&str>,
+) -> Result<TokenResponse, OAuthError> {
     let now = b.now();
-    let hash = token_hash(code);
+    let hash = hash.to_string();
     // Read, check, then spend the code and store what it produces in one database
     // transaction: a failure before the commit leaves the code unspent (the request may be
     // retried), and a replay — also one racing on another process — always finds the grant.

@@ -270,6 +270,25 @@ pub struct PasskeyUse<'a> {
     pub credential_json: &'a str,
 }
 
+/// A device's grant (RFC 8628; table `device_grants`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceGrantRecord {
+    pub id: String,
+    pub device_code_hash: String,
+    pub user_code: String,
+    pub client_id: String,
+    /// `oidc::device::DeviceRequest`, JSON.
+    pub request_json: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub poll_interval: i64,
+    pub last_poll_at: Option<i64>,
+    /// `oidc::device::Status`.
+    pub status: String,
+    pub code_hash: Option<String>,
+    pub browser_hash: Option<String>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PasskeyInsert {
     Inserted,
@@ -406,6 +425,7 @@ pub struct Counts {
     pub signature_verifications: i64,
     pub passkeys: i64,
     pub webauthn_ceremonies: i64,
+    pub device_grants: i64,
 }
 
 #[async_trait]
@@ -493,6 +513,41 @@ pub trait Store: Send + Sync + 'static {
         used: &PasskeyUse<'_>,
         now: i64,
     ) -> Result<PasskeyLoginOutcome>;
+    /// Store a new device grant unless its client has `per_client` pending ones (one
+    /// statement); false at the cap.
+    async fn create_device_grant(&self, g: &DeviceGrantRecord, per_client: i64) -> Result<bool>;
+    async fn device_grant(&self, id: &str) -> Result<Option<DeviceGrantRecord>>;
+    async fn device_grant_by_user_code(&self, user_code: &str)
+    -> Result<Option<DeviceGrantRecord>>;
+    async fn device_grant_by_device_code(
+        &self,
+        device_code_hash: &str,
+    ) -> Result<Option<DeviceGrantRecord>>;
+    /// The browser that took a pending grant's user code up (the last one to do so).
+    async fn take_up_device_grant(&self, id: &str, browser_hash: &str, now: i64) -> Result<bool>;
+    /// A pending grant taken up by `browser_hash`, unexpired, becomes approved (with the
+    /// approval's code) or denied; false if it was not so.
+    async fn settle_device_grant(
+        &self,
+        id: &str,
+        browser_hash: &str,
+        code_hash: Option<&str>,
+        now: i64,
+    ) -> Result<bool>;
+    /// Record a poll (and, when too soon, grow the interval by 5 seconds).
+    async fn record_device_poll(&self, id: &str, now: i64, slow_down: bool) -> Result<()>;
+    /// An approved grant becomes redeemed; false if it was not approved (a second poll).
+    async fn redeem_device_grant(&self, id: &str) -> Result<bool>;
+    /// Wrong user codes from `source_hash` in the window that started at or after
+    /// `window_start`; with `add`, one more is counted first (a window older than
+    /// `window_start` starts again at `now`).
+    async fn user_code_failures(
+        &self,
+        source_hash: &str,
+        window_start: i64,
+        now: i64,
+        add: bool,
+    ) -> Result<i64>;
     /// Suspend a passkey for good (its card revoked, expired, or its counter went back),
     /// with an audit event.
     async fn suspend_passkey(&self, id: &str, reason: &str, now: i64) -> Result<()>;

@@ -351,6 +351,8 @@ from_row! {
         card_not_after, created_at, last_used_at, suspended_at, suspended_reason }
     CeremonyRecord { id_hash, purpose, binding, account_id, state_json, expires_at }
     AnchoredLink { anchor, issuer, serial, not_after }
+    DeviceGrantRecord { id, device_code_hash, user_code, client_id, request_json, created_at,
+        expires_at, poll_interval, last_poll_at, status, code_hash, browser_hash }
 }
 
 /// A certificate's link as read by `accounts_by_cert_pair`.
@@ -696,6 +698,156 @@ impl Store for SqlStore {
         }
         db.commit().await?;
         Ok(PasskeyLoginOutcome::Authenticated)
+    }
+
+    async fn create_device_grant(&self, g: &DeviceGrantRecord, per_client: i64) -> Result<bool> {
+        Ok(query(
+            "INSERT INTO device_grants (id, device_code_hash, user_code, client_id, request_json,
+               created_at, expires_at, poll_interval, status)
+             SELECT $1,$2,$3,$4,$5,$6,$7,$8,$9
+             WHERE (SELECT COUNT(*) FROM device_grants
+                      WHERE client_id = $4 AND status = 'pending' AND expires_at > $6) < $10",
+        )
+        .bind(&g.id)
+        .bind(&g.device_code_hash)
+        .bind(&g.user_code)
+        .bind(&g.client_id)
+        .bind(&g.request_json)
+        .bind(g.created_at)
+        .bind(g.expires_at)
+        .bind(g.poll_interval)
+        .bind(&g.status)
+        .bind(per_client)
+        .execute(&mut self.backend.write().await?)
+        .await?
+        .rows_affected()
+            == 1)
+    }
+
+    async fn device_grant(&self, id: &str) -> Result<Option<DeviceGrantRecord>> {
+        Ok(query_as("SELECT * FROM device_grants WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&mut self.backend.read().await?)
+            .await?)
+    }
+
+    async fn device_grant_by_user_code(
+        &self,
+        user_code: &str,
+    ) -> Result<Option<DeviceGrantRecord>> {
+        Ok(query_as("SELECT * FROM device_grants WHERE user_code = $1")
+            .bind(user_code)
+            .fetch_optional(&mut self.backend.read().await?)
+            .await?)
+    }
+
+    async fn device_grant_by_device_code(
+        &self,
+        device_code_hash: &str,
+    ) -> Result<Option<DeviceGrantRecord>> {
+        Ok(
+            query_as("SELECT * FROM device_grants WHERE device_code_hash = $1")
+                .bind(device_code_hash)
+                .fetch_optional(&mut self.backend.read().await?)
+                .await?,
+        )
+    }
+
+    async fn take_up_device_grant(&self, id: &str, browser_hash: &str, now: i64) -> Result<bool> {
+        Ok(query(
+            "UPDATE device_grants SET browser_hash = $1
+             WHERE id = $2 AND status = 'pending' AND expires_at > $3",
+        )
+        .bind(browser_hash)
+        .bind(id)
+        .bind(now)
+        .execute(&mut self.backend.write().await?)
+        .await?
+        .rows_affected()
+            == 1)
+    }
+
+    async fn settle_device_grant(
+        &self,
+        id: &str,
+        browser_hash: &str,
+        code_hash: Option<&str>,
+        now: i64,
+    ) -> Result<bool> {
+        Ok(query(
+            "UPDATE device_grants SET status = $1, code_hash = $2
+             WHERE id = $3 AND browser_hash = $4 AND status = 'pending' AND expires_at > $5",
+        )
+        .bind(if code_hash.is_some() {
+            "approved"
+        } else {
+            "denied"
+        })
+        .bind(code_hash)
+        .bind(id)
+        .bind(browser_hash)
+        .bind(now)
+        .execute(&mut self.backend.write().await?)
+        .await?
+        .rows_affected()
+            == 1)
+    }
+
+    async fn record_device_poll(&self, id: &str, now: i64, slow_down: bool) -> Result<()> {
+        query(
+            "UPDATE device_grants SET last_poll_at = $1, poll_interval = poll_interval + $2
+             WHERE id = $3",
+        )
+        .bind(now)
+        .bind(if slow_down { 5 } else { 0 })
+        .bind(id)
+        .execute(&mut self.backend.write().await?)
+        .await?;
+        Ok(())
+    }
+
+    async fn redeem_device_grant(&self, id: &str) -> Result<bool> {
+        Ok(query(
+            "UPDATE device_grants SET status = 'redeemed' WHERE id = $1 AND status = 'approved'",
+        )
+        .bind(id)
+        .execute(&mut self.backend.write().await?)
+        .await?
+        .rows_affected()
+            == 1)
+    }
+
+    async fn user_code_failures(
+        &self,
+        source_hash: &str,
+        window_start: i64,
+        now: i64,
+        add: bool,
+    ) -> Result<i64> {
+        if add {
+            query(
+                "INSERT INTO device_code_failures (source_hash, window_start, failures)
+                 VALUES ($1, $2, 1)
+                 ON CONFLICT (source_hash) DO UPDATE SET
+                   failures = CASE WHEN device_code_failures.window_start < $3 THEN 1
+                                   ELSE device_code_failures.failures + 1 END,
+                   window_start = CASE WHEN device_code_failures.window_start < $3 THEN $2
+                                       ELSE device_code_failures.window_start END",
+            )
+            .bind(source_hash)
+            .bind(now)
+            .bind(window_start)
+            .execute(&mut self.backend.write().await?)
+            .await?;
+        }
+        let n: Option<i64> = query_scalar(
+            "SELECT failures FROM device_code_failures WHERE source_hash = $1 AND window_start >= $2",
+        )
+        .bind(source_hash)
+        .bind(window_start)
+        .fetch_optional(&mut self.backend.read().await?)
+        .await?;
+        Ok(n.unwrap_or(0))
     }
 
     async fn suspend_passkey(&self, id: &str, reason: &str, now: i64) -> Result<()> {
@@ -1328,7 +1480,8 @@ impl Store for SqlStore {
                     (SELECT COUNT(*) FROM verified_claims) AS verified_claims,
                     (SELECT COUNT(*) FROM signature_verifications) AS signature_verifications,
                     (SELECT COUNT(*) FROM passkeys) AS passkeys,
-                    (SELECT COUNT(*) FROM webauthn_ceremonies) AS webauthn_ceremonies",
+                    (SELECT COUNT(*) FROM webauthn_ceremonies) AS webauthn_ceremonies,
+                    (SELECT COUNT(*) FROM device_grants) AS device_grants",
         )
         .fetch_one(&mut self.backend.read().await?)
         .await?;
@@ -1344,6 +1497,7 @@ impl Store for SqlStore {
             signature_verifications: row.try_get("signature_verifications")?,
             passkeys: row.try_get("passkeys")?,
             webauthn_ceremonies: row.try_get("webauthn_ceremonies")?,
+            device_grants: row.try_get("device_grants")?,
         })
     }
 
@@ -1354,6 +1508,16 @@ impl Store for SqlStore {
             ("DELETE FROM transactions WHERE expires_at < $1", 0),
             ("DELETE FROM client_assertion_jtis WHERE expires_at < $1", 0),
             ("DELETE FROM webauthn_ceremonies WHERE expires_at < $1", 0),
+            // A device polling after expiry hears expired_token for an hour, then its code
+            // is unknown.
+            (
+                "DELETE FROM device_grants WHERE expires_at < $1",
+                EXPIRED_GRACE,
+            ),
+            (
+                "DELETE FROM device_code_failures WHERE window_start < $1",
+                EXPIRED_GRACE,
+            ),
             // A replay of these meets its record (and revokes what it produced) for an hour.
             ("DELETE FROM codes WHERE expires_at < $1", EXPIRED_GRACE),
             ("DELETE FROM sessions WHERE expires_at < $1", EXPIRED_GRACE),

@@ -78,7 +78,7 @@ const SINGLE: &[&str] = &[
 pub const MAX_STATE: usize = 2048;
 
 /// The longest value of each parameter kept with a login transaction (bytes).
-const STORED_BOUNDS: &[(&str, usize)] = &[
+pub(crate) const STORED_BOUNDS: &[(&str, usize)] = &[
     ("state", MAX_STATE),
     ("nonce", 512),
     ("login_hint", 256),
@@ -114,7 +114,7 @@ pub fn validate(
     })?;
     if !client.allows_grant(crate::registry::GrantType::AuthorizationCode) {
         return Err(page(OAuthError::unauthorized_client(format!(
-            "client `{client_id}` is registered for the broker's APIs only, not for logins"
+            "client `{client_id}` is not registered for the authorization code flow"
         ))));
     }
     if count("redirect_uri") > 1 {
@@ -374,7 +374,7 @@ pub fn error_redirect(
 
 /// The first claim (in `userinfo`/`id_token` of a `claims` request, and inside their
 /// `verified_claims`) whose `purpose` is not a string of 3 to 300 characters.
-fn bad_purpose(claims: &serde_json::Value) -> Option<String> {
+pub(crate) fn bad_purpose(claims: &serde_json::Value) -> Option<String> {
     fn walk(members: &serde_json::Map<String, serde_json::Value>) -> Option<String> {
         for (name, req) in members {
             if let Some(p) = req.get("purpose") {

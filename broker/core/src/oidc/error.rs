@@ -24,6 +24,12 @@ pub enum ErrorCode {
     UnsupportedTokenType,
     ServerError,
     TemporarilyUnavailable,
+    /// RFC 8628 §3.5: the device's user has not answered yet.
+    AuthorizationPending,
+    /// RFC 8628 §3.5: polling too fast; the interval grows by 5 seconds.
+    SlowDown,
+    /// RFC 8628 §3.5: the device code expired.
+    ExpiredToken,
 }
 
 impl ErrorCode {
@@ -48,6 +54,9 @@ impl ErrorCode {
             UnsupportedTokenType => "unsupported_token_type",
             ServerError => "server_error",
             TemporarilyUnavailable => "temporarily_unavailable",
+            AuthorizationPending => "authorization_pending",
+            SlowDown => "slow_down",
+            ExpiredToken => "expired_token",
         }
     }
 }
@@ -99,4 +108,7 @@ impl OAuthError {
     ctor!(unsupported_token_type, UnsupportedTokenType);
     ctor!(server_error, ServerError);
     ctor!(temporarily_unavailable, TemporarilyUnavailable);
+    ctor!(authorization_pending, AuthorizationPending);
+    ctor!(slow_down, SlowDown);
+    ctor!(expired_token, ExpiredToken);
 }

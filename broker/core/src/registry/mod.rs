@@ -78,6 +78,10 @@ pub enum GrantType {
     /// The broker's APIs (`permissions`); a client with permissions may use it whether or not
     /// it lists it. Listed alone, the client is API-only and registers no redirect URIs.
     ClientCredentials,
+    /// RFC 8628, for devices without a browser (a set-top box): the person approves on a phone
+    /// or computer. Listed without authorization_code, the client registers no redirect URIs.
+    #[serde(rename = "urn:ietf:params:oauth:grant-type:device_code")]
+    DeviceCode,
 }
 
 /// Scopes the broker knows. Others in a request are ignored (OIDC Core 5.4 / 3.1.2.1).
@@ -431,18 +435,20 @@ pub fn parse_client(file: &Path, text: &str) -> Result<Client, FileError> {
         return Err(err(raw.display_name.span(), "display_name is empty".into()));
     }
 
-    // Grant types: the code flow, or the broker's APIs alone (client_credentials).
+    // Grant types: the code flow, the device grant, or the broker's APIs alone
+    // (client_credentials).
     let code_flow = raw.grant_types.contains(&GrantType::AuthorizationCode);
-    if !code_flow && !raw.grant_types.contains(&GrantType::ClientCredentials) {
+    let device = raw.grant_types.contains(&GrantType::DeviceCode);
+    if !code_flow && !device && !raw.grant_types.contains(&GrantType::ClientCredentials) {
         return Err(err(
             raw.client_id.span(),
-            "grant_types must include authorization_code (or client_credentials for an API-only client)".into(),
+            "grant_types must include authorization_code or urn:ietf:params:oauth:grant-type:device_code (or client_credentials for an API-only client)".into(),
         ));
     }
-    if !code_flow && raw.grant_types.contains(&GrantType::RefreshToken) {
+    if !code_flow && !device && raw.grant_types.contains(&GrantType::RefreshToken) {
         return Err(err(
             raw.client_id.span(),
-            "grant_types: refresh_token needs authorization_code".into(),
+            "grant_types: refresh_token needs authorization_code or the device grant".into(),
         ));
     }
     if raw.grant_types.contains(&GrantType::ClientCredentials) {
@@ -470,7 +476,8 @@ pub fn parse_client(file: &Path, text: &str) -> Result<Client, FileError> {
     if !code_flow && !raw.redirect_uris.get_ref().is_empty() {
         return Err(err(
             raw.redirect_uris.span(),
-            "redirect_uris are for the authorization code flow, which this API-only client does not use".into(),
+            "redirect_uris are for the authorization code flow, which this client does not use"
+                .into(),
         ));
     }
     let mut hosts = BTreeSet::new();
@@ -634,6 +641,12 @@ pub fn parse_client(file: &Path, text: &str) -> Result<Client, FileError> {
                     "redirect URIs span several hosts ({}); pairwise subjects need sector_identifier",
                     hosts.into_iter().collect::<Vec<_>>().join(", ")
                 ),
+            ));
+        }
+        None if device && hosts.is_empty() && raw.subject_type == SubjectType::Pairwise => {
+            return Err(err(
+                raw.client_id.span(),
+                "a device-grant client without redirect URIs needs sector_identifier for its pairwise subjects".into(),
             ));
         }
         None => hosts.into_iter().next().unwrap_or_default(),
@@ -810,21 +823,21 @@ danger_allow_api_with_client_secret = true
                     "grant_types = [\"client_credentials\"]",
                     "grant_types = [\"client_credentials\", \"refresh_token\"]",
                 ),
-                "grant_types: refresh_token needs authorization_code",
+                "grant_types: refresh_token needs authorization_code or the device grant",
             ),
             (
                 (
                     "grant_types = [\"client_credentials\"]",
                     "grant_types = [\"client_credentials\"]\nredirect_uris = [\"https://x.example.jp/cb\"]",
                 ),
-                "redirect_uris are for the authorization code flow, which this API-only client does not use",
+                "redirect_uris are for the authorization code flow, which this client does not use",
             ),
             (
                 (
                     "grant_types = [\"client_credentials\"]",
                     "grant_types = [\"refresh_token\"]",
                 ),
-                "grant_types must include authorization_code (or client_credentials for an API-only client)",
+                "grant_types must include authorization_code or urn:ietf:params:oauth:grant-type:device_code (or client_credentials for an API-only client)",
             ),
         ] {
             let e = parse(&api.replace(change.0, change.1)).unwrap_err();
