@@ -7,15 +7,16 @@
 //!    `state` = the grant, redirect to `/device/callback`, PKCE with a verifier derived from the
 //!    grant — through the ordinary login (card or passkey), step-up and consent;
 //! 3. [`callback`] keeps the approval's code (its hash) with the grant, or the refusal;
-//! 4. the device polls the token endpoint — [`poll`]: `authorization_pending`, `slow_down`,
-//!    `expired_token`, `access_denied`, or the tokens (the code redeemed by its hash, once).
+//! 4. the device polls the token endpoint — `service::token::device_grant`:
+//!    `authorization_pending`, `slow_down`, `expired_token`, `access_denied`, or the tokens (the
+//!    code redeemed by its hash, once).
 
 use crate::app::Broker;
 use crate::clock::{random_token, token_hash};
 use crate::oidc::OAuthError;
 use crate::oidc::authorize::AuthRequest;
-use crate::oidc::device::{self as core, DeviceRequest, Poll, Status};
-use crate::oidc::token::{PresentedCredentials, TokenResponse};
+use crate::oidc::device::{self as core, DeviceRequest, Status};
+use crate::oidc::token::PresentedCredentials;
 use crate::registry::Client;
 use crate::service::authorize::{AuthorizeOutcome, proceed, source_hash};
 use crate::store::DeviceGrantRecord;
@@ -34,16 +35,6 @@ pub struct DeviceAuthorization {
     pub verification_uri_complete: String,
     pub expires_in: i64,
     pub interval: i64,
-}
-
-/// Where the approval's authorization request returns.
-pub fn callback_uri(b: &Broker) -> String {
-    format!("{}/device/callback", b.issuer())
-}
-
-/// The PKCE verifier of a grant's approval: derived, never stored or sent.
-fn verifier(b: &Broker, id: &str) -> String {
-    b.server_key().mac("device-pkce", id.as_bytes())
 }
 
 /// `POST /device_authorization`: the client authenticated as at the token endpoint.
@@ -173,11 +164,13 @@ pub async fn start_approval(
         .map_err(|e| OAuthError::server_error(format!("device request: {e}")))?;
     let req = AuthRequest {
         client_id: client.client_id.clone(),
-        redirect_uri: callback_uri(b),
+        redirect_uri: core::callback_uri(b.issuer()),
         scope: dr.scope,
         state: Some(g.id.clone()),
         nonce: None,
-        code_challenge: crate::clock::b64url(&crate::clock::sha256(verifier(b, &g.id).as_bytes())),
+        code_challenge: crate::clock::b64url(&crate::clock::sha256(
+            core::approval_verifier(b.server_key(), &g.id).as_bytes(),
+        )),
         prompt_none: false,
         prompt_login: false,
         prompt_consent: false,
@@ -261,64 +254,4 @@ pub async fn callback(
             Ok(Settled::Denied { why })
         }
     }
-}
-
-/// The device polls the token endpoint with `device_code` (RFC 8628 §3.4).
-pub async fn poll(
-    b: &Broker,
-    client: &Client,
-    device_code: &str,
-) -> Result<TokenResponse, OAuthError> {
-    if !client.allows_grant(crate::registry::GrantType::DeviceCode) {
-        return Err(OAuthError::unauthorized_client(format!(
-            "client `{}` is not registered for the device grant",
-            client.client_id
-        )));
-    }
-    let g = b
-        .store
-        .device_grant_by_device_code(&token_hash(device_code))
-        .await?
-        .filter(|g| g.client_id == client.client_id)
-        .ok_or_else(|| OAuthError::invalid_grant("the device_code is invalid"))?;
-    let status = Status::parse(&g.status)
-        .ok_or_else(|| OAuthError::server_error(format!("device grant status `{}`", g.status)))?;
-    let now = b.now();
-    let p = core::poll(status, g.expires_at, g.last_poll_at, g.poll_interval, now);
-    if matches!(p, Poll::Pending | Poll::SlowDown) {
-        b.store
-            .record_device_poll(&g.id, now, p == Poll::SlowDown)
-            .await?;
-    }
-    if let Some(e) = core::poll_error(p) {
-        return Err(e);
-    }
-    let code_hash = g
-        .code_hash
-        .clone()
-        .ok_or_else(|| OAuthError::server_error("an approved device grant without its code"))?;
-    if !b.store.redeem_device_grant(&g.id).await? {
-        return Err(
-            core::poll_error(Poll::Used).unwrap_or_else(|| OAuthError::invalid_grant("used"))
-        );
-    }
-    crate::service::token::code_grant_by_hash(
-        b,
-        client,
-        &code_hash,
-        &callback_uri(b),
-        Some(&verifier(b, &g.id)),
-    )
-    .await
-    .map_err(|e| {
-        // The approval's code lives `lifetimes.code`: a device that polls later than that
-        // hears that its code expired.
-        if e.code == crate::oidc::ErrorCode::InvalidGrant {
-            OAuthError::expired_token(
-                "the approval expired before the device fetched its tokens; start again",
-            )
-        } else {
-            e
-        }
-    })
 }

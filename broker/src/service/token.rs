@@ -154,7 +154,7 @@ pub async fn token(
         crate::oidc::device::GRANT_TYPE => {
             let code = get("device_code")
                 .ok_or_else(|| OAuthError::invalid_request("device_code is missing"))?;
-            crate::service::device::poll(b, &client, code).await
+            device_grant(b, &client, code).await
         }
         "refresh_token" => {
             if !client.allows_grant(GrantType::RefreshToken) {
@@ -198,7 +198,7 @@ async fn code_grant(
 
 /// The code grant, for the code whose hash is `hash` (the device grant redeems its approval's
 /// code by the hash it keeps).
-pub(crate) async fn code_grant_by_hash(
+async fn code_grant_by_hash(
     b: &Broker,
     client: &Client,
     hash: &str,
@@ -675,4 +675,66 @@ pub async fn revoke(
             .await?;
     }
     Ok(())
+}
+
+/// The device grant (RFC 8628 §3.4–3.5): a device polls with `device_code`; the person's
+/// approval (`service::device`) left the hash of its authorization code with the grant.
+async fn device_grant(
+    b: &Broker,
+    client: &Client,
+    device_code: &str,
+) -> Result<TokenResponse, OAuthError> {
+    use crate::oidc::device::{self as core, Poll, Status};
+    if !client.allows_grant(crate::registry::GrantType::DeviceCode) {
+        return Err(OAuthError::unauthorized_client(format!(
+            "client `{}` is not registered for the device grant",
+            client.client_id
+        )));
+    }
+    let g = b
+        .store
+        .device_grant_by_device_code(&token_hash(device_code))
+        .await?
+        .filter(|g| g.client_id == client.client_id)
+        .ok_or_else(|| OAuthError::invalid_grant("the device_code is invalid"))?;
+    let status = Status::parse(&g.status)
+        .ok_or_else(|| OAuthError::server_error(format!("device grant status `{}`", g.status)))?;
+    let now = b.now();
+    let p = core::poll(status, g.expires_at, g.last_poll_at, g.poll_interval, now);
+    if matches!(p, Poll::Pending | Poll::SlowDown) {
+        b.store
+            .record_device_poll(&g.id, now, p == Poll::SlowDown)
+            .await?;
+    }
+    if let Some(e) = core::poll_error(p) {
+        return Err(e);
+    }
+    let code_hash = g
+        .code_hash
+        .clone()
+        .ok_or_else(|| OAuthError::server_error("an approved device grant without its code"))?;
+    if !b.store.redeem_device_grant(&g.id).await? {
+        return Err(
+            core::poll_error(Poll::Used).unwrap_or_else(|| OAuthError::invalid_grant("used"))
+        );
+    }
+    code_grant_by_hash(
+        b,
+        client,
+        &code_hash,
+        &core::callback_uri(b.issuer()),
+        Some(&core::approval_verifier(b.server_key(), &g.id)),
+    )
+    .await
+    .map_err(|e| {
+        // The approval's code lives `lifetimes.code`: a device that polls later than that
+        // hears that its code expired.
+        if e.code == crate::oidc::ErrorCode::InvalidGrant {
+            OAuthError::expired_token(
+                "the approval expired before the device fetched its tokens; start again",
+            )
+        } else {
+            e
+        }
+    })
 }

@@ -22,6 +22,17 @@ pub const USER_CODE_LEN: usize = 8;
 /// Seconds a device waits between polls (RFC 8628 §3.2 default).
 pub const INTERVAL: i64 = 5;
 
+/// Where the approval's authorization request returns (the broker's own page).
+pub fn callback_uri(issuer: &str) -> String {
+    format!("{issuer}/device/callback")
+}
+
+/// The PKCE verifier of a grant's approval: derived from the grant with the server key, never
+/// stored or sent (its challenge goes into the approval's authorization request).
+pub fn approval_verifier(key: &crate::clock::ServerKey, grant_id: &str) -> String {
+    key.mac("device-pkce", grant_id.as_bytes())
+}
+
 /// What a device asked for (stored with its grant; the approval's authorization request is
 /// made from it).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
