@@ -252,6 +252,20 @@ try {
   await bothLanguages(three.page, "error");
   await three.page.goto(issuer + "/");
   await bothLanguages(three.page, "index");
+  // The device grant's pages: the code entry, and the confirmation a TV's QR code opens.
+  await three.page.goto(issuer + "/device");
+  await bothLanguages(three.page, "device");
+  const da = await fetch(issuer + "/device_authorization", {
+    method: "POST",
+    headers: {
+      "content-type": "application/x-www-form-urlencoded",
+      authorization: "Basic " + Buffer.from("catv:catv-demo-secret").toString("base64"),
+    },
+    body: "scope=openid",
+  }).then((r) => r.json());
+  await three.page.goto(da.verification_uri_complete);
+  check(await three.page.isVisible("#device-continue"), "the device confirmation page");
+  await bothLanguages(three.page, "device-confirm");
   const icon = await fetch(issuer + "/favicon.svg");
   check(icon.ok && icon.headers.get("content-type") === "image/svg+xml", "a favicon");
 

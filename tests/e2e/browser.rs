@@ -47,7 +47,15 @@ fn a_persons_journey_in_chromium_with_a_virtual_authenticator() {
     let steps = results["steps"].as_array().unwrap();
     assert_eq!(steps.len(), 6, "{steps:?}");
     // Every page in both languages, each checked by axe.
-    for page in ["login", "consent", "account", "error", "index"] {
+    for page in [
+        "login",
+        "consent",
+        "account",
+        "error",
+        "index",
+        "device",
+        "device-confirm",
+    ] {
         for lang in ["ja", "en"] {
             let name = format!("{page}-{lang}");
             assert!(out.join(format!("{name}.png")).exists(), "{name}.png");

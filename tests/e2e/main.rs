@@ -974,3 +974,108 @@ fn card_approve_again_after_a_wrong_signature_pin() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(status(&browser)["status"], "authenticated");
 }
+
+/// A set-top box's device flow by an independent client library (node openid-client) against
+/// the real binary; the person opens the user-code page on a "phone" (HTTP with cookies),
+/// confirms, and approves the login page's helper link with `broker card approve`.
+#[test]
+fn device_flow_by_node_openid_client_approved_with_the_card_helper() {
+    use std::io::{BufRead, BufReader};
+    let s = server();
+    let card = s.issue_card("card");
+    let mut node = Command::new("node")
+        .arg(repo().join("conformance/harness/node/device.mjs"))
+        .env("BROKER_ISSUER", &s.issuer)
+        .env("CLIENT_ID", "catv")
+        .env("CLIENT_SECRET", "catv-demo-secret")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("node runs (tests/run installs the harness's openid-client)");
+    let mut lines = BufReader::new(node.stdout.take().unwrap()).lines();
+    let first: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    assert!(first.get("error").is_none(), "{first}");
+    let complete = first["verification_uri_complete"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(complete.starts_with(&format!("{}/device?user_code=", s.issuer)));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let phone = reqwest::Client::builder()
+            .cookie_store(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let page = phone
+            .get(&complete)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let field = |name: &str| {
+            page.split(&format!("name=\"{name}\" value=\""))
+                .nth(1)
+                .unwrap()
+                .split('"')
+                .next()
+                .unwrap()
+                .to_string()
+        };
+        let (csrf, code) = (field("csrf"), field("user_code"));
+        assert_eq!(code, first["user_code"].as_str().unwrap());
+        let r = phone
+            .post(format!("{}/device", s.issuer))
+            .form(&[
+                ("user_code", code.as_str()),
+                ("csrf", &csrf),
+                ("action", "approve"),
+            ])
+            .send()
+            .await
+            .unwrap();
+        let login = r.headers()["location"].to_str().unwrap().to_string();
+        assert!(login.starts_with("/login/"), "{login}");
+        let st: serde_json::Value = phone
+            .get(format!("{}{login}/status", s.issuer))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let o = s.cli(&[
+            "card",
+            "approve",
+            "--card",
+            card.to_str().unwrap(),
+            "--pin",
+            "1234",
+            "--sign-pin",
+            "ABC123",
+            st["helper_url"].as_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let r = phone
+            .get(format!("{}{login}/continue", s.issuer))
+            .send()
+            .await
+            .unwrap();
+        let cb = r.headers()["location"].to_str().unwrap().to_string();
+        assert!(
+            cb.starts_with(&format!("{}/device/callback?", s.issuer)),
+            "{cb}"
+        );
+        let done = phone.get(&cb).send().await.unwrap().text().await.unwrap();
+        assert!(done.contains("id=\"device-done\""), "{done}");
+    });
+    let second: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    let _ = node.wait();
+    assert!(second.get("error").is_none(), "{second}");
+    assert_eq!(second["id_claims"]["aud"], "catv");
+    assert_eq!(second["id_claims"]["acr"], "aal3");
+    assert_eq!(second["id_claims"]["iss"], s.issuer);
+    assert!(second["tokens"]["refresh_token"].is_string());
+}

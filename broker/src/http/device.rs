@@ -105,13 +105,17 @@ async fn show(s: &AppState, lang: Lang, typed: &str, source: Option<std::net::Ip
             );
             r
         }
-        Ok(Lookup::NotFound) => entry(
-            s,
-            lang,
-            typed,
-            Some("device_not_found"),
-            StatusCode::NOT_FOUND,
-        ),
+        Ok(Lookup::NotFound) => {
+            // Shown back to be corrected: a code is nine characters, so no more than 32.
+            let typed: String = typed.chars().take(32).collect();
+            entry(
+                s,
+                lang,
+                &typed,
+                Some("device_not_found"),
+                StatusCode::NOT_FOUND,
+            )
+        }
         Ok(Lookup::TooManyAttempts) => entry(
             s,
             lang,
