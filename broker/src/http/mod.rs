@@ -13,6 +13,7 @@ pub mod demo;
 mod device;
 mod error;
 mod login;
+mod logout;
 mod oauth;
 pub mod pages;
 mod passkey;
@@ -93,6 +94,7 @@ pub fn app(broker: Arc<Broker>) -> Router {
             get(device::device_page).post(device::device_post),
         )
         .route("/device/callback", get(device::device_callback))
+        .route("/logout", get(logout::logout_get).post(logout::logout_post))
         .route("/introspect", axum::routing::post(oauth::introspect))
         .route("/revoke", axum::routing::post(oauth::revoke))
         .route("/login/{tx}", get(login::login_page))

@@ -377,6 +377,15 @@ const TEXT: &[(&str, &str, &str)] = &[
         "コードの入力を続けて間違えたため、しばらく受け付けません。10分ほどしてからお試しください。",
         "Too many wrong codes: try again in about ten minutes.",
     ),
+    ("title_logout", "ログアウト", "Log out"),
+    (
+        "logout_ask",
+        "マイナンバーカード認証ブローカーからログアウトしますか？ ほかのサービスも、次はもう一度ログインが必要になります。",
+        "Log out of the My Number card broker? Other services will ask you to log in again too.",
+    ),
+    ("logout_from", "ログアウトを求めたサービス", "Asked by"),
+    ("logout_button", "ログアウトする", "Log out"),
+    ("logged_out", "ログアウトしました。", "You are logged out."),
     (
         "login_with_card",
         "マイナンバーカードでログインし直す",
@@ -418,6 +427,7 @@ fn env() -> &'static Environment<'static> {
             ("account.html", include_str!("templates/account.html")),
             ("webauthn.js", include_str!("templates/webauthn.js")),
             ("device.html", include_str!("templates/device.html")),
+            ("logout.html", include_str!("templates/logout.html")),
         ] {
             e.add_template(name, src).expect("built-in template parses");
         }
@@ -528,6 +538,7 @@ mod tests {
             include_str!("templates/index.html"),
             include_str!("templates/account.html"),
             include_str!("templates/device.html"),
+            include_str!("templates/logout.html"),
         ];
         let mut seen = 0;
         for t in templates {

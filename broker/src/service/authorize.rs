@@ -154,9 +154,17 @@ pub(crate) async fn proceed(
         Decision::Refuse(e) => return fail(e),
         Decision::Code => {
             let (s, facts) = session.ok_or_else(|| OAuthError::server_error("no session"))?;
-            let url = issue_code(b, client, &req, &s.account_id, facts, None)
-                .await?
-                .ok_or_else(|| OAuthError::server_error("no login transaction to finish"))?;
+            let url = issue_code(
+                b,
+                client,
+                &req,
+                &s.account_id,
+                facts,
+                Some(&s.id_hash),
+                None,
+            )
+            .await?
+            .ok_or_else(|| OAuthError::server_error("no login transaction to finish"))?;
             return Ok(AuthorizeOutcome::Redirect(url));
         }
         Decision::Consent => (session, None),
@@ -303,6 +311,7 @@ pub async fn issue_code(
     req: &AuthRequest,
     account_id: &str,
     facts: &AuthFacts,
+    session_hash: Option<&str>,
     finish: Option<Finish<'_>>,
 ) -> Result<Option<String>, OAuthError> {
     let policy = b.policy();
@@ -330,6 +339,7 @@ pub async fn issue_code(
         acr,
         facts: facts.clone(),
         claims: req.claims.clone(),
+        sid: session_hash.map(|h| crate::oidc::token::session_sid(b.server_key(), h)),
     };
     let code = random_token();
     let stored = b

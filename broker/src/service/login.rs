@@ -147,9 +147,17 @@ pub async fn continue_login(
             session: Some(&session),
         };
         Next::Redirect(
-            issue_code(b, &client, &req, &account_id, &facts, Some(finish))
-                .await?
-                .ok_or(TxError::Gone)?,
+            issue_code(
+                b,
+                &client,
+                &req,
+                &account_id,
+                &facts,
+                Some(&session.id_hash),
+                Some(finish),
+            )
+            .await?
+            .ok_or(TxError::Gone)?,
         )
     } else {
         b.store.create_session(&session).await?;
@@ -214,6 +222,7 @@ pub async fn decide_consent(
         &req,
         &account_id,
         &facts,
+        tx.session_hash.as_deref(),
         Some(Finish::tx(&tx.id)),
     )
     .await?

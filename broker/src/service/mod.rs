@@ -11,6 +11,7 @@ pub mod cluster;
 pub mod device;
 pub mod keys;
 pub mod login;
+pub mod logout;
 pub mod passkey;
 pub mod reload;
 pub mod signatures;

@@ -234,6 +234,7 @@ async fn code_grant_by_hash(
         acr: data.acr.clone(),
         facts: data.facts.clone(),
         claims: data.claims.clone(),
+        sid: data.sid.clone(),
     };
     let refresh = client
         .allows_grant(GrantType::RefreshToken)
@@ -490,6 +491,9 @@ fn mint(
     }
     if let Some(acr) = &rd.acr {
         id["acr"] = json!(acr);
+    }
+    if let Some(sid) = &rd.sid {
+        id["sid"] = json!(sid);
     }
     if let Value::Object(m) = &mut id {
         m.extend(id_claims);

@@ -97,6 +97,7 @@ pub fn metadata(iss: &str, policy: &crate::registry::policy::Policy) -> Value {
         "jwks_uri": format!("{iss}/jwks"),
         "introspection_endpoint": format!("{iss}/introspect"),
         "device_authorization_endpoint": format!("{iss}/device_authorization"),
+        "end_session_endpoint": format!("{iss}/logout"),
         "revocation_endpoint": format!("{iss}/revoke"),
         "scopes_supported": SUPPORTED_SCOPES,
         "response_types_supported": ["code"],

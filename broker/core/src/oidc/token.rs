@@ -210,6 +210,9 @@ pub struct RefreshData {
     /// The authorization's `claims` parameter (ID tokens from refreshes carry the same).
     #[serde(default)]
     pub claims: Option<Value>,
+    /// The SSO session the grant came from (`sid`, OIDC Front-/Back-Channel Logout).
+    #[serde(default)]
+    pub sid: Option<String>,
 }
 
 pub fn target_member(t: Target) -> &'static str {
@@ -283,6 +286,17 @@ pub struct CodeData {
     pub acr: Option<String>,
     pub facts: AuthFacts,
     pub claims: Option<serde_json::Value>,
+    /// The SSO session the code came from.
+    #[serde(default)]
+    pub sid: Option<String>,
+}
+
+/// The `sid` of an SSO session: derived from its stored hash with the server key, so that it
+/// names the session to relying parties without being its cookie or its key in the store.
+pub fn session_sid(key: &crate::clock::ServerKey, session_hash: &str) -> String {
+    let mut s = key.mac("sid", session_hash.as_bytes());
+    s.truncate(22);
+    s
 }
 
 /// The pairwise (or public) subject of `account_id` for `client`: an HMAC under the server key
@@ -697,6 +711,7 @@ client_secret_sha256 = "2bb80d537b1da3e38bd30361aa855686bde0eacd7162fef6a25fe97b
             acr: Some("urn:example:acr:card".into()),
             facts: AuthFacts::jpki_user_auth("CN=CA", "01", RevocationFact::Good, NOW - 10),
             claims: Some(json!({"id_token": {"name": null}})),
+            sid: Some("sid-1".into()),
         })
         .unwrap()
     }

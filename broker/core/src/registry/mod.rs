@@ -112,6 +112,8 @@ pub struct Client {
     pub display_name_ja: String,
     pub kind: RpKind,
     pub redirect_uris: Vec<String>,
+    /// Where RP-initiated logout may send the browser back to (exact match).
+    pub post_logout_redirect_uris: Vec<String>,
     pub auth_method: AuthMethod,
     /// SHA-256 of the client secret (never the secret itself).
     pub client_secret_sha256: Option<[u8; 32]>,
@@ -166,6 +168,9 @@ struct RawClient {
     kind: RpKind,
     #[serde(default = "no_uris")]
     redirect_uris: Spanned<Vec<Spanned<String>>>,
+    /// Where RP-initiated logout may send the browser back to (exact match).
+    #[serde(default = "no_uris")]
+    post_logout_redirect_uris: Spanned<Vec<Spanned<String>>>,
     token_endpoint_auth_method: Spanned<AuthMethod>,
     client_secret_sha256: Option<Spanned<String>>,
     jwks: Option<Spanned<toml::Value>>,
@@ -333,6 +338,7 @@ impl Registry {
             display_name_ja: "アカウント".into(),
             kind: RpKind::Other,
             redirect_uris: vec![format!("{issuer}/account/callback")],
+            post_logout_redirect_uris: vec![],
             auth_method: AuthMethod::None,
             client_secret_sha256: None,
             jwks: None,
@@ -482,7 +488,19 @@ pub fn parse_client(file: &Path, text: &str) -> Result<Client, FileError> {
     }
     let mut hosts = BTreeSet::new();
     let mut redirect_uris = Vec::new();
-    for u in raw.redirect_uris.get_ref() {
+    let mut post_logout_redirect_uris = Vec::new();
+    let all = raw
+        .redirect_uris
+        .get_ref()
+        .iter()
+        .map(|u| (u, false))
+        .chain(
+            raw.post_logout_redirect_uris
+                .get_ref()
+                .iter()
+                .map(|u| (u, true)),
+        );
+    for (u, post_logout) in all {
         let s = u.get_ref();
         let parsed = Url::parse(s)
             .map_err(|e| err(u.span(), format!("redirect URI `{s}` is not absolute: {e}")))?;
@@ -510,6 +528,10 @@ pub fn parse_client(file: &Path, text: &str) -> Result<Client, FileError> {
                     ),
                 ));
             }
+        }
+        if post_logout {
+            post_logout_redirect_uris.push(s.clone());
+            continue;
         }
         if let Some(h) = parsed.host_str() {
             hosts.insert(h.to_string());
@@ -702,6 +724,7 @@ pub fn parse_client(file: &Path, text: &str) -> Result<Client, FileError> {
         display_name,
         kind: raw.kind,
         redirect_uris,
+        post_logout_redirect_uris,
         auth_method: method,
         client_secret_sha256: secret,
         jwks,
