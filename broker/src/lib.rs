@@ -7,6 +7,7 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod http;
+pub mod outbox;
 pub mod revocation;
 pub mod service;
 pub mod store;

@@ -46,6 +46,20 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             }
         }
     });
+    let sender = broker.clone();
+    tokio::spawn(async move {
+        // Back-channel logout tokens, from the outbox every process shares.
+        let http = crate::outbox::http_client();
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(
+            sender.config.cluster.sync_interval,
+        ));
+        loop {
+            every.tick().await;
+            if let Err(e) = crate::outbox::deliver_due(&sender, &http).await {
+                tracing::warn!(error = %e, "delivering logout tokens failed; retrying");
+            }
+        }
+    });
     let purger = broker.clone();
     tokio::spawn(async move {
         // Login transactions go when they expire; codes, sessions and refresh tokens an hour

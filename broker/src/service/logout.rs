@@ -213,11 +213,60 @@ pub async fn confirm(
     Ok(req.return_to)
 }
 
+/// End the session, and queue a logout token for every relying party that got tokens from
+/// it and registered a `backchannel_logout_uri` — in one database transaction; the
+/// `outbox` delivers them.
 async fn end(b: &Broker, session_cookie: &str, client: Option<&Client>) -> Result<(), OAuthError> {
     let hash = token_hash(session_cookie);
-    if let Some(s) = b.store.get_session(&hash).await? {
-        b.store.delete_session(&hash).await?;
-        tracing::info!(target: "audit", account = %s.account_id, client = client.map_or("", |c| c.client_id.as_str()), "logged out");
-    }
+    let Some(s) = b.store.get_session(&hash).await? else {
+        return Ok(());
+    };
+    let logouts = logouts_of(b, &hash, &s.account_id).await?;
+    b.store.end_session(&hash, &logouts).await?;
+    tracing::info!(target: "audit", account = %s.account_id, client = client.map_or("", |c| c.client_id.as_str()), back_channel = logouts.len(), "logged out");
     Ok(())
+}
+
+/// The logout tokens an ending session owes: one per relying party of its grants with a
+/// back-channel URI.
+pub async fn logouts_of(
+    b: &Broker,
+    session_hash: &str,
+    account_id: &str,
+) -> Result<Vec<crate::store::OutboxRecord>, OAuthError> {
+    let sid = crate::oidc::token::session_sid(b.server_key(), session_hash);
+    let registry = b.registry();
+    let now = b.now();
+    let mut clients: Vec<String> = b
+        .store
+        .grants_of_session(&sid)
+        .await?
+        .into_iter()
+        .filter(|g| g.account_id == account_id)
+        .map(|g| g.client_id)
+        .collect();
+    clients.sort();
+    clients.dedup();
+    Ok(clients
+        .iter()
+        .filter_map(|id| registry.get(id))
+        .filter_map(|c| {
+            c.backchannel_logout_uri
+                .as_ref()
+                .map(|uri| crate::store::OutboxRecord {
+                    id: crate::clock::random_id(),
+                    client_id: c.client_id.clone(),
+                    uri: uri.clone(),
+                    sub: crate::oidc::token::subject(b.server_key(), c, account_id),
+                    sid: Some(sid.clone()),
+                    created_at: now,
+                    next_attempt_at: now,
+                    attempts: 0,
+                    lease_until: None,
+                    delivered_at: None,
+                    failed_at: None,
+                    last_error: None,
+                })
+        })
+        .collect())
 }

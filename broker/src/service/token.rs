@@ -251,6 +251,7 @@ async fn code_grant_by_hash(
         created_at: now,
         revoked_at: None,
         claims_json: data.claims.as_ref().map(|c| c.to_string()),
+        sid: data.sid.clone(),
     };
     match b
         .store
@@ -297,6 +298,7 @@ async fn spend_closed(
         created_at: now,
         revoked_at: Some(now),
         claims_json: None,
+        sid: None,
     };
     b.store
         .redeem_code_with_grant(hash, &closed, None, now)

@@ -379,6 +379,26 @@ pub struct GrantRecord {
     pub revoked_at: Option<i64>,
     /// The authorization request's `claims` parameter (JSON), if any.
     pub claims_json: Option<String>,
+    /// The SSO session it came from (`sid`).
+    pub sid: Option<String>,
+}
+
+/// A logout token to deliver (table `logout_outbox`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxRecord {
+    /// Also the logout token's `jti`.
+    pub id: String,
+    pub client_id: String,
+    pub uri: String,
+    pub sub: String,
+    pub sid: Option<String>,
+    pub created_at: i64,
+    pub next_attempt_at: i64,
+    pub attempts: i64,
+    pub lease_until: Option<i64>,
+    pub delivered_at: Option<i64>,
+    pub failed_at: Option<i64>,
+    pub last_error: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -548,6 +568,29 @@ pub trait Store: Send + Sync + 'static {
         now: i64,
         add: bool,
     ) -> Result<i64>;
+    /// The live grants (client, account) that came from the SSO session `sid`.
+    async fn grants_of_session(&self, sid: &str) -> Result<Vec<GrantRecord>>;
+    /// End an SSO session and queue its logout tokens, in one database transaction.
+    async fn end_session(&self, id_hash: &str, logouts: &[OutboxRecord]) -> Result<()>;
+    /// Lease up to `limit` logout tokens due at `now` until `lease_until` (one process gets
+    /// each), counting the attempt.
+    async fn lease_logouts(
+        &self,
+        now: i64,
+        lease_until: i64,
+        limit: i64,
+    ) -> Result<Vec<OutboxRecord>>;
+    /// A leased logout token's outcome: delivered; or retry at `next_attempt_at`; or failed
+    /// for good (`next_attempt_at` None).
+    async fn settle_logout(
+        &self,
+        id: &str,
+        now: i64,
+        outcome: std::result::Result<(), (&str, Option<i64>)>,
+    ) -> Result<()>;
+    /// Logout tokens not delivered and not given up on.
+    async fn pending_logouts(&self) -> Result<i64>;
+    async fn logout_outbox(&self) -> Result<Vec<OutboxRecord>>;
     /// Suspend a passkey for good (its card revoked, expired, or its counter went back),
     /// with an audit event.
     async fn suspend_passkey(&self, id: &str, reason: &str, now: i64) -> Result<()>;

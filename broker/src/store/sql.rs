@@ -340,7 +340,9 @@ from_row! {
         cert_serial, revocation_json, created_at, retain_until }
     SessionRecord { id_hash, account_id, created_at, expires_at, facts_json }
     CodeRecord { code_hash, grant_id, client_id, account_id, data_json, expires_at, used_at }
-    GrantRecord { id, client_id, account_id, scope, created_at, revoked_at, claims_json }
+    GrantRecord { id, client_id, account_id, scope, created_at, revoked_at, claims_json, sid }
+    OutboxRecord { id, client_id, uri, sub, sid, created_at, next_attempt_at, attempts,
+        lease_until, delivered_at, failed_at, last_error }
     RefreshRecord { token_hash, grant_id, data_json, created_at, expires_at, used_at }
     SigningKeyRecord { kid, alg, private_pem, created_at, status, activate_at, retire_at }
     EventRecord { id, kind, payload, created_at }
@@ -850,6 +852,113 @@ impl Store for SqlStore {
         Ok(n.unwrap_or(0))
     }
 
+    async fn grants_of_session(&self, sid: &str) -> Result<Vec<GrantRecord>> {
+        Ok(
+            query_as("SELECT * FROM grants WHERE sid = $1 AND revoked_at IS NULL")
+                .bind(sid)
+                .fetch_all(&mut self.backend.read().await?)
+                .await?,
+        )
+    }
+
+    async fn end_session(&self, id_hash: &str, logouts: &[OutboxRecord]) -> Result<()> {
+        let mut db = self.begin().await?;
+        query("DELETE FROM sessions WHERE id_hash = $1")
+            .bind(id_hash)
+            .execute(&mut db)
+            .await?;
+        for o in logouts {
+            query(
+                "INSERT INTO logout_outbox (id, client_id, uri, sub, sid, created_at,
+                   next_attempt_at, attempts) VALUES ($1,$2,$3,$4,$5,$6,$7,0)",
+            )
+            .bind(&o.id)
+            .bind(&o.client_id)
+            .bind(&o.uri)
+            .bind(&o.sub)
+            .bind(&o.sid)
+            .bind(o.created_at)
+            .bind(o.next_attempt_at)
+            .execute(&mut db)
+            .await?;
+        }
+        db.commit().await?;
+        Ok(())
+    }
+
+    async fn lease_logouts(
+        &self,
+        now: i64,
+        lease_until: i64,
+        limit: i64,
+    ) -> Result<Vec<OutboxRecord>> {
+        // The conditions stand in the outer WHERE too: PostgreSQL checks them again on a row
+        // another process updated meanwhile, so two processes never lease one token.
+        Ok(query_as(
+            "UPDATE logout_outbox SET lease_until = $1, attempts = attempts + 1
+             WHERE id IN (SELECT id FROM logout_outbox
+                          WHERE delivered_at IS NULL AND failed_at IS NULL
+                            AND next_attempt_at <= $2
+                            AND (lease_until IS NULL OR lease_until < $2)
+                          ORDER BY next_attempt_at LIMIT $3)
+               AND delivered_at IS NULL AND failed_at IS NULL
+               AND (lease_until IS NULL OR lease_until < $2)
+             RETURNING *",
+        )
+        .bind(lease_until)
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&mut self.backend.write().await?)
+        .await?)
+    }
+
+    async fn settle_logout(
+        &self,
+        id: &str,
+        now: i64,
+        outcome: std::result::Result<(), (&str, Option<i64>)>,
+    ) -> Result<()> {
+        let q = match outcome {
+            Ok(()) => query(
+                "UPDATE logout_outbox SET delivered_at = $1, lease_until = NULL WHERE id = $2",
+            )
+            .bind(now)
+            .bind(id),
+            Err((why, Some(next))) => query(
+                "UPDATE logout_outbox SET next_attempt_at = $1, last_error = $2, lease_until = NULL
+                 WHERE id = $3",
+            )
+            .bind(next)
+            .bind(why)
+            .bind(id),
+            Err((why, None)) => query(
+                "UPDATE logout_outbox SET failed_at = $1, last_error = $2, lease_until = NULL
+                 WHERE id = $3",
+            )
+            .bind(now)
+            .bind(why)
+            .bind(id),
+        };
+        q.execute(&mut self.backend.write().await?).await?;
+        Ok(())
+    }
+
+    async fn pending_logouts(&self) -> Result<i64> {
+        Ok(query_scalar(
+            "SELECT COUNT(*) FROM logout_outbox WHERE delivered_at IS NULL AND failed_at IS NULL",
+        )
+        .fetch_one(&mut self.backend.read().await?)
+        .await?)
+    }
+
+    async fn logout_outbox(&self) -> Result<Vec<OutboxRecord>> {
+        Ok(
+            query_as("SELECT * FROM logout_outbox ORDER BY created_at, id")
+                .fetch_all(&mut self.backend.read().await?)
+                .await?,
+        )
+    }
+
     async fn suspend_passkey(&self, id: &str, reason: &str, now: i64) -> Result<()> {
         let mut db = self.begin().await?;
         let account: Option<String> = query_scalar(
@@ -1241,8 +1350,8 @@ impl Store for SqlStore {
             }
         };
         query(
-            "INSERT INTO grants (id, client_id, account_id, scope, created_at, revoked_at, claims_json)
-             VALUES ($1,$2,$3,$4,$5,$6,$7)",
+            "INSERT INTO grants (id, client_id, account_id, scope, created_at, revoked_at, claims_json, sid)
+             VALUES ($1,$2,$3,$4,$5,$6,$7,$8)",
         )
         .bind(&g.id)
         .bind(&g.client_id)
@@ -1251,6 +1360,7 @@ impl Store for SqlStore {
         .bind(g.created_at)
         .bind(g.revoked_at)
         .bind(&g.claims_json)
+        .bind(&g.sid)
         .execute(&mut db)
         .await?;
         if let Some(r) = refresh {
@@ -1508,6 +1618,11 @@ impl Store for SqlStore {
             ("DELETE FROM transactions WHERE expires_at < $1", 0),
             ("DELETE FROM client_assertion_jtis WHERE expires_at < $1", 0),
             ("DELETE FROM webauthn_ceremonies WHERE expires_at < $1", 0),
+            // Delivered or given-up logout tokens are kept a week (what was sent, when).
+            (
+                "DELETE FROM logout_outbox WHERE COALESCE(delivered_at, failed_at) < $1",
+                7 * 24 * 3600,
+            ),
             // A device polling after expiry hears expired_token for an hour, then its code
             // is unknown.
             (

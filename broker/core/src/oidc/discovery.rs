@@ -98,6 +98,8 @@ pub fn metadata(iss: &str, policy: &crate::registry::policy::Policy) -> Value {
         "introspection_endpoint": format!("{iss}/introspect"),
         "device_authorization_endpoint": format!("{iss}/device_authorization"),
         "end_session_endpoint": format!("{iss}/logout"),
+        "backchannel_logout_supported": true,
+        "backchannel_logout_session_supported": true,
         "revocation_endpoint": format!("{iss}/revoke"),
         "scopes_supported": SUPPORTED_SCOPES,
         "response_types_supported": ["code"],

@@ -114,6 +114,8 @@ pub struct Client {
     pub redirect_uris: Vec<String>,
     /// Where RP-initiated logout may send the browser back to (exact match).
     pub post_logout_redirect_uris: Vec<String>,
+    /// OpenID Connect Back-Channel Logout 1.0: where logout tokens are POSTed.
+    pub backchannel_logout_uri: Option<String>,
     pub auth_method: AuthMethod,
     /// SHA-256 of the client secret (never the secret itself).
     pub client_secret_sha256: Option<[u8; 32]>,
@@ -171,6 +173,8 @@ struct RawClient {
     /// Where RP-initiated logout may send the browser back to (exact match).
     #[serde(default = "no_uris")]
     post_logout_redirect_uris: Spanned<Vec<Spanned<String>>>,
+    /// Where the broker POSTs a logout token when a session of this client's person ends.
+    backchannel_logout_uri: Option<Spanned<String>>,
     token_endpoint_auth_method: Spanned<AuthMethod>,
     client_secret_sha256: Option<Spanned<String>>,
     jwks: Option<Spanned<toml::Value>>,
@@ -339,6 +343,7 @@ impl Registry {
             kind: RpKind::Other,
             redirect_uris: vec![format!("{issuer}/account/callback")],
             post_logout_redirect_uris: vec![],
+            backchannel_logout_uri: None,
             auth_method: AuthMethod::None,
             client_secret_sha256: None,
             jwks: None,
@@ -489,18 +494,22 @@ pub fn parse_client(file: &Path, text: &str) -> Result<Client, FileError> {
     let mut hosts = BTreeSet::new();
     let mut redirect_uris = Vec::new();
     let mut post_logout_redirect_uris = Vec::new();
+    let mut backchannel_logout_uri = None;
+    // Role of each URI: 0 a redirect URI, 1 a post-logout redirect URI, 2 the back-channel
+    // logout URI; each is checked the same way.
     let all = raw
         .redirect_uris
         .get_ref()
         .iter()
-        .map(|u| (u, false))
+        .map(|u| (u, 0))
         .chain(
             raw.post_logout_redirect_uris
                 .get_ref()
                 .iter()
-                .map(|u| (u, true)),
-        );
-    for (u, post_logout) in all {
+                .map(|u| (u, 1)),
+        )
+        .chain(raw.backchannel_logout_uri.iter().map(|u| (u, 2)));
+    for (u, role) in all {
         let s = u.get_ref();
         let parsed = Url::parse(s)
             .map_err(|e| err(u.span(), format!("redirect URI `{s}` is not absolute: {e}")))?;
@@ -529,9 +538,16 @@ pub fn parse_client(file: &Path, text: &str) -> Result<Client, FileError> {
                 ));
             }
         }
-        if post_logout {
-            post_logout_redirect_uris.push(s.clone());
-            continue;
+        match role {
+            1 => {
+                post_logout_redirect_uris.push(s.clone());
+                continue;
+            }
+            2 => {
+                backchannel_logout_uri = Some(s.clone());
+                continue;
+            }
+            _ => {}
         }
         if let Some(h) = parsed.host_str() {
             hosts.insert(h.to_string());
@@ -725,6 +741,7 @@ pub fn parse_client(file: &Path, text: &str) -> Result<Client, FileError> {
         kind: raw.kind,
         redirect_uris,
         post_logout_redirect_uris,
+        backchannel_logout_uri,
         auth_method: method,
         client_secret_sha256: secret,
         jwks,

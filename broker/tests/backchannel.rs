@@ -1,0 +1,209 @@
+//! Back-channel logout (OpenID Connect Back-Channel Logout 1.0): ending a session queues a
+//! logout token for every relying party that got tokens from it and registered a
+//! `backchannel_logout_uri`; the outbox delivers it — verified here against the broker's JWKS
+//! by the spec's rules — and keeps it while the receiver is away, delivering it once back.
+
+mod common;
+use axum::http::StatusCode;
+use common::*;
+use serde_json::Value;
+use std::sync::{Arc, Mutex};
+
+/// A relying party's back-channel receiver on a loopback port: the bodies it was POSTed.
+struct Receiver {
+    got: Arc<Mutex<Vec<String>>>,
+    stop: tokio::sync::oneshot::Sender<()>,
+}
+
+async fn receiver(listener: tokio::net::TcpListener) -> Receiver {
+    let got: Arc<Mutex<Vec<String>>> = Arc::default();
+    let seen = got.clone();
+    let app = axum::Router::new().route(
+        "/bcl",
+        axum::routing::post(move |body: String| {
+            let seen = seen.clone();
+            async move {
+                seen.lock().unwrap().push(body);
+                StatusCode::OK
+            }
+        }),
+    );
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap();
+    });
+    Receiver { got, stop }
+}
+
+fn payload(jwt: &str) -> Value {
+    let p = jwt.split('.').nth(1).unwrap();
+    serde_json::from_slice(&broker::clock::b64url_decode(p).unwrap()).unwrap()
+}
+
+/// Verify a logout token as a relying party must (§2.6): a JWS by a key of the issuer's
+/// JWKS, `typ` logout+jwt, `iss`, `aud`, `iat`, `jti`, the event, `sub` and/or `sid`, no
+/// `nonce`.
+async fn verify(t: &TestBroker, token: &str, aud: &str) -> Value {
+    let header = jsonwebtoken::decode_header(token).unwrap();
+    assert_eq!(header.typ.as_deref(), Some("logout+jwt"));
+    let jwks: jsonwebtoken::jwk::JwkSet =
+        serde_json::from_str(&t.browser().get("/jwks").await.body).unwrap();
+    let jwk = jwks
+        .find(header.kid.as_deref().unwrap())
+        .expect("a published key");
+    let key = jsonwebtoken::DecodingKey::from_jwk(jwk).unwrap();
+    let mut v = jsonwebtoken::Validation::new(header.alg);
+    v.set_audience(&[aud]);
+    v.set_issuer(&[ISSUER]);
+    v.validate_exp = false; // the test clock is not the wall clock
+    v.set_required_spec_claims(&["iss", "aud", "iat", "exp"]);
+    let claims = jsonwebtoken::decode::<Value>(token, &key, &v)
+        .unwrap()
+        .claims;
+    assert!(claims["jti"].is_string());
+    assert_eq!(
+        claims["events"],
+        serde_json::json!({"http://schemas.openid.net/event/backchannel-logout": {}})
+    );
+    assert!(claims.get("nonce").is_none());
+    claims
+}
+
+#[tokio::test]
+async fn a_logout_reaches_the_relying_parties_of_the_session_even_after_their_receiver_was_down() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let rp = format!(
+        "client_id = \"bcl\"\ndisplay_name = \"Back-channel RP\"\nkind = \"other\"\nredirect_uris = [\"{REDIRECT}\"]\nsector_identifier = \"localhost\"\ntoken_endpoint_auth_method = \"client_secret_basic\"\nclient_secret_sha256 = \"eb26d4a9a0ef04727f52fb5acc8936196ae90e23003fc5117ce8e3e28c49363f\"\nscopes = [\"openid\"]\nbackchannel_logout_uri = \"http://127.0.0.1:{port}/bcl\"\n"
+    );
+    let t = TestBroker::with_rps(&[("bcl.toml", &rp)]).await;
+    let rx = receiver(listener).await;
+    let http = broker::outbox::http_client();
+    let mut card = t.card("card");
+
+    // Logged in to the back-channel RP and to local-dev (no back-channel URI) in one session.
+    let mut br = t.browser();
+    let p = login_with_card(
+        &mut br,
+        &mut card,
+        &auth_url(&[("client_id", "bcl"), ("scope", "openid")]),
+    )
+    .await;
+    let r = br
+        .post_form(
+            "/token",
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", &p["code"]),
+                ("redirect_uri", REDIRECT),
+                ("code_verifier", VERIFIER),
+            ],
+            Some(("bcl", SECRET)),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let id_token = r.json()["id_token"].as_str().unwrap().to_string();
+    let r = br.get(&auth_url(&[("scope", "openid")])).await;
+    let code = r.redirect_params()["code"].clone();
+    assert_eq!(redeem(&mut br, &code).await.status, StatusCode::OK);
+
+    // RP-initiated logout: one token queued (only bcl registered a receiver), then delivered.
+    let r = br.get(&format!("/logout?id_token_hint={id_token}")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let outbox = t.broker.store.logout_outbox().await.unwrap();
+    assert_eq!(outbox.len(), 1, "{outbox:?}");
+    assert_eq!(outbox[0].client_id, "bcl");
+    assert_eq!(
+        broker::outbox::deliver_due(&t.broker, &http).await.unwrap(),
+        1
+    );
+    let got = rx.got.lock().unwrap().clone();
+    assert_eq!(got.len(), 1);
+    let token = got[0]
+        .strip_prefix("logout_token=")
+        .expect("a form with logout_token");
+    let claims = verify(&t, token, "bcl").await;
+    let id = payload(&id_token);
+    assert_eq!(claims["sub"], id["sub"]);
+    assert_eq!(claims["sid"], id["sid"]);
+    // Delivered once: the next round sends nothing.
+    assert_eq!(
+        broker::outbox::deliver_due(&t.broker, &http).await.unwrap(),
+        0
+    );
+    assert_eq!(rx.got.lock().unwrap().len(), 1);
+    let _ = rx.stop.send(());
+
+    // The receiver is down at the next logout: the token waits, then arrives once it is back.
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let mut br = t.browser();
+    let p = login_with_card(
+        &mut br,
+        &mut card,
+        &auth_url(&[("client_id", "bcl"), ("scope", "openid")]),
+    )
+    .await;
+    let r = br
+        .post_form(
+            "/token",
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", &p["code"]),
+                ("redirect_uri", REDIRECT),
+                ("code_verifier", VERIFIER),
+            ],
+            Some(("bcl", SECRET)),
+        )
+        .await;
+    let id_token = r.json()["id_token"].as_str().unwrap().to_string();
+    br.get(&format!("/logout?id_token_hint={id_token}")).await;
+    assert_eq!(
+        broker::outbox::deliver_due(&t.broker, &http).await.unwrap(),
+        0
+    );
+    let waiting = t.broker.store.logout_outbox().await.unwrap();
+    let w = waiting.iter().find(|o| o.delivered_at.is_none()).unwrap();
+    assert_eq!(w.attempts, 1);
+    assert_eq!(
+        w.last_error.as_deref(),
+        Some("the receiver could not be reached")
+    );
+    assert_eq!(t.broker.store.pending_logouts().await.unwrap(), 1);
+    // Not due yet: nothing is tried.
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let rx = receiver(listener).await;
+    assert_eq!(
+        broker::outbox::deliver_due(&t.broker, &http).await.unwrap(),
+        0
+    );
+    t.clock.advance(time::Duration::seconds(6));
+    assert_eq!(
+        broker::outbox::deliver_due(&t.broker, &http).await.unwrap(),
+        1
+    );
+    let got = rx.got.lock().unwrap().clone();
+    assert_eq!(got.len(), 1);
+    let claims = verify(&t, got[0].strip_prefix("logout_token=").unwrap(), "bcl").await;
+    assert_eq!(claims["sid"], payload(&id_token)["sid"]);
+    assert_eq!(t.broker.store.pending_logouts().await.unwrap(), 0);
+    let m = t.browser().get("/metrics").await.body;
+    assert!(
+        m.contains("broker_backchannel_logout_delivered_total"),
+        "{m}"
+    );
+    // Discovery says so.
+    let d = t
+        .browser()
+        .get("/.well-known/openid-configuration")
+        .await
+        .json();
+    assert_eq!(d["backchannel_logout_supported"], true);
+    assert_eq!(d["backchannel_logout_session_supported"], true);
+}
