@@ -836,3 +836,164 @@ fn pg_a_passkey_ceremony_begun_on_one_process_finishes_on_the_other() {
         assert_eq!(id["amr"], serde_json::json!(["hwk", "user", "mfa"]));
     });
 }
+
+/// Back-channel logout with the real binary: two processes on PostgreSQL share the outbox and
+/// deliver each logout token once; a receiver (Python, verifying every token with Authlib
+/// against the broker's JWKS) that is down when the session ends gets the token after it comes
+/// back — with both broker processes killed and restarted meanwhile.
+#[test]
+fn pg_back_channel_logout_tokens_are_delivered_once_and_survive_a_restart() {
+    let port = broker_testkit::free_port();
+    let db = db::fresh_postgres_database();
+    let rp = format!(
+        "client_id = \"bcl\"\ndisplay_name = \"Back-channel RP\"\nkind = \"other\"\nredirect_uris = [\"{REDIRECT}\"]\nsector_identifier = \"localhost\"\ntoken_endpoint_auth_method = \"client_secret_basic\"\nclient_secret_sha256 = \"eb26d4a9a0ef04727f52fb5acc8936196ae90e23003fc5117ce8e3e28c49363f\"\nscopes = [\"openid\"]\nbackchannel_logout_uri = \"http://127.0.0.1:{port}/bcl\"\n"
+    );
+    let mut c = Setup::new()
+        .database(&db)
+        .relying_party("bcl.toml", &rp)
+        .toml("demo = true\n\n[cluster]\nsync_interval = 1\n")
+        .processes(BIN, 2);
+    let card = c.issue_card("card").display().to_string();
+    let python = std::env::var("BROKER_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let issuer = c.issuer.clone();
+    let start_receiver = || {
+        let child = Command::new(&python)
+            .arg(repo().join("tests/clients/bcl_receiver.py"))
+            .args([&port.to_string(), issuer.as_str(), "bcl"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("python runs");
+        broker_testkit::wait_for_port(port, "the receiver did not start");
+        child
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let received = |rt: &tokio::runtime::Runtime| -> Value {
+        rt.block_on(async {
+            reqwest::get(format!("http://127.0.0.1:{port}/log"))
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap()
+        })
+    };
+    // A browser logs in at process A to the back-channel RP, redeems at B, logs out at B.
+    let session_and_logout = |rt: &tokio::runtime::Runtime, c: &Processes| {
+        rt.block_on(async {
+            let browser = reqwest::Client::builder()
+                .cookie_store(true)
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap();
+            let url = broker_testkit::authorize_url(&c.base(0), "")
+                .replace("client_id=local-dev", "client_id=bcl");
+            let r = browser.get(url).send().await.unwrap();
+            let login = r.headers()["location"].to_str().unwrap().to_string();
+            let st: Value = browser
+                .get(format!("{}{login}/status", c.base(0)))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let o = c.cli(&[
+                "card",
+                "approve",
+                "--card",
+                &card,
+                "--pin",
+                "1234",
+                "--sign-pin",
+                "ABC123",
+                st["helper_url"].as_str().unwrap(),
+            ]);
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+            let r = browser
+                .get(format!("{}{login}/continue", c.base(0)))
+                .send()
+                .await
+                .unwrap();
+            let to = r.headers()["location"].to_str().unwrap().to_string();
+            let code = code_of(&to);
+            let tok: Value = browser
+                .post(format!("{}/token", c.base(1)))
+                .basic_auth("bcl", Some("local-dev-secret"))
+                .form(&[
+                    ("grant_type", "authorization_code"),
+                    ("code", code.as_str()),
+                    ("redirect_uri", REDIRECT),
+                    ("code_verifier", VERIFIER),
+                ])
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let id_token = tok["id_token"].as_str().unwrap().to_string();
+            let r = browser
+                .get(format!("{}/logout?id_token_hint={id_token}", c.base(1)))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            id_token
+        })
+    };
+    let wait_valid = |rt: &tokio::runtime::Runtime, n: usize| {
+        let start = Instant::now();
+        loop {
+            let log = received(rt);
+            if log["valid"].as_array().unwrap().len() >= n
+                || start.elapsed() > Duration::from_secs(20)
+            {
+                return log;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+
+    let mut receiver = start_receiver();
+    let first = session_and_logout(&rt, &c);
+    let log = wait_valid(&rt, 1);
+    // Both processes poll the outbox every second: still one token three seconds later.
+    std::thread::sleep(Duration::from_secs(3));
+    let log2 = received(&rt);
+    assert_eq!(log2, log);
+    assert_eq!(log["invalid"], serde_json::json!([]), "{log}");
+    let valid = log["valid"].as_array().unwrap();
+    assert_eq!(valid.len(), 1, "{log}");
+    let id: Value = serde_json::from_slice(
+        &broker::clock::b64url_decode(first.split('.').nth(1).unwrap()).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(valid[0]["sid"], id["sid"]);
+    assert_eq!(valid[0]["sub"], id["sub"]);
+
+    // The receiver goes down; a session ends; both broker processes are killed and restarted;
+    // the receiver comes back: the token arrives, once.
+    let _ = receiver.kill();
+    let _ = receiver.wait();
+    let second = session_and_logout(&rt, &c);
+    std::thread::sleep(Duration::from_millis(1500));
+    c.kill(0);
+    c.kill(1);
+    c.restart(0);
+    c.restart(1);
+    let mut receiver = start_receiver();
+    // (the new receiver's log starts empty)
+    let log = wait_valid(&rt, 1);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(received(&rt), log);
+    let _ = receiver.kill();
+    let _ = receiver.wait();
+    let valid = log["valid"].as_array().unwrap();
+    assert_eq!(valid.len(), 1, "{log}");
+    let id: Value = serde_json::from_slice(
+        &broker::clock::b64url_decode(second.split('.').nth(1).unwrap()).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(valid[0]["sid"], id["sid"]);
+}
