@@ -55,6 +55,26 @@ pub fn logout_token(b: &Broker, rec: &OutboxRecord, now: i64) -> Option<String> 
     )
 }
 
+/// The Security Event Token of `rec` (RFC 8417): `typ` secevent+jwt; `iss`, `aud`, `iat`,
+/// `jti`, `sub_id` (format `iss_sub`: the person as that relying party knows them) and the
+/// stored `events`.
+pub fn security_event_token(b: &Broker, rec: &OutboxRecord, now: i64) -> Option<String> {
+    let client = b.registry().get(&rec.client_id).cloned()?;
+    let events: serde_json::Value = serde_json::from_str(rec.event_json.as_deref()?).ok()?;
+    let claims = json!({
+        "iss": b.issuer(),
+        "aud": rec.client_id,
+        "iat": now,
+        "jti": rec.id,
+        "sub_id": { "format": "iss_sub", "iss": b.issuer(), "sub": rec.sub },
+        "events": events,
+    });
+    Some(
+        b.keys()
+            .sign(client.id_token_alg, Some("secevent+jwt"), &claims, now),
+    )
+}
+
 /// Seconds to wait after the `attempts`-th failure: 5 s, doubling, at most an hour.
 pub fn backoff(attempts: i64) -> i64 {
     (5i64 << attempts.clamp(1, 20).saturating_sub(1)).min(3600)
@@ -66,16 +86,25 @@ pub async fn deliver_due(b: &Broker, http: &reqwest::Client) -> Result<usize, St
     let leased = b.store.lease_logouts(now, now + LEASE, BATCH).await?;
     let mut delivered = 0;
     for rec in leased {
-        let outcome = match logout_token(b, &rec, b.now()) {
+        let sent = if rec.kind == "set" {
+            // RFC 8935 §2: the SET as the body; 202 Accepted.
+            security_event_token(b, &rec, b.now()).map(|set| {
+                http.post(&rec.uri)
+                    .header(reqwest::header::CONTENT_TYPE, "application/secevent+jwt")
+                    .header(reqwest::header::ACCEPT, "application/json")
+                    .body(set)
+            })
+        } else {
+            logout_token(b, &rec, b.now()).map(|token| {
+                http.post(&rec.uri)
+                    .form(&[("logout_token", token.as_str())])
+                    .header(reqwest::header::CACHE_CONTROL, "no-store")
+            })
+        };
+        let outcome = match sent {
             None => Err("the relying party is no longer registered".to_string()),
-            Some(token) => match http
-                .post(&rec.uri)
-                .form(&[("logout_token", token.as_str())])
-                .header(reqwest::header::CACHE_CONTROL, "no-store")
-                .send()
-                .await
-            {
-                Ok(r) if r.status().as_u16() == 200 || r.status().as_u16() == 204 => Ok(()),
+            Some(request) => match request.send().await {
+                Ok(r) if matches!(r.status().as_u16(), 200 | 202 | 204) => Ok(()),
                 Ok(r) => Err(format!("the receiver answered {}", r.status().as_u16())),
                 Err(e) => Err(if e.is_timeout() {
                     "the receiver did not answer in time".to_string()

@@ -207,3 +207,141 @@ async fn a_logout_reaches_the_relying_parties_of_the_session_even_after_their_re
     assert_eq!(d["backchannel_logout_supported"], true);
     assert_eq!(d["backchannel_logout_session_supported"], true);
 }
+
+/// A card found revoked at its next login: once, the account's sessions end, its relying
+/// parties get a logout token (their sessions) and a CAEP credential-change SET (RFC 8935
+/// push), and the grants' refresh tokens stop working.
+#[tokio::test]
+async fn a_revoked_card_ends_its_sessions_tells_the_relying_parties_and_stops_their_tokens() {
+    use broker::pki::{CertKind, RevocationReason};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let rp = format!(
+        "client_id = \"bcl\"\ndisplay_name = \"Back-channel RP\"\nkind = \"other\"\nredirect_uris = [\"{REDIRECT}\"]\nsector_identifier = \"localhost\"\ntoken_endpoint_auth_method = \"client_secret_basic\"\nclient_secret_sha256 = \"eb26d4a9a0ef04727f52fb5acc8936196ae90e23003fc5117ce8e3e28c49363f\"\nscopes = [\"openid\", \"offline_access\"]\ngrant_types = [\"authorization_code\", \"refresh_token\"]\nbackchannel_logout_uri = \"http://127.0.0.1:{port}/bcl\"\nsignals_uri = \"http://127.0.0.1:{port}/set\"\n"
+    );
+    let t = TestBroker::with_rps(&[("bcl.toml", &rp)]).await;
+    let got: Arc<Mutex<Vec<(String, String, String)>>> = Arc::default();
+    let seen = got.clone();
+    let app = axum::Router::new().route(
+        "/{path}",
+        axum::routing::post(
+            move |axum::extract::Path(path): axum::extract::Path<String>,
+                  headers: axum::http::HeaderMap,
+                  body: String| {
+                let seen = seen.clone();
+                async move {
+                    let ct = headers
+                        .get("content-type")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("")
+                        .to_string();
+                    seen.lock().unwrap().push((path.clone(), ct, body));
+                    if path == "set" {
+                        StatusCode::ACCEPTED
+                    } else {
+                        StatusCode::OK
+                    }
+                }
+            },
+        ),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let http = broker::outbox::http_client();
+    let mut card = t.card("card");
+    let mut br = t.browser();
+    let p = login_with_card(
+        &mut br,
+        &mut card,
+        &auth_url(&[("client_id", "bcl"), ("scope", "openid offline_access")]),
+    )
+    .await;
+    let tok = br
+        .post_form(
+            "/token",
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", &p["code"]),
+                ("redirect_uri", REDIRECT),
+                ("code_verifier", VERIFIER),
+            ],
+            Some(("bcl", SECRET)),
+        )
+        .await
+        .json();
+    let refresh = tok["refresh_token"].as_str().unwrap().to_string();
+    let id = payload(tok["id_token"].as_str().unwrap());
+
+    // Revoked upstream; past the cache's bound the next login is refused — and signals once.
+    let der = card.auth_certificate_der().unwrap();
+    let serial = hex::decode(broker::pki::inspect(&der).unwrap().serial_hex).unwrap();
+    t.demo_ca()
+        .revoke(
+            CertKind::UserAuth,
+            &serial,
+            RevocationReason::KeyCompromise,
+            time::OffsetDateTime::now_utc(),
+        )
+        .unwrap();
+    t.clock.advance(time::Duration::seconds(61));
+    for _ in 0..2 {
+        let mut b2 = t.browser();
+        let s = start_login(&mut b2, &auth_url(&[])).await;
+        let r = helper_answer(&mut b2, &s.helper_path, &mut card, "1234").await;
+        assert_eq!(r.json()["error"], "certificate_revoked");
+    }
+    let outbox = t.broker.store.logout_outbox().await.unwrap();
+    let kinds: Vec<&str> = outbox.iter().map(|o| o.kind.as_str()).collect();
+    assert_eq!(kinds.len(), 2, "signalled once: {outbox:?}");
+    assert!(kinds.contains(&"logout") && kinds.contains(&"set"));
+    assert_eq!(t.counts().await.sessions, 0, "the account's sessions ended");
+    assert_eq!(
+        broker::outbox::deliver_due(&t.broker, &http).await.unwrap(),
+        2
+    );
+    let got = got.lock().unwrap().clone();
+    let logout = got.iter().find(|(p, _, _)| p == "bcl").unwrap();
+    let claims = verify(&t, logout.2.strip_prefix("logout_token=").unwrap(), "bcl").await;
+    assert_eq!(claims["sid"], id["sid"]);
+    let (_, ct, set) = got.iter().find(|(p, _, _)| p == "set").unwrap();
+    assert_eq!(ct, "application/secevent+jwt");
+    let header = jsonwebtoken::decode_header(set).unwrap();
+    assert_eq!(header.typ.as_deref(), Some("secevent+jwt"));
+    let set_claims = payload(set);
+    assert_eq!(set_claims["aud"], "bcl");
+    assert_eq!(set_claims["sub_id"]["sub"], id["sub"]);
+    let ev = &set_claims["events"]["https://schemas.openid.net/secevent/caep/event-type/credential-change"];
+    assert_eq!(ev["change_type"], "revoke");
+    assert!(
+        ev["reason_admin"]["en"]
+            .as_str()
+            .unwrap()
+            .contains("keyCompromise")
+    );
+    // The grant's refresh token stops working.
+    let r = t
+        .browser()
+        .post_form(
+            "/token",
+            &[("grant_type", "refresh_token"), ("refresh_token", &refresh)],
+            Some(("bcl", SECRET)),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    assert_eq!(r.json()["error"], "invalid_grant");
+    // The person's record says what happened.
+    let account = t
+        .broker
+        .store
+        .account_by_cert(
+            &broker::pki::inspect(&der).unwrap().issuer,
+            &hex::encode(&serial),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let events = t.broker.store.audit_events(&account).await.unwrap();
+    assert!(
+        events.iter().any(|e| e.kind == "certificate_revoked"),
+        "{events:?}"
+    );
+}

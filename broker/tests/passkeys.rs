@@ -504,8 +504,10 @@ async fn a_revoked_card_suspends_its_passkeys_and_a_removed_passkey_is_unknown()
     // Another person's session cannot touch it.
     let mut other_card = t.card("other");
     let mut other = card_session(&t, &mut other_card).await;
-    let r = enrol(&mut other, &mut SoftAuthenticator::new(), "theirs").await;
+    let mut theirs = SoftAuthenticator::new();
+    let r = enrol(&mut other, &mut theirs, "theirs").await;
     assert_eq!(r.status, StatusCode::CREATED);
+    let their_id = r.json()["id"].as_str().unwrap().to_string();
     let other_csrf = csrf_of(&other.get("/account").await);
     let r = other
         .post_form(
@@ -538,23 +540,27 @@ async fn a_revoked_card_suspends_its_passkeys_and_a_removed_passkey_is_unknown()
     let r = finish_login(&mut b, &s.tx, &ceremony, &cred).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
     assert_eq!(r.json()["error"], "card_revoked");
-    assert_eq!(t.counts().await.sessions, before.sessions);
+    // No session was made; the revoked card's account's sessions (its card session and its
+    // earlier passkey login's) ended with it (signals); the other person's stays.
+    assert_eq!((before.sessions, t.counts().await.sessions), (3, 1));
+    assert_eq!(br.get("/account").await.status, StatusCode::SEE_OTHER);
     let r = answer(&mut b, &s.tx, &mut phone).await;
     assert_eq!(r.json()["error"], "passkey_suspended");
 
-    // Removed: the passkey is unknown to the broker from then on.
-    let r = br
+    // Removed (by the other person, whose card is good): unknown to the broker from then on.
+    let r = other
         .post_form(
-            &format!("/account/passkeys/{id}/remove"),
-            &[("csrf", &csrf)],
+            &format!("/account/passkeys/{their_id}/remove"),
+            &[("csrf", &other_csrf)],
             None,
         )
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     assert_eq!(t.counts().await.passkeys, 1);
-    let r = answer(&mut b, &s.tx, &mut phone).await;
+    let r = answer(&mut b, &s.tx, &mut theirs).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     assert_eq!(r.json()["error"], "unknown_passkey");
+    let _ = (&csrf, &id);
 }
 
 /// The account page logs people in through the authorization endpoint as its own built-in

@@ -116,7 +116,18 @@ async fn revocation(b: &Broker, cert: &ValidatedCert) -> Result<RevocationFact, 
     match &checked {
         Ok(ev) => {
             if let crate::pki::CertStatus::Revoked { reason, .. } = &ev.status {
-                tracing::info!(serial = %cert.serial_hex, reason = reason.map_or("unspecified", |r| r.as_str()), "revoked card refused");
+                let why = reason.map_or("unspecified", |r| r.as_str());
+                tracing::info!(serial = %cert.serial_hex, reason = why, "revoked card refused");
+                if let Err(e) = crate::service::signals::certificate_revoked(
+                    b,
+                    &cert.issuer,
+                    &cert.serial_hex,
+                    why,
+                )
+                .await
+                {
+                    tracing::warn!(error = %e, "signalling a revoked certificate failed; the next check tries again");
+                }
             }
         }
         Err(e) if fail_open => {

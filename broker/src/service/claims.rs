@@ -48,6 +48,13 @@ pub async fn signature_cert_revoked(
                     .mark_claims_stale(&v.sign_issuer, &v.sign_serial, why, b.now())
                     .await?;
                 tracing::info!(account = %v.account_id, reason = why, "verified claims are stale: the signature certificate was revoked");
+                crate::service::signals::certificate_revoked(
+                    b,
+                    &v.sign_issuer,
+                    &v.sign_serial,
+                    why,
+                )
+                .await?;
                 Ok(true)
             }
             _ => Ok(false),

@@ -266,6 +266,8 @@ pub async fn logouts_of(
                     delivered_at: None,
                     failed_at: None,
                     last_error: None,
+                    kind: "logout".into(),
+                    event_json: None,
                 })
         })
         .collect())

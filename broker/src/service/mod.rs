@@ -14,6 +14,7 @@ pub mod login;
 pub mod logout;
 pub mod passkey;
 pub mod reload;
+pub mod signals;
 pub mod signatures;
 pub mod token;
 

@@ -422,6 +422,15 @@ pub async fn finish_login(
                 "card_expired"
             };
             tracing::info!(target: "audit", passkey = %record.id, account = %record.account_id, reason, "passkey suspended: the card behind it is no longer current");
+            if e == PasskeyError::CardRevoked {
+                crate::service::signals::certificate_revoked(
+                    b,
+                    &behind.issuer,
+                    &behind.serial,
+                    "revoked",
+                )
+                .await?;
+            }
             b.store.suspend_passkey(&record.id, reason, now).await?;
             return Err(e);
         }

@@ -399,6 +399,10 @@ pub struct OutboxRecord {
     pub delivered_at: Option<i64>,
     pub failed_at: Option<i64>,
     pub last_error: Option<String>,
+    /// `logout` (a back-channel logout token) or `set` (a Security Event Token, RFC 8935 push).
+    pub kind: String,
+    /// For a SET: its `events` claim (JSON).
+    pub event_json: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -588,6 +592,20 @@ pub trait Store: Send + Sync + 'static {
         now: i64,
         outcome: std::result::Result<(), (&str, Option<i64>)>,
     ) -> Result<()>;
+    /// The broker learned that certificate (issuer, serial) is revoked: mark its link (once)
+    /// and, in the same database transaction, end the account's sessions, revoke its grants
+    /// when `revoke_grants` (their refresh and access tokens stop), and queue `signals`.
+    /// None if the certificate is not linked or was marked before (nothing is written).
+    async fn signal_revoked_cert(
+        &self,
+        issuer: &str,
+        serial: &str,
+        revoke_grants: bool,
+        signals: &[OutboxRecord],
+        now: i64,
+    ) -> Result<Option<String>>;
+    /// The live grants of an account.
+    async fn grants_of_account(&self, account_id: &str) -> Result<Vec<GrantRecord>>;
     /// Logout tokens not delivered and not given up on.
     async fn pending_logouts(&self) -> Result<i64>;
     async fn logout_outbox(&self) -> Result<Vec<OutboxRecord>>;

@@ -342,7 +342,7 @@ from_row! {
     CodeRecord { code_hash, grant_id, client_id, account_id, data_json, expires_at, used_at }
     GrantRecord { id, client_id, account_id, scope, created_at, revoked_at, claims_json, sid }
     OutboxRecord { id, client_id, uri, sub, sid, created_at, next_attempt_at, attempts,
-        lease_until, delivered_at, failed_at, last_error }
+        lease_until, delivered_at, failed_at, last_error, kind, event_json }
     RefreshRecord { token_hash, grant_id, data_json, created_at, expires_at, used_at }
     SigningKeyRecord { kid, alg, private_pem, created_at, status, activate_at, retire_at }
     EventRecord { id, kind, payload, created_at }
@@ -362,6 +362,28 @@ struct LinkRow {
     issuer: String,
     serial: String,
     account_id: String,
+}
+
+/// Queue outbox items (logout tokens, SETs) in the caller's database transaction.
+async fn queue(db: &mut (impl Exec + ?Sized), items: &[OutboxRecord]) -> Result<()> {
+    for o in items {
+        query(
+            "INSERT INTO logout_outbox (id, client_id, uri, sub, sid, created_at,
+               next_attempt_at, attempts, kind, event_json) VALUES ($1,$2,$3,$4,$5,$6,$7,0,$8,$9)",
+        )
+        .bind(&o.id)
+        .bind(&o.client_id)
+        .bind(&o.uri)
+        .bind(&o.sub)
+        .bind(&o.sid)
+        .bind(o.created_at)
+        .bind(o.next_attempt_at)
+        .bind(&o.kind)
+        .bind(&o.event_json)
+        .execute(&mut *db)
+        .await?;
+    }
+    Ok(())
 }
 
 /// Append an audit event (in the caller's database transaction, so it exists exactly when
@@ -867,23 +889,75 @@ impl Store for SqlStore {
             .bind(id_hash)
             .execute(&mut db)
             .await?;
-        for o in logouts {
-            query(
-                "INSERT INTO logout_outbox (id, client_id, uri, sub, sid, created_at,
-                   next_attempt_at, attempts) VALUES ($1,$2,$3,$4,$5,$6,$7,0)",
-            )
-            .bind(&o.id)
-            .bind(&o.client_id)
-            .bind(&o.uri)
-            .bind(&o.sub)
-            .bind(&o.sid)
-            .bind(o.created_at)
-            .bind(o.next_attempt_at)
-            .execute(&mut db)
-            .await?;
-        }
+        queue(&mut db, logouts).await?;
         db.commit().await?;
         Ok(())
+    }
+
+    async fn signal_revoked_cert(
+        &self,
+        issuer: &str,
+        serial: &str,
+        revoke_grants: bool,
+        signals: &[OutboxRecord],
+        now: i64,
+    ) -> Result<Option<String>> {
+        let mut db = self.begin().await?;
+        let account: Option<String> = query_scalar(
+            "UPDATE cert_links SET revoked_at = $1
+             WHERE issuer = $2 AND serial = $3 AND revoked_at IS NULL RETURNING account_id",
+        )
+        .bind(now)
+        .bind(issuer)
+        .bind(serial)
+        .fetch_optional(&mut db)
+        .await?;
+        let Some(account) = account else {
+            db.rollback().await?;
+            return Ok(None);
+        };
+        query("DELETE FROM sessions WHERE account_id = $1")
+            .bind(&account)
+            .execute(&mut db)
+            .await?;
+        if revoke_grants {
+            query(
+                "UPDATE refresh_tokens SET used_at = $1 WHERE used_at IS NULL AND grant_id IN
+                   (SELECT id FROM grants WHERE account_id = $2 AND revoked_at IS NULL)",
+            )
+            .bind(now)
+            .bind(&account)
+            .execute(&mut db)
+            .await?;
+            query("UPDATE grants SET revoked_at = $1 WHERE account_id = $2 AND revoked_at IS NULL")
+                .bind(now)
+                .bind(&account)
+                .execute(&mut db)
+                .await?;
+        }
+        queue(&mut db, signals).await?;
+        audit(
+            &mut db,
+            Some(&account),
+            "certificate_revoked",
+            &serde_json::json!({
+                "issuer": issuer, "serial": serial, "grants_revoked": revoke_grants,
+                "signals": signals.len(),
+            }),
+            now,
+        )
+        .await?;
+        db.commit().await?;
+        Ok(Some(account))
+    }
+
+    async fn grants_of_account(&self, account_id: &str) -> Result<Vec<GrantRecord>> {
+        Ok(
+            query_as("SELECT * FROM grants WHERE account_id = $1 AND revoked_at IS NULL")
+                .bind(account_id)
+                .fetch_all(&mut self.backend.read().await?)
+                .await?,
+        )
     }
 
     async fn lease_logouts(

@@ -116,6 +116,8 @@ pub struct Client {
     pub post_logout_redirect_uris: Vec<String>,
     /// OpenID Connect Back-Channel Logout 1.0: where logout tokens are POSTed.
     pub backchannel_logout_uri: Option<String>,
+    /// RFC 8935 push delivery of Security Event Tokens (CAEP credential-change).
+    pub signals_uri: Option<String>,
     pub auth_method: AuthMethod,
     /// SHA-256 of the client secret (never the secret itself).
     pub client_secret_sha256: Option<[u8; 32]>,
@@ -175,6 +177,8 @@ struct RawClient {
     post_logout_redirect_uris: Spanned<Vec<Spanned<String>>>,
     /// Where the broker POSTs a logout token when a session of this client's person ends.
     backchannel_logout_uri: Option<Spanned<String>>,
+    /// Where the broker pushes Security Event Tokens (RFC 8935) about its people.
+    signals_uri: Option<Spanned<String>>,
     token_endpoint_auth_method: Spanned<AuthMethod>,
     client_secret_sha256: Option<Spanned<String>>,
     jwks: Option<Spanned<toml::Value>>,
@@ -344,6 +348,7 @@ impl Registry {
             redirect_uris: vec![format!("{issuer}/account/callback")],
             post_logout_redirect_uris: vec![],
             backchannel_logout_uri: None,
+            signals_uri: None,
             auth_method: AuthMethod::None,
             client_secret_sha256: None,
             jwks: None,
@@ -495,8 +500,9 @@ pub fn parse_client(file: &Path, text: &str) -> Result<Client, FileError> {
     let mut redirect_uris = Vec::new();
     let mut post_logout_redirect_uris = Vec::new();
     let mut backchannel_logout_uri = None;
+    let mut signals_uri = None;
     // Role of each URI: 0 a redirect URI, 1 a post-logout redirect URI, 2 the back-channel
-    // logout URI; each is checked the same way.
+    // logout URI, 3 the SET push URI; each is checked the same way.
     let all = raw
         .redirect_uris
         .get_ref()
@@ -508,7 +514,8 @@ pub fn parse_client(file: &Path, text: &str) -> Result<Client, FileError> {
                 .iter()
                 .map(|u| (u, 1)),
         )
-        .chain(raw.backchannel_logout_uri.iter().map(|u| (u, 2)));
+        .chain(raw.backchannel_logout_uri.iter().map(|u| (u, 2)))
+        .chain(raw.signals_uri.iter().map(|u| (u, 3)));
     for (u, role) in all {
         let s = u.get_ref();
         let parsed = Url::parse(s)
@@ -545,6 +552,10 @@ pub fn parse_client(file: &Path, text: &str) -> Result<Client, FileError> {
             }
             2 => {
                 backchannel_logout_uri = Some(s.clone());
+                continue;
+            }
+            3 => {
+                signals_uri = Some(s.clone());
                 continue;
             }
             _ => {}
@@ -742,6 +753,7 @@ pub fn parse_client(file: &Path, text: &str) -> Result<Client, FileError> {
         redirect_uris,
         post_logout_redirect_uris,
         backchannel_logout_uri,
+        signals_uri,
         auth_method: method,
         client_secret_sha256: secret,
         jwks,

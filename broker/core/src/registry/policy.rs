@@ -86,6 +86,24 @@ impl Default for ProofingPolicy {
     }
 }
 
+/// What the broker does when it learns that a card certificate linked to an account is revoked
+/// (`[signals]`): the account's sessions end (back-channel logout to their relying parties),
+/// relying parties that registered a `signals_uri` get a CAEP credential-change SET, and —
+/// with `revoke_grants` — every grant of the account is revoked (refresh and access tokens stop).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SignalsPolicy {
+    pub revoke_grants: bool,
+}
+
+impl Default for SignalsPolicy {
+    fn default() -> Self {
+        SignalsPolicy {
+            revoke_grants: true,
+        }
+    }
+}
+
 /// What a passkey login does when the card behind the passkey is no longer current.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -150,6 +168,7 @@ struct RawPolicyFile {
     revocation: Option<Spanned<RevocationPolicy>>,
     proofing: Option<ProofingPolicy>,
     passkeys: Option<Spanned<PasskeyPolicy>>,
+    signals: Option<SignalsPolicy>,
     signatures: Option<SignaturesPolicy>,
     /// The lowest level (acr) per kind of relying party.
     minimums: Option<Spanned<std::collections::BTreeMap<super::RpKind, String>>>,
@@ -182,6 +201,8 @@ pub struct Policy {
     pub proofing: ProofingPolicy,
     /// Passkeys (`[passkeys]`).
     pub passkeys: PasskeyPolicy,
+    /// Signals to relying parties (`[signals]`).
+    pub signals: SignalsPolicy,
     /// The lowest level (acr) each kind of relying party gets (`[minimums]`).
     pub minimums: std::collections::BTreeMap<super::RpKind, String>,
     /// The most each kind of relying party may receive (`[claim_release]`); a kind not
@@ -325,6 +346,9 @@ impl Policy {
             }
             self.passkeys = p;
             self.passkeys_line = Some((file.to_path_buf(), line));
+        }
+        if let Some(sg) = raw.signals {
+            self.signals = sg;
         }
         if let Some(sg) = raw.signatures {
             self.signatures = sg;

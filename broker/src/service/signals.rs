@@ -1,0 +1,117 @@
+//! Signals to relying parties when the broker learns that a card certificate it linked is
+//! revoked (a login's check, a passkey's card check, 現況確認 of the signature certificate):
+//! once per certificate, in one database transaction — the account's sessions end, a
+//! back-channel logout token is queued for every relying party of those sessions that
+//! registered a receiver, a CAEP `credential-change` SET (RFC 8417, pushed per RFC 8935) for
+//! every relying party holding a grant that registered a `signals_uri`, and (by `[signals]
+//! revoke_grants`, the default) every grant of the account is revoked. `outbox` delivers.
+
+use crate::app::Broker;
+use crate::store::{OutboxRecord, StoreError};
+use serde_json::json;
+
+/// The CAEP event a SET carries when a card certificate is revoked.
+pub const CREDENTIAL_CHANGE: &str =
+    "https://schemas.openid.net/secevent/caep/event-type/credential-change";
+
+fn item(
+    kind: &str,
+    client: &str,
+    uri: &str,
+    sub: String,
+    sid: Option<String>,
+    event: Option<String>,
+    now: i64,
+) -> OutboxRecord {
+    OutboxRecord {
+        id: crate::clock::random_id(),
+        client_id: client.to_string(),
+        uri: uri.to_string(),
+        sub,
+        sid,
+        created_at: now,
+        next_attempt_at: now,
+        attempts: 0,
+        lease_until: None,
+        delivered_at: None,
+        failed_at: None,
+        last_error: None,
+        kind: kind.into(),
+        event_json: event,
+    }
+}
+
+/// The certificate (issuer DN, serial hex) was found revoked (`reason` as the CRL/OCSP said).
+/// Does nothing if it is not linked to an account or was signalled before.
+pub async fn certificate_revoked(
+    b: &Broker,
+    issuer: &str,
+    serial: &str,
+    reason: &str,
+) -> Result<(), StoreError> {
+    let Some(account) = b.store.account_by_cert(issuer, serial).await? else {
+        return Ok(());
+    };
+    let registry = b.registry();
+    let now = b.now();
+    let grants = b.store.grants_of_account(&account).await?;
+    let mut items = Vec::new();
+    let mut pairs: Vec<(String, Option<String>)> = grants
+        .iter()
+        .map(|g| (g.client_id.clone(), g.sid.clone()))
+        .collect();
+    pairs.sort();
+    pairs.dedup();
+    for (client_id, sid) in &pairs {
+        let Some(c) = registry.get(client_id) else {
+            continue;
+        };
+        let sub = crate::oidc::token::subject(b.server_key(), c, &account);
+        if let (Some(uri), Some(sid)) = (&c.backchannel_logout_uri, sid) {
+            items.push(item(
+                "logout",
+                client_id,
+                uri,
+                sub,
+                Some(sid.clone()),
+                None,
+                now,
+            ));
+        }
+    }
+    let mut clients: Vec<&String> = pairs.iter().map(|(c, _)| c).collect();
+    clients.dedup();
+    for client_id in clients {
+        let Some(c) = registry.get(client_id) else {
+            continue;
+        };
+        let Some(uri) = &c.signals_uri else { continue };
+        let sub = crate::oidc::token::subject(b.server_key(), c, &account);
+        let event = json!({
+            CREDENTIAL_CHANGE: {
+                "credential_type": "x509",
+                "change_type": "revoke",
+                "event_timestamp": now,
+                "reason_admin": { "en": format!("the person's card certificate was revoked ({reason})") },
+            }
+        });
+        items.push(item(
+            "set",
+            client_id,
+            uri,
+            sub,
+            None,
+            Some(event.to_string()),
+            now,
+        ));
+    }
+    let revoke = b.policy().signals.revoke_grants;
+    if let Some(a) = b
+        .store
+        .signal_revoked_cert(issuer, serial, revoke, &items, now)
+        .await?
+    {
+        tracing::info!(target: "audit", account = %a, serial, reason, signals = items.len(), grants_revoked = revoke, "card certificate revoked: sessions ended, relying parties told");
+    }
+    Ok(())
+}
