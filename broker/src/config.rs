@@ -27,6 +27,30 @@ pub struct Config {
     pub database: DatabaseSettings,
     pub cluster: ClusterSettings,
     pub limits: Limits,
+    pub card_app: CardApp,
+}
+
+/// `[card_app]`: the phone apps that open card-helper links themselves (universal links / app
+/// links: docs/card-helper-protocol.md). The broker publishes them in
+/// `/.well-known/apple-app-site-association` and `/.well-known/assetlinks.json`, scoped to the
+/// helper links' path; a phone without such an app opens the link in its browser and gets a page
+/// saying what to do.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CardApp {
+    /// iOS apps, as `TEAMID.bundle.id`.
+    pub apple_app_ids: Vec<String>,
+    /// Android apps: package and the SHA-256 fingerprints of their signing certificates.
+    pub android: Vec<AndroidApp>,
+    /// Where a person without a card app gets one (shown on the link's page).
+    pub install_url: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct AndroidApp {
+    pub package: String,
+    pub sha256_cert_fingerprints: Vec<String>,
 }
 
 /// `[limits]`: what one client, one source address or one connection may hold of the broker.
@@ -204,6 +228,8 @@ struct RawConfig {
     cluster: ClusterSettings,
     #[serde(default)]
     limits: Limits,
+    #[serde(default)]
+    card_app: CardApp,
 }
 
 /// One line: which key (or file position) and what is wrong with it.
@@ -439,6 +465,7 @@ impl Config {
             database: raw.database,
             cluster: raw.cluster,
             limits: lim,
+            card_app: raw.card_app,
         })?;
         let (lead, grace) = (c.cluster.key_rotation_lead, c.cluster.key_retire_grace);
         if lead < c.min_rotation_lead() {

@@ -10,7 +10,27 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
-pub async fn challenge(State(s): State<AppState>, Path(secret): Path<String>) -> Response {
+/// `GET` of a helper link. A helper asks for JSON (the challenge); a phone's browser that
+/// opened the link because no card app took it (it asks for HTML) gets a page saying so.
+pub async fn challenge(
+    State(s): State<AppState>,
+    Path(secret): Path<String>,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    let wants_html = headers
+        .get(axum::http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/html"));
+    if wants_html {
+        let lang = super::pages::Lang::pick(&[], None, &headers);
+        return super::pages::render(
+            &s,
+            lang,
+            axum::http::StatusCode::OK,
+            "helper_link.html",
+            minijinja::context! { install_url => s.config.card_app.install_url },
+        );
+    }
     match conduct::card_challenge(&s, &secret).await {
         Ok(v) => Json(v).into_response(),
         Err(e) => super::error::card(&e),
@@ -57,4 +77,40 @@ pub async fn respond(
         }
         Err(e) => super::error::card(&e),
     }
+}
+
+/// `/.well-known/apple-app-site-association`: the iOS card apps that open helper links.
+pub async fn apple_app_site_association(State(s): State<AppState>) -> Response {
+    let ids = &s.config.card_app.apple_app_ids;
+    if ids.is_empty() {
+        return super::error::not_found();
+    }
+    Json(json!({
+        "applinks": {
+            "details": [{ "appIDs": ids, "components": [{ "/": "/card/v1/tx/*" }] }]
+        }
+    }))
+    .into_response()
+}
+
+/// `/.well-known/assetlinks.json`: the Android card apps that open helper links.
+pub async fn assetlinks(State(s): State<AppState>) -> Response {
+    let apps = &s.config.card_app.android;
+    if apps.is_empty() {
+        return super::error::not_found();
+    }
+    let list: Vec<_> = apps
+        .iter()
+        .map(|a| {
+            json!({
+                "relation": ["delegate_permission/common.handle_all_urls"],
+                "target": {
+                    "namespace": "android_app",
+                    "package_name": a.package,
+                    "sha256_cert_fingerprints": a.sha256_cert_fingerprints,
+                }
+            })
+        })
+        .collect();
+    Json(list).into_response()
 }

@@ -71,6 +71,11 @@ pub fn app(broker: Arc<Broker>) -> Router {
         .route("/", get(login::index))
         .route("/healthz", get(|| async { "ok" }))
         .route("/favicon.svg", get(pages::favicon))
+        .route(
+            "/.well-known/apple-app-site-association",
+            get(card::apple_app_site_association),
+        )
+        .route("/.well-known/assetlinks.json", get(card::assetlinks))
         .route("/.well-known/openid-configuration", get(oauth::discovery))
         .route("/jwks", get(oauth::jwks))
         .route(

@@ -387,6 +387,26 @@ const TEXT: &[(&str, &str, &str)] = &[
     ("logout_button", "ログアウトする", "Log out"),
     ("logged_out", "ログアウトしました。", "You are logged out."),
     (
+        "title_helper_link",
+        "マイナンバーカードのアプリで開くリンクです",
+        "This link is for the My Number card app",
+    ),
+    (
+        "helper_link_explain",
+        "このリンクは、カードを読み取るアプリが開きます。アプリが入っていれば、リンクをタップするとアプリが起動します。",
+        "The card-reading app opens this link: with the app installed, tapping the link starts it.",
+    ),
+    (
+        "helper_link_install",
+        "カードのアプリを入手する",
+        "Get the card app",
+    ),
+    (
+        "helper_link_pc",
+        "パソコンでは、カードリーダーのヘルパーにこのリンクを渡してください。",
+        "On a computer, give this link to the card-reader helper.",
+    ),
+    (
         "login_with_card",
         "マイナンバーカードでログインし直す",
         "Log in again with your My Number card",
@@ -428,6 +448,10 @@ fn env() -> &'static Environment<'static> {
             ("webauthn.js", include_str!("templates/webauthn.js")),
             ("device.html", include_str!("templates/device.html")),
             ("logout.html", include_str!("templates/logout.html")),
+            (
+                "helper_link.html",
+                include_str!("templates/helper_link.html"),
+            ),
         ] {
             e.add_template(name, src).expect("built-in template parses");
         }
@@ -539,6 +563,7 @@ mod tests {
             include_str!("templates/account.html"),
             include_str!("templates/device.html"),
             include_str!("templates/logout.html"),
+            include_str!("templates/helper_link.html"),
         ];
         let mut seen = 0;
         for t in templates {
