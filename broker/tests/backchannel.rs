@@ -345,3 +345,72 @@ async fn a_revoked_card_ends_its_sessions_tells_the_relying_parties_and_stops_th
         "{events:?}"
     );
 }
+
+/// An operator's purge of a revoked card's cached status signals at once, with no login.
+#[tokio::test]
+async fn a_purge_of_a_revoked_card_signals_without_waiting_for_a_login() {
+    use broker::pki::{CertKind, RevocationReason};
+    let rp = format!(
+        "client_id = \"bcl\"\ndisplay_name = \"Back-channel RP\"\nkind = \"other\"\nredirect_uris = [\"{REDIRECT}\"]\nsector_identifier = \"localhost\"\ntoken_endpoint_auth_method = \"client_secret_basic\"\nclient_secret_sha256 = \"eb26d4a9a0ef04727f52fb5acc8936196ae90e23003fc5117ce8e3e28c49363f\"\nscopes = [\"openid\"]\nbackchannel_logout_uri = \"http://127.0.0.1:9/bcl\"\nsignals_uri = \"http://127.0.0.1:9/set\"\n"
+    );
+    let t = TestBroker::with_rps(&[("bcl.toml", &rp)]).await;
+    let mut card = t.card("card");
+    let mut br = t.browser();
+    let p = login_with_card(
+        &mut br,
+        &mut card,
+        &auth_url(&[("client_id", "bcl"), ("scope", "openid")]),
+    )
+    .await;
+    let r = br
+        .post_form(
+            "/token",
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", &p["code"]),
+                ("redirect_uri", REDIRECT),
+                ("code_verifier", VERIFIER),
+            ],
+            Some(("bcl", SECRET)),
+        )
+        .await;
+    let at = r.json()["access_token"].as_str().unwrap().to_string();
+    let der = card.auth_certificate_der().unwrap();
+    let serial = broker::pki::inspect(&der).unwrap().serial_hex;
+    t.demo_ca()
+        .revoke(
+            CertKind::UserAuth,
+            &hex::decode(&serial).unwrap(),
+            RevocationReason::KeyCompromise,
+            time::OffsetDateTime::now_utc(),
+        )
+        .unwrap();
+    assert_eq!(t.broker.store.logout_outbox().await.unwrap().len(), 0);
+    let token =
+        std::fs::read_to_string(broker::app::admin_token_path(&t.broker.config.data_dir)).unwrap();
+    let req = axum::http::Request::builder()
+        .method("POST")
+        .uri("/admin/revocation/purge")
+        .header("authorization", format!("Bearer {}", token.trim()))
+        .header("content-type", "application/json")
+        .body(axum::body::Body::from(
+            serde_json::json!({"anchor": "demo-auth-ca", "serial": format!("00{serial}")})
+                .to_string(),
+        ))
+        .unwrap();
+    let r = t.browser().send(req).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let kinds: Vec<String> = t
+        .broker
+        .store
+        .logout_outbox()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.kind)
+        .collect();
+    assert_eq!(kinds.len(), 2, "{kinds:?}");
+    assert_eq!(t.counts().await.sessions, 0);
+    let r = t.browser().get_bearer("/userinfo", &at).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.body);
+}

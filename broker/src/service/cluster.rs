@@ -115,7 +115,13 @@ pub async fn purge_revocation(b: &Broker, target: &PurgeTarget) -> anyhow::Resul
             true
         }
         PurgeTarget::One { anchor, serial } => match (b.anchor_der(anchor), hex::decode(serial)) {
-            (Some(ca), Ok(s)) => b.checker().purge(anchor, &ca, &s).await,
+            (Some(ca), Ok(s)) => {
+                let purged = b.checker().purge(anchor, &ca, &s).await;
+                if let Err(e) = crate::service::signals::recheck(b, anchor, &s).await {
+                    tracing::warn!(error = %e, "signalling after a purge failed; the next check tries again");
+                }
+                purged
+            }
             _ => false,
         },
     })

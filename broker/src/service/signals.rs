@@ -115,3 +115,31 @@ pub async fn certificate_revoked(
     }
     Ok(())
 }
+
+/// After an operator's purge of one certificate's cached status (`broker certs purge`, the
+/// admin endpoint): ask again at once, and signal if it is revoked — the operator purges
+/// because they know it changed, and should not wait for the person's next login.
+pub async fn recheck(b: &Broker, anchor: &str, serial: &[u8]) -> Result<(), StoreError> {
+    let Some(ca) = b.anchor_der(anchor) else {
+        return Ok(());
+    };
+    let Ok(info) = crate::pki::inspect(&ca) else {
+        return Ok(());
+    };
+    let minimal: &[u8] = match serial.iter().position(|&x| x != 0) {
+        Some(i) => &serial[i..],
+        None => &serial[serial.len().saturating_sub(1)..],
+    };
+    let cert = crate::revocation::CertRef {
+        anchor_label: anchor.to_string(),
+        issuer_cert_der: ca,
+        serial: minimal.to_vec(),
+    };
+    if let Ok(ev) = b.checker().check_ref(&cert).await
+        && let crate::pki::CertStatus::Revoked { reason, .. } = &ev.status
+    {
+        let why = reason.map_or("unspecified", |r| r.as_str());
+        certificate_revoked(b, &info.subject, &hex::encode(minimal), why).await?;
+    }
+    Ok(())
+}
