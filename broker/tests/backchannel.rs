@@ -414,3 +414,67 @@ async fn a_purge_of_a_revoked_card_signals_without_waiting_for_a_login() {
     let r = t.browser().get_bearer("/userinfo", &at).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.body);
 }
+
+/// A CRL refresh that lists a linked card: swept and signalled, with nobody logging in.
+#[tokio::test]
+async fn a_new_crl_listing_a_linked_card_signals_without_a_login() {
+    use broker::pki::{CertKind, RevocationReason};
+    let crl_only = r#"
+[revocation]
+max_cache_seconds = 60
+refresh_ahead_seconds = 20
+[[revocation.issuers]]
+anchor = "demo-auth-ca"
+crls = ["{demo}/demo-pki/crl/user_auth"]
+[[revocation.issuers]]
+anchor = "demo-sign-ca"
+crls = ["{demo}/demo-pki/crl/signature"]
+"#;
+    let t = TestBroker::with_options(&[], Some(crl_only)).await;
+    let mut card = t.card("card");
+    let mut other = t.card("other");
+    let mut br = t.browser();
+    let p = login_with_card(&mut br, &mut card, &auth_url(&[])).await;
+    let at = redeem(&mut br, &p["code"]).await.json()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    login_with_card(&mut t.browser(), &mut other, &auth_url(&[])).await;
+    let der = card.auth_certificate_der().unwrap();
+    let serial = broker::pki::inspect(&der).unwrap().serial_hex;
+    t.demo_ca()
+        .revoke(
+            CertKind::UserAuth,
+            &hex::decode(&serial).unwrap(),
+            RevocationReason::CessationOfOperation,
+            time::OffsetDateTime::now_utc(),
+        )
+        .unwrap();
+    // Not due yet: nothing reloads, nothing is signalled.
+    assert_eq!(
+        broker::service::signals::refresh_crls(&t.broker)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(t.counts().await.sessions, 2);
+    // Due: the new CRL is swept; the revoked card's account is signalled, the other's not.
+    t.clock.advance(time::Duration::seconds(41));
+    assert_eq!(
+        broker::service::signals::refresh_crls(&t.broker)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(t.counts().await.sessions, 1);
+    let r = t.browser().get_bearer("/userinfo", &at).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.body);
+    // The next refresh of an unchanged CRL signals nothing more.
+    t.clock.advance(time::Duration::seconds(41));
+    assert_eq!(
+        broker::service::signals::refresh_crls(&t.broker)
+            .await
+            .unwrap(),
+        0
+    );
+}

@@ -7,3 +7,6 @@ ALTER TABLE cert_links ADD COLUMN revoked_at INTEGER;
 -- tokens: its kind, and the event's claims.
 ALTER TABLE logout_outbox ADD COLUMN kind TEXT NOT NULL DEFAULT 'logout';
 ALTER TABLE logout_outbox ADD COLUMN event_json TEXT;
+
+-- A new CRL of a CA is swept over the certificates linked under it (by serial, in pages).
+CREATE INDEX cert_links_anchor ON cert_links(anchor, serial);

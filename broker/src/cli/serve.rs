@@ -26,10 +26,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         let mut every = tokio::time::interval(std::time::Duration::from_secs(30));
         loop {
             every.tick().await;
-            refresher
-                .checker()
-                .refresh_crls(|label| refresher.anchor_der(label))
-                .await;
+            // A changed CRL is swept over the certificates linked under its CA (signals).
+            if let Err(e) = crate::service::signals::refresh_crls(&refresher).await {
+                tracing::warn!(error = %e, "signalling after a CRL refresh failed; the next refresh tries again");
+            }
         }
     });
     let follower = broker.clone();

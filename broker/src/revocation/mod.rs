@@ -662,7 +662,13 @@ impl Checker {
     /// Reload every loaded CRL that is within `refresh_ahead` of the end of its freshness
     /// (its nextUpdate, or `max_cache_seconds` after it was fetched). Run periodically, so that
     /// logins do not wait for a CRL download.
-    pub async fn refresh_crls(&self, issuer_of: impl Fn(&str) -> Option<Arc<[u8]>>) {
+    /// Reload the CRLs that are due (before their freshness ends). Returns each anchor whose
+    /// CRL changed, with the new index (the signals sweep its linked certificates).
+    pub async fn refresh_crls(
+        &self,
+        issuer_of: impl Fn(&str) -> Option<Arc<[u8]>>,
+    ) -> Vec<(String, Arc<CrlIndex>)> {
+        let mut changed = Vec::new();
         let now = self.clock.now();
         let ahead = time::Duration::seconds(self.policy.refresh_ahead_seconds as i64);
         let due: Vec<String> = self
@@ -681,11 +687,23 @@ impl Checker {
                 .filter(|s| s.crls.contains(&loc))
                 .map(|s| s.anchor.as_str())
                 .collect();
+            let before = self
+                .crls
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&loc)
+                .map(|c| c.index.clone());
             let mut last_err = None;
-            for issuer in anchors.iter().filter_map(|a| issuer_of(a)) {
+            for anchor in &anchors {
+                let Some(issuer) = issuer_of(anchor) else {
+                    continue;
+                };
                 match self.load_crl(&loc, issuer).await {
-                    Ok(_) => {
+                    Ok(idx) => {
                         last_err = None;
+                        if !before.as_ref().is_some_and(|b| Arc::ptr_eq(b, &idx)) {
+                            changed.push((anchor.to_string(), idx));
+                        }
                         break;
                     }
                     Err(e) => last_err = Some(e),
@@ -695,5 +713,6 @@ impl Checker {
                 tracing::warn!(location = %loc, error = %e, "CRL refresh failed");
             }
         }
+        changed
     }
 }

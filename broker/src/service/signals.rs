@@ -143,3 +143,47 @@ pub async fn recheck(b: &Broker, anchor: &str, serial: &[u8]) -> Result<(), Stor
     }
     Ok(())
 }
+
+/// Reload the CRLs that are due and sweep each changed one over the certificates linked under
+/// its CA: every one it lists is signalled (once). Run by `broker serve` every 30 s.
+pub async fn refresh_crls(b: &Broker) -> Result<usize, StoreError> {
+    let changed = b.checker().refresh_crls(|label| b.anchor_der(label)).await;
+    let mut n = 0;
+    for (anchor, index) in changed {
+        n += sweep(b, &anchor, &index).await?;
+    }
+    Ok(n)
+}
+
+/// The certificates linked under `anchor` that `crl` lists as revoked: signalled; how many.
+pub async fn sweep(
+    b: &Broker,
+    anchor: &str,
+    crl: &crate::pki::crl::CrlIndex,
+) -> Result<usize, StoreError> {
+    let mut after = String::new();
+    let mut n = 0;
+    loop {
+        let page = b.store.linked_certs_of_anchor(anchor, &after, 1000).await?;
+        let Some(last) = page.last() else { break };
+        after = last.serial.clone();
+        for link in &page {
+            let Ok(serial) = hex::decode(&link.serial) else {
+                continue;
+            };
+            if let Some(entry) = crl.lookup(&serial) {
+                let why = entry.reason.map_or("unspecified", |r| r.as_str());
+                certificate_revoked(b, &link.issuer, &link.serial, why).await?;
+                n += 1;
+            }
+        }
+    }
+    if n > 0 {
+        tracing::info!(
+            anchor,
+            revoked = n,
+            "a new CRL lists linked certificates: signalled"
+        );
+    }
+    Ok(n)
+}

@@ -604,6 +604,14 @@ pub trait Store: Send + Sync + 'static {
         signals: &[OutboxRecord],
         now: i64,
     ) -> Result<Option<String>>;
+    /// Certificates linked under trust anchor `anchor`, not yet known revoked, with a serial
+    /// after `after`, in serial order, at most `limit` (a CRL sweep's page).
+    async fn linked_certs_of_anchor(
+        &self,
+        anchor: &str,
+        after: &str,
+        limit: i64,
+    ) -> Result<Vec<AnchoredLink>>;
     /// The live grants of an account.
     async fn grants_of_account(&self, account_id: &str) -> Result<Vec<GrantRecord>>;
     /// Logout tokens not delivered and not given up on.

@@ -951,6 +951,24 @@ impl Store for SqlStore {
         Ok(Some(account))
     }
 
+    async fn linked_certs_of_anchor(
+        &self,
+        anchor: &str,
+        after: &str,
+        limit: i64,
+    ) -> Result<Vec<AnchoredLink>> {
+        Ok(query_as(
+            "SELECT anchor, issuer, serial, not_after FROM cert_links
+             WHERE anchor = $1 AND serial > $2 AND revoked_at IS NULL
+             ORDER BY serial LIMIT $3",
+        )
+        .bind(anchor)
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&mut self.backend.read().await?)
+        .await?)
+    }
+
     async fn grants_of_account(&self, account_id: &str) -> Result<Vec<GrantRecord>> {
         Ok(
             query_as("SELECT * FROM grants WHERE account_id = $1 AND revoked_at IS NULL")
