@@ -40,6 +40,28 @@ async fn receiver(listener: tokio::net::TcpListener) -> Receiver {
     Receiver { got, stop }
 }
 
+/// The back-channel RP's registration up to its scopes (the tests add those and receivers).
+fn bcl_head() -> String {
+    format!(
+        "client_id = \"bcl\"\ndisplay_name = \"Back-channel RP\"\nkind = \"other\"\nredirect_uris = [\"{REDIRECT}\"]\nsector_identifier = \"localhost\"\ntoken_endpoint_auth_method = \"client_secret_basic\"\nclient_secret_sha256 = \"eb26d4a9a0ef04727f52fb5acc8936196ae90e23003fc5117ce8e3e28c49363f\"\n"
+    )
+}
+
+/// The back-channel RP redeems `code`.
+async fn bcl_redeem(br: &mut Browser, code: &str) -> Resp {
+    br.post_form(
+        "/token",
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", VERIFIER),
+        ],
+        Some(("bcl", SECRET)),
+    )
+    .await
+}
+
 fn payload(jwt: &str) -> Value {
     let p = jwt.split('.').nth(1).unwrap();
     serde_json::from_slice(&broker::clock::b64url_decode(p).unwrap()).unwrap()
@@ -79,7 +101,8 @@ async fn a_logout_reaches_the_relying_parties_of_the_session_even_after_their_re
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let rp = format!(
-        "client_id = \"bcl\"\ndisplay_name = \"Back-channel RP\"\nkind = \"other\"\nredirect_uris = [\"{REDIRECT}\"]\nsector_identifier = \"localhost\"\ntoken_endpoint_auth_method = \"client_secret_basic\"\nclient_secret_sha256 = \"eb26d4a9a0ef04727f52fb5acc8936196ae90e23003fc5117ce8e3e28c49363f\"\nscopes = [\"openid\"]\nbackchannel_logout_uri = \"http://127.0.0.1:{port}/bcl\"\n"
+        "{BCL}scopes = [\"openid\"]\nbackchannel_logout_uri = \"http://127.0.0.1:{port}/bcl\"\n",
+        BCL = bcl_head()
     );
     let t = TestBroker::with_rps(&[("bcl.toml", &rp)]).await;
     let rx = receiver(listener).await;
@@ -94,18 +117,7 @@ async fn a_logout_reaches_the_relying_parties_of_the_session_even_after_their_re
         &auth_url(&[("client_id", "bcl"), ("scope", "openid")]),
     )
     .await;
-    let r = br
-        .post_form(
-            "/token",
-            &[
-                ("grant_type", "authorization_code"),
-                ("code", &p["code"]),
-                ("redirect_uri", REDIRECT),
-                ("code_verifier", VERIFIER),
-            ],
-            Some(("bcl", SECRET)),
-        )
-        .await;
+    let r = bcl_redeem(&mut br, &p["code"]).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     let id_token = r.json()["id_token"].as_str().unwrap().to_string();
     let r = br.get(&auth_url(&[("scope", "openid")])).await;
@@ -148,18 +160,7 @@ async fn a_logout_reaches_the_relying_parties_of_the_session_even_after_their_re
         &auth_url(&[("client_id", "bcl"), ("scope", "openid")]),
     )
     .await;
-    let r = br
-        .post_form(
-            "/token",
-            &[
-                ("grant_type", "authorization_code"),
-                ("code", &p["code"]),
-                ("redirect_uri", REDIRECT),
-                ("code_verifier", VERIFIER),
-            ],
-            Some(("bcl", SECRET)),
-        )
-        .await;
+    let r = bcl_redeem(&mut br, &p["code"]).await;
     let id_token = r.json()["id_token"].as_str().unwrap().to_string();
     br.get(&format!("/logout?id_token_hint={id_token}")).await;
     assert_eq!(
@@ -217,7 +218,8 @@ async fn a_revoked_card_ends_its_sessions_tells_the_relying_parties_and_stops_th
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let rp = format!(
-        "client_id = \"bcl\"\ndisplay_name = \"Back-channel RP\"\nkind = \"other\"\nredirect_uris = [\"{REDIRECT}\"]\nsector_identifier = \"localhost\"\ntoken_endpoint_auth_method = \"client_secret_basic\"\nclient_secret_sha256 = \"eb26d4a9a0ef04727f52fb5acc8936196ae90e23003fc5117ce8e3e28c49363f\"\nscopes = [\"openid\", \"offline_access\"]\ngrant_types = [\"authorization_code\", \"refresh_token\"]\nbackchannel_logout_uri = \"http://127.0.0.1:{port}/bcl\"\nsignals_uri = \"http://127.0.0.1:{port}/set\"\n"
+        "{BCL}scopes = [\"openid\", \"offline_access\"]\ngrant_types = [\"authorization_code\", \"refresh_token\"]\nbackchannel_logout_uri = \"http://127.0.0.1:{port}/bcl\"\nsignals_uri = \"http://127.0.0.1:{port}/set\"\n",
+        BCL = bcl_head()
     );
     let t = TestBroker::with_rps(&[("bcl.toml", &rp)]).await;
     let got: Arc<Mutex<Vec<(String, String, String)>>> = Arc::default();
@@ -255,19 +257,7 @@ async fn a_revoked_card_ends_its_sessions_tells_the_relying_parties_and_stops_th
         &auth_url(&[("client_id", "bcl"), ("scope", "openid offline_access")]),
     )
     .await;
-    let tok = br
-        .post_form(
-            "/token",
-            &[
-                ("grant_type", "authorization_code"),
-                ("code", &p["code"]),
-                ("redirect_uri", REDIRECT),
-                ("code_verifier", VERIFIER),
-            ],
-            Some(("bcl", SECRET)),
-        )
-        .await
-        .json();
+    let tok = bcl_redeem(&mut br, &p["code"]).await.json();
     let refresh = tok["refresh_token"].as_str().unwrap().to_string();
     let id = payload(tok["id_token"].as_str().unwrap());
 
@@ -351,7 +341,8 @@ async fn a_revoked_card_ends_its_sessions_tells_the_relying_parties_and_stops_th
 async fn a_purge_of_a_revoked_card_signals_without_waiting_for_a_login() {
     use broker::pki::{CertKind, RevocationReason};
     let rp = format!(
-        "client_id = \"bcl\"\ndisplay_name = \"Back-channel RP\"\nkind = \"other\"\nredirect_uris = [\"{REDIRECT}\"]\nsector_identifier = \"localhost\"\ntoken_endpoint_auth_method = \"client_secret_basic\"\nclient_secret_sha256 = \"eb26d4a9a0ef04727f52fb5acc8936196ae90e23003fc5117ce8e3e28c49363f\"\nscopes = [\"openid\"]\nbackchannel_logout_uri = \"http://127.0.0.1:9/bcl\"\nsignals_uri = \"http://127.0.0.1:9/set\"\n"
+        "{BCL}scopes = [\"openid\"]\nbackchannel_logout_uri = \"http://127.0.0.1:9/bcl\"\nsignals_uri = \"http://127.0.0.1:9/set\"\n",
+        BCL = bcl_head()
     );
     let t = TestBroker::with_rps(&[("bcl.toml", &rp)]).await;
     let mut card = t.card("card");
@@ -362,18 +353,7 @@ async fn a_purge_of_a_revoked_card_signals_without_waiting_for_a_login() {
         &auth_url(&[("client_id", "bcl"), ("scope", "openid")]),
     )
     .await;
-    let r = br
-        .post_form(
-            "/token",
-            &[
-                ("grant_type", "authorization_code"),
-                ("code", &p["code"]),
-                ("redirect_uri", REDIRECT),
-                ("code_verifier", VERIFIER),
-            ],
-            Some(("bcl", SECRET)),
-        )
-        .await;
+    let r = bcl_redeem(&mut br, &p["code"]).await;
     let at = r.json()["access_token"].as_str().unwrap().to_string();
     let der = card.auth_certificate_der().unwrap();
     let serial = broker::pki::inspect(&der).unwrap().serial_hex;
