@@ -56,17 +56,27 @@ pub fn logout_token(b: &Broker, rec: &OutboxRecord, now: i64) -> Option<String> 
 }
 
 /// The Security Event Token of `rec` (RFC 8417): `typ` secevent+jwt; `iss`, `aud`, `iat`,
-/// `jti`, `sub_id` (format `iss_sub`: the person as that relying party knows them) and the
-/// stored `events`.
+/// `jti`, `sub_id` and the stored `events`. The subject (OpenID SSF 1.0 §3) is the person as
+/// that relying party knows them (format `iss_sub`), or — for an event about one session —
+/// format `complex` with that `user` and the `session` (format `opaque`, the ID token's `sid`).
 pub fn security_event_token(b: &Broker, rec: &OutboxRecord, now: i64) -> Option<String> {
     let client = b.registry().get(&rec.client_id).cloned()?;
     let events: serde_json::Value = serde_json::from_str(rec.event_json.as_deref()?).ok()?;
+    let user = json!({ "format": "iss_sub", "iss": b.issuer(), "sub": rec.sub });
+    let sub_id = match &rec.sid {
+        Some(sid) => json!({
+            "format": "complex",
+            "user": user,
+            "session": { "format": "opaque", "id": sid },
+        }),
+        None => user,
+    };
     let claims = json!({
         "iss": b.issuer(),
         "aud": rec.client_id,
         "iat": now,
         "jti": rec.id,
-        "sub_id": { "format": "iss_sub", "iss": b.issuer(), "sub": rec.sub },
+        "sub_id": sub_id,
         "events": events,
     });
     Some(

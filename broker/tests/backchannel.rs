@@ -281,32 +281,54 @@ async fn a_revoked_card_ends_its_sessions_tells_the_relying_parties_and_stops_th
     }
     let outbox = t.broker.store.logout_outbox().await.unwrap();
     let kinds: Vec<&str> = outbox.iter().map(|o| o.kind.as_str()).collect();
-    assert_eq!(kinds.len(), 2, "signalled once: {outbox:?}");
-    assert!(kinds.contains(&"logout") && kinds.contains(&"set"));
+    // A logout token for the session; SETs: the credential changed, the session was revoked.
+    assert_eq!(kinds.len(), 3, "signalled once: {outbox:?}");
+    assert_eq!(kinds.iter().filter(|k| **k == "set").count(), 2);
+    assert!(kinds.contains(&"logout"));
     assert_eq!(t.counts().await.sessions, 0, "the account's sessions ended");
     assert_eq!(
         broker::outbox::deliver_due(&t.broker, &http).await.unwrap(),
-        2
+        3
     );
     let got = got.lock().unwrap().clone();
     let logout = got.iter().find(|(p, _, _)| p == "bcl").unwrap();
     let claims = verify(&t, logout.2.strip_prefix("logout_token=").unwrap(), "bcl").await;
     assert_eq!(claims["sid"], id["sid"]);
-    let (_, ct, set) = got.iter().find(|(p, _, _)| p == "set").unwrap();
-    assert_eq!(ct, "application/secevent+jwt");
-    let header = jsonwebtoken::decode_header(set).unwrap();
-    assert_eq!(header.typ.as_deref(), Some("secevent+jwt"));
-    let set_claims = payload(set);
-    assert_eq!(set_claims["aud"], "bcl");
-    assert_eq!(set_claims["sub_id"]["sub"], id["sub"]);
-    let ev = &set_claims["events"]["https://schemas.openid.net/secevent/caep/event-type/credential-change"];
+    let sets: Vec<Value> = got
+        .iter()
+        .filter(|(p, _, _)| p == "set")
+        .map(|(_, ct, set)| {
+            assert_eq!(ct, "application/secevent+jwt");
+            let header = jsonwebtoken::decode_header(set).unwrap();
+            assert_eq!(header.typ.as_deref(), Some("secevent+jwt"));
+            payload(set)
+        })
+        .collect();
+    const CAEP: &str = "https://schemas.openid.net/secevent/caep/event-type/";
+    let change = sets
+        .iter()
+        .find(|s| s["events"][format!("{CAEP}credential-change")].is_object())
+        .expect("a credential-change SET");
+    assert_eq!(change["aud"], "bcl");
+    assert_eq!(change["sub_id"]["format"], "iss_sub");
+    assert_eq!(change["sub_id"]["sub"], id["sub"]);
+    let ev = &change["events"][format!("{CAEP}credential-change")];
     assert_eq!(ev["change_type"], "revoke");
+    assert_eq!(ev["credential_type"], "x509");
     assert!(
         ev["reason_admin"]["en"]
             .as_str()
             .unwrap()
             .contains("keyCompromise")
     );
+    let ended = sets
+        .iter()
+        .find(|s| s["events"][format!("{CAEP}session-revoked")].is_object())
+        .expect("a session-revoked SET");
+    assert_eq!(ended["sub_id"]["format"], "complex");
+    assert_eq!(ended["sub_id"]["user"]["sub"], id["sub"]);
+    assert_eq!(ended["sub_id"]["session"]["id"], id["sid"]);
+    assert_ne!(ended["jti"], change["jti"]);
     // The grant's refresh token stops working.
     let r = t
         .browser()
@@ -389,7 +411,7 @@ async fn a_purge_of_a_revoked_card_signals_without_waiting_for_a_login() {
         .into_iter()
         .map(|o| o.kind)
         .collect();
-    assert_eq!(kinds.len(), 2, "{kinds:?}");
+    assert_eq!(kinds.len(), 3, "{kinds:?}");
     assert_eq!(t.counts().await.sessions, 0);
     let r = t.browser().get_bearer("/userinfo", &at).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.body);

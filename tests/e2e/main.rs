@@ -24,6 +24,45 @@ fn auth_url(base: &str) -> String {
     authorize_url(base, "")
 }
 
+/// A relying party's receiver of logout tokens and SETs on loopback `port`
+/// (tests/clients/bcl_receiver.py: verifies each with Authlib against `issuer`'s JWKS),
+/// listening when this returns; a receiver that exits at start is reported with its status.
+fn start_receiver(port: u16, issuer: &str, client: &str) -> std::process::Child {
+    let python = std::env::var("BROKER_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let mut child = Command::new(&python)
+        .arg(repo().join("tests/clients/bcl_receiver.py"))
+        .args([&port.to_string(), issuer, client])
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{python} does not run: {e}"));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("the receiver ({python}) exited at start: {status}");
+        }
+        assert!(Instant::now() < deadline, "the receiver did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child
+}
+
+/// What the receiver on `port` got so far (its `/log`).
+fn received(port: u16) -> serde_json::Value {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        reqwest::get(format!("http://127.0.0.1:{port}/log"))
+            .await
+            .expect("the receiver answers")
+            .json()
+            .await
+            .expect("the receiver's log is JSON")
+    })
+}
+
 #[test]
 fn binary_serves_and_card_login_cli_returns_a_code() {
     let s = server();
@@ -507,6 +546,125 @@ fn demo_revoke_purge_and_the_next_login_fails() {
         .unwrap();
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(text.contains("Key Compromise"), "{text}");
+}
+
+/// Issue 18's acceptance with the binary's own commands: a card is revoked (`broker certs
+/// revoke`) and the operator purges its cached status (`broker certs purge`); the relying party
+/// that holds a grant gets, at its receiver (Python, verifying each token with Authlib against
+/// the broker's JWKS), the back-channel logout of the session and the CAEP `credential-change`
+/// and `session-revoked` SETs; the grant's refresh token stops working.
+#[test]
+fn revoking_a_card_logs_out_and_signals_its_relying_party() {
+    let port = free_port();
+    let rp = format!(
+        "client_id = \"sig\"\ndisplay_name = \"Signals RP\"\nkind = \"other\"\nredirect_uris = [\"{}\"]\nsector_identifier = \"localhost\"\ntoken_endpoint_auth_method = \"client_secret_basic\"\nclient_secret_sha256 = \"eb26d4a9a0ef04727f52fb5acc8936196ae90e23003fc5117ce8e3e28c49363f\"\nscopes = [\"openid\", \"offline_access\"]\ngrant_types = [\"authorization_code\", \"refresh_token\"]\nbackchannel_logout_uri = \"http://127.0.0.1:{port}/bcl\"\nsignals_uri = \"http://127.0.0.1:{port}/set\"\n",
+        broker_testkit::REDIRECT
+    );
+    let s = Setup::new()
+        .relying_party("sig.toml", &rp)
+        .toml("demo = true\n\n[cluster]\nsync_interval = 1\n")
+        .process(BIN);
+    let mut receiver = start_receiver(port, &s.issuer, "sig");
+    let card = s.issue_card("card");
+    let card_s = card.to_str().unwrap();
+    let url = auth_url(&s.issuer)
+        .replace("client_id=local-dev", "client_id=sig")
+        .replace("scope=openid%20profile", "scope=openid%20offline_access");
+    let o = s.cli(&[
+        "card",
+        "login",
+        "--card",
+        card_s,
+        "--pin",
+        "1234",
+        "--sign-pin",
+        "ABC123",
+        "--consent",
+        &url,
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let redirect = String::from_utf8(o.stdout).unwrap();
+    let code = url::Url::parse(redirect.trim())
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .map(|(_, v)| v.into_owned())
+        .unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let token = |form: &[(&str, &str)]| -> (u16, serde_json::Value) {
+        rt.block_on(async {
+            let r = reqwest::Client::new()
+                .post(format!("{}/token", s.issuer))
+                .basic_auth("sig", Some("local-dev-secret"))
+                .form(form)
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.json().await.unwrap())
+        })
+    };
+    let (status, tok) = token(&[
+        ("grant_type", "authorization_code"),
+        ("code", &code),
+        ("redirect_uri", broker_testkit::REDIRECT),
+        ("code_verifier", broker_testkit::VERIFIER),
+    ]);
+    assert_eq!(status, 200, "{tok}");
+    let refresh = tok["refresh_token"].as_str().unwrap().to_string();
+    let id: serde_json::Value = serde_json::from_slice(
+        &broker::clock::b64url_decode(tok["id_token"].as_str().unwrap().split('.').nth(1).unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+
+    let o = s.cli(&["certs", "revoke", "--card", card_s]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // Nothing yet: the broker has not asked since (its cached answer is good for 60 s).
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(received(port)["sets"], serde_json::json!([]));
+    let o = s.cli(&["certs", "purge", "--card", card_s]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let start = Instant::now();
+    let log = loop {
+        let log = received(port);
+        if (!log["valid"].as_array().unwrap().is_empty()
+            && log["sets"].as_array().unwrap().len() >= 2)
+            || start.elapsed() > Duration::from_secs(20)
+        {
+            break log;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    // Delivered once each (the outbox is polled every second).
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(received(port), log);
+    let _ = receiver.kill();
+    let _ = receiver.wait();
+    assert_eq!(log["invalid"], serde_json::json!([]), "{log}");
+    assert_eq!(log["invalid_sets"], serde_json::json!([]), "{log}");
+    let logouts = log["valid"].as_array().unwrap();
+    assert_eq!(logouts.len(), 1, "{log}");
+    assert_eq!(logouts[0]["sid"], id["sid"]);
+    assert_eq!(logouts[0]["sub"], id["sub"]);
+    let sets = log["sets"].as_array().unwrap();
+    assert_eq!(sets.len(), 2, "{log}");
+    const CAEP: &str = "https://schemas.openid.net/secevent/caep/event-type/";
+    let change = sets
+        .iter()
+        .find_map(|s| s["events"].get(format!("{CAEP}credential-change")))
+        .unwrap_or_else(|| panic!("no credential-change: {log}"));
+    assert_eq!(change["change_type"], "revoke");
+    assert_eq!(change["credential_type"], "x509");
+    let ended = sets
+        .iter()
+        .find(|s| s["events"].get(format!("{CAEP}session-revoked")).is_some())
+        .unwrap_or_else(|| panic!("no session-revoked: {log}"));
+    assert_eq!(ended["sub_id"]["user"]["sub"], id["sub"]);
+    assert_eq!(ended["sub_id"]["session"]["id"], id["sid"]);
+    // The grant's refresh token stops working.
+    let (status, body) = token(&[("grant_type", "refresh_token"), ("refresh_token", &refresh)]);
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"], "invalid_grant");
 }
 
 /// `broker certs ocsp-responder` answers openssl's own OCSP client (an independent client).

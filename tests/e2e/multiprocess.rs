@@ -854,30 +854,10 @@ fn pg_back_channel_logout_tokens_are_delivered_once_and_survive_a_restart() {
         .toml("demo = true\n\n[cluster]\nsync_interval = 1\n")
         .processes(BIN, 2);
     let card = c.issue_card("card").display().to_string();
-    let python = std::env::var("BROKER_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
     let issuer = c.issuer.clone();
-    let start_receiver = || {
-        let child = Command::new(&python)
-            .arg(repo().join("tests/clients/bcl_receiver.py"))
-            .args([&port.to_string(), issuer.as_str(), "bcl"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("python runs");
-        broker_testkit::wait_for_port(port, "the receiver did not start");
-        child
-    };
+    let start_receiver = || super::start_receiver(port, &issuer, "bcl");
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let received = |rt: &tokio::runtime::Runtime| -> Value {
-        rt.block_on(async {
-            reqwest::get(format!("http://127.0.0.1:{port}/log"))
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap()
-        })
-    };
+    let received = |_: &tokio::runtime::Runtime| super::received(port);
     // A browser logs in at process A to the back-channel RP, redeems at B, logs out at B.
     let session_and_logout = |rt: &tokio::runtime::Runtime, c: &Processes| {
         rt.block_on(async {

@@ -3,7 +3,8 @@
 //! once per certificate, in one database transaction — the account's sessions end, a
 //! back-channel logout token is queued for every relying party of those sessions that
 //! registered a receiver, a CAEP `credential-change` SET (RFC 8417, pushed per RFC 8935) for
-//! every relying party holding a grant that registered a `signals_uri`, and (by `[signals]
+//! every relying party holding a grant that registered a `signals_uri` and a CAEP
+//! `session-revoked` SET for each of its sessions that ended, and (by `[signals]
 //! revoke_grants`, the default) every grant of the account is revoked. `outbox` delivers.
 
 use crate::app::Broker;
@@ -13,6 +14,9 @@ use serde_json::json;
 /// The CAEP event a SET carries when a card certificate is revoked.
 pub const CREDENTIAL_CHANGE: &str =
     "https://schemas.openid.net/secevent/caep/event-type/credential-change";
+/// The CAEP event a SET carries for each session of the person the broker ended.
+pub const SESSION_REVOKED: &str =
+    "https://schemas.openid.net/secevent/caep/event-type/session-revoked";
 
 fn item(
     kind: &str,
@@ -67,14 +71,33 @@ pub async fn certificate_revoked(
             continue;
         };
         let sub = crate::oidc::token::subject(b.server_key(), c, &account);
-        if let (Some(uri), Some(sid)) = (&c.backchannel_logout_uri, sid) {
+        let Some(sid) = sid else { continue };
+        if let Some(uri) = &c.backchannel_logout_uri {
             items.push(item(
                 "logout",
                 client_id,
                 uri,
-                sub,
+                sub.clone(),
                 Some(sid.clone()),
                 None,
+                now,
+            ));
+        }
+        if let Some(uri) = &c.signals_uri {
+            let event = json!({
+                SESSION_REVOKED: {
+                    "initiating_entity": "system",
+                    "event_timestamp": now,
+                    "reason_admin": { "en": format!("the session ended: the person's card certificate was revoked ({reason})") },
+                }
+            });
+            items.push(item(
+                "set",
+                client_id,
+                uri,
+                sub,
+                Some(sid.clone()),
+                Some(event.to_string()),
                 now,
             ));
         }
@@ -91,6 +114,7 @@ pub async fn certificate_revoked(
             CREDENTIAL_CHANGE: {
                 "credential_type": "x509",
                 "change_type": "revoke",
+                "initiating_entity": "system",
                 "event_timestamp": now,
                 "reason_admin": { "en": format!("the person's card certificate was revoked ({reason})") },
             }
