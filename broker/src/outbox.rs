@@ -124,24 +124,34 @@ pub async fn deliver_due(b: &Broker, http: &reqwest::Client) -> Result<usize, St
             },
         };
         let now = b.now();
+        // Logout tokens and SETs share the outbox; the metrics tell them apart by `kind`.
+        let kind = if rec.kind == "set" { "set" } else { "logout" };
+        let what = if kind == "set" {
+            "security event token"
+        } else {
+            "logout token"
+        };
         match outcome {
             Ok(()) => {
                 delivered += 1;
-                metrics::counter!("broker_backchannel_logout_delivered_total").increment(1);
-                tracing::info!(client = %rec.client_id, jti = %rec.id, "logout token delivered");
+                metrics::counter!("broker_backchannel_logout_delivered_total", "kind" => kind)
+                    .increment(1);
+                tracing::info!(client = %rec.client_id, jti = %rec.id, "{what} delivered");
                 b.store.settle_logout(&rec.id, now, Ok(())).await?;
             }
             Err(why) if now - rec.created_at >= GIVE_UP_AFTER => {
-                metrics::counter!("broker_backchannel_logout_failed_total").increment(1);
-                tracing::warn!(client = %rec.client_id, jti = %rec.id, attempts = rec.attempts, error = %why, "logout token given up on");
+                metrics::counter!("broker_backchannel_logout_failed_total", "kind" => kind)
+                    .increment(1);
+                tracing::warn!(client = %rec.client_id, jti = %rec.id, attempts = rec.attempts, error = %why, "{what} given up on");
                 b.store
                     .settle_logout(&rec.id, now, Err((&why, None)))
                     .await?;
             }
             Err(why) => {
-                metrics::counter!("broker_backchannel_logout_retries_total").increment(1);
+                metrics::counter!("broker_backchannel_logout_retries_total", "kind" => kind)
+                    .increment(1);
                 let next = now + backoff(rec.attempts);
-                tracing::info!(client = %rec.client_id, jti = %rec.id, attempts = rec.attempts, error = %why, retry_in = next - now, "logout token not delivered; retrying");
+                tracing::info!(client = %rec.client_id, jti = %rec.id, attempts = rec.attempts, error = %why, retry_in = next - now, "{what} not delivered; retrying");
                 b.store
                     .settle_logout(&rec.id, now, Err((&why, Some(next))))
                     .await?;

@@ -196,7 +196,7 @@ async fn a_logout_reaches_the_relying_parties_of_the_session_even_after_their_re
     assert_eq!(t.broker.store.pending_logouts().await.unwrap(), 0);
     let m = t.browser().get("/metrics").await.body;
     assert!(
-        m.contains("broker_backchannel_logout_delivered_total"),
+        m.contains("broker_backchannel_logout_delivered_total{kind=\"logout\"} 2"),
         "{m}"
     );
     // Discovery says so.
