@@ -78,6 +78,9 @@ pub struct Limits {
     pub open_transactions_per_source: i64,
     /// Device grants (RFC 8628) one relying party may have waiting for their person.
     pub open_device_codes_per_client: i64,
+    /// Pushed authorization requests (RFC 9126) one relying party may have waiting, unused
+    /// and unexpired; more are refused with `temporarily_unavailable`.
+    pub open_pushed_requests_per_client: i64,
     /// Wrong user codes one source address may type in ten minutes before the device page
     /// refuses it (guessing a user code: 20^8 codes).
     pub user_code_failures_per_source: i64,
@@ -97,6 +100,7 @@ impl Default for Limits {
             open_transactions_per_client: 20_000,
             open_transactions_per_source: 200,
             open_device_codes_per_client: 20_000,
+            open_pushed_requests_per_client: 20_000,
             user_code_failures_per_source: 10,
             trust_forwarded_for: false,
         }
@@ -190,6 +194,9 @@ pub struct Lifetimes {
     pub session: i64,
     /// A device code and its user code (RFC 8628), from /device_authorization to the tokens.
     pub device_code: i64,
+    /// A pushed authorization request's `request_uri` (RFC 9126), from the push to
+    /// `/authorize`; under 60 s (FAPI 2.0 asks < 600 s; a browser follows it at once).
+    pub pushed_request: i64,
 }
 
 impl Default for Lifetimes {
@@ -203,6 +210,7 @@ impl Default for Lifetimes {
             challenge: 180,
             session: 12 * 3600,
             device_code: 600,
+            pushed_request: 55,
         }
     }
 }
@@ -398,6 +406,7 @@ impl Config {
             ("transaction", lt.transaction, 3_600),
             ("challenge", lt.challenge, 600),
             ("session", lt.session, 30 * 86_400),
+            ("pushed_request", lt.pushed_request, 59),
         ] {
             if v <= 0 || v > max {
                 return Err(key_err(
@@ -427,6 +436,11 @@ impl Config {
             (
                 "open_transactions_per_source",
                 lim.open_transactions_per_source,
+                1..=100_000_000,
+            ),
+            (
+                "open_pushed_requests_per_client",
+                lim.open_pushed_requests_per_client,
                 1..=100_000_000,
             ),
         ] {

@@ -90,6 +90,7 @@ pub fn app(broker: Arc<Broker>) -> Router {
             "/userinfo",
             get(oauth::userinfo_get).post(oauth::userinfo_post),
         )
+        .route("/par", axum::routing::post(oauth::par))
         .route(
             "/device_authorization",
             axum::routing::post(device::device_authorization),

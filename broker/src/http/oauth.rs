@@ -191,6 +191,24 @@ pub async fn token(
     Ok(r)
 }
 
+/// `POST /par` (RFC 9126 §2): 201 with the `request_uri`.
+pub async fn par(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let (creds, form) = client_form(&headers, &body)?;
+    let pushed = crate::service::par::push(&s, &creds, &form)
+        .await
+        .map_err(|e| client_error(&creds, e))?;
+    let mut r = (StatusCode::CREATED, Json(pushed)).into_response();
+    r.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
+    Ok(r)
+}
+
 fn bearer(headers: &HeaderMap) -> Option<&str> {
     super::auth_credentials(headers, "Bearer")
 }

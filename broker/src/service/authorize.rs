@@ -7,7 +7,7 @@ use crate::authn::AuthFacts;
 use crate::authn::ceremony::{PendingAuth, Stage};
 use crate::clock::{random_bytes, random_token, token_hash};
 use crate::oidc::OAuthError;
-use crate::oidc::authorize::{self, AuthRequest, AuthorizeError, requirement};
+use crate::oidc::authorize::{self, AuthRequest, AuthorizeError, Channel, requirement};
 use crate::oidc::keys::HintError;
 use crate::oidc::login::{self, Decision};
 use crate::oidc::token::CodeData;
@@ -81,6 +81,15 @@ fn hinted_subject(
     }
 }
 
+/// How long `client`'s codes live: `[lifetimes] code`, at most 60 s for a fapi2 client
+/// (FAPI 2.0 Security Profile §5.3.2.1).
+fn code_lifetime(b: &Broker, client: &Client) -> i64 {
+    match client.profile {
+        crate::registry::Profile::Fapi2 => b.config.lifetimes.code.min(60),
+        crate::registry::Profile::Oidc => b.config.lifetimes.code,
+    }
+}
+
 /// Handle an authorization request (GET query or POST form) from `source` (the client's
 /// address, when known): verify it, load the browser's session and consent, decide
 /// (`oidc::login::decide`), and write what that says — a code, or a login transaction.
@@ -91,7 +100,23 @@ pub async fn authorize(
     source: Option<std::net::IpAddr>,
 ) -> Result<AuthorizeOutcome, OAuthError> {
     let registry = b.registry();
-    let (client, req) = match authorize::validate(params, &registry) {
+    // A request that names a pushed one (RFC 9126 §4) is that request, taken once: the
+    // values come from it alone.
+    let pushed;
+    let (params, channel) = match crate::oidc::par::reference(params) {
+        Err(error) => return Ok(AuthorizeOutcome::ErrorPage(error)),
+        Ok(None) => (params, Channel::Front),
+        Ok(Some((client_id, id_hash))) => {
+            match crate::service::par::take(b, &client_id, &id_hash).await? {
+                Ok(p) => {
+                    pushed = p;
+                    (&pushed[..], Channel::Pushed)
+                }
+                Err(error) => return Ok(AuthorizeOutcome::ErrorPage(error)),
+            }
+        }
+    };
+    let (client, req) = match authorize::validate_in(params, &registry, channel) {
         Ok(v) => v,
         Err(AuthorizeError::Page { error }) => return Ok(AuthorizeOutcome::ErrorPage(error)),
         Err(AuthorizeError::Redirect {
@@ -352,7 +377,7 @@ pub async fn issue_code(
                 account_id: account_id.to_string(),
                 data_json: serde_json::to_string(&data)
                     .map_err(|e| OAuthError::server_error(e.to_string()))?,
-                expires_at: b.now() + b.config.lifetimes.code,
+                expires_at: b.now() + code_lifetime(b, client),
                 used_at: None,
             },
             finish,

@@ -12,6 +12,7 @@ pub mod device;
 pub mod keys;
 pub mod login;
 pub mod logout;
+pub mod par;
 pub mod passkey;
 pub mod reload;
 pub mod signals;

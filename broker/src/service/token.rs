@@ -47,7 +47,16 @@ pub async fn authenticate_client(
             ));
         }
         (Some((id, _)), _, _) => id.clone(),
-        (None, Some(id), _) => id.clone(),
+        (None, Some(id), Some(assertion)) => {
+            let sub = assertion_subject(assertion)?;
+            if &sub != id {
+                return Err(OAuthError::invalid_client(format!(
+                    "client_id `{id}` in the form is not the client assertion's subject `{sub}`"
+                )));
+            }
+            sub
+        }
+        (None, Some(id), None) => id.clone(),
         (None, None, Some(assertion)) => assertion_subject(assertion)?,
         (None, None, None) => {
             return Err(OAuthError::invalid_client("no client authentication"));

@@ -249,6 +249,19 @@ pub struct CeremonyRecord {
     pub expires_at: i64,
 }
 
+/// A pushed authorization request (table `pushed_requests`, RFC 9126).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushedRequestRecord {
+    /// Hash of the `request_uri`'s secret (`oidc::par::new_request_uri`).
+    pub id_hash: String,
+    pub client_id: String,
+    /// The authorization request's parameters, as pushed: a JSON array of `[name, value]`.
+    pub params_json: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub used_at: Option<i64>,
+}
+
 /// A user-authentication certificate linked to an account, with its issuing anchor.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AnchoredLink {
@@ -450,6 +463,7 @@ pub struct Counts {
     pub passkeys: i64,
     pub webauthn_ceremonies: i64,
     pub device_grants: i64,
+    pub pushed_requests: i64,
 }
 
 #[async_trait]
@@ -612,6 +626,18 @@ pub trait Store: Send + Sync + 'static {
         after: &str,
         limit: i64,
     ) -> Result<Vec<AnchoredLink>>;
+    /// Keep a pushed authorization request, unless its client has `per_client` open (unused,
+    /// unexpired) already: false then. The count and the insert are one statement.
+    async fn insert_pushed_request(&self, r: &PushedRequestRecord, per_client: i64)
+    -> Result<bool>;
+    /// Take a pushed request back, once, for `client_id`: its `params_json`, or why not (one
+    /// conditional update; another client's attempt does not spend it).
+    async fn take_pushed_request(
+        &self,
+        id_hash: &str,
+        client_id: &str,
+        now: i64,
+    ) -> Result<std::result::Result<String, crate::oidc::par::Refusal>>;
     /// The live grants of an account.
     async fn grants_of_account(&self, account_id: &str) -> Result<Vec<GrantRecord>>;
     /// Logout tokens not delivered and not given up on.

@@ -352,6 +352,7 @@ from_row! {
         backup_eligible, backup_state, sign_count, card_anchor, card_issuer, card_serial,
         card_not_after, created_at, last_used_at, suspended_at, suspended_reason }
     CeremonyRecord { id_hash, purpose, binding, account_id, state_json, expires_at }
+    PushedRequestRecord { id_hash, client_id, params_json, created_at, expires_at, used_at }
     AnchoredLink { anchor, issuer, serial, not_after }
     DeviceGrantRecord { id, device_code_hash, user_code, client_id, request_json, created_at,
         expires_at, poll_interval, last_poll_at, status, code_hash, browser_hash }
@@ -967,6 +968,63 @@ impl Store for SqlStore {
         .bind(limit)
         .fetch_all(&mut self.backend.read().await?)
         .await?)
+    }
+
+    async fn insert_pushed_request(
+        &self,
+        r: &PushedRequestRecord,
+        per_client: i64,
+    ) -> Result<bool> {
+        Ok(query(
+            "INSERT INTO pushed_requests (id_hash, client_id, params_json, created_at, expires_at)
+             SELECT $1,$2,$3,$4,$5
+             WHERE (SELECT COUNT(*) FROM pushed_requests
+                      WHERE client_id = $2 AND used_at IS NULL AND expires_at > $4) < $6",
+        )
+        .bind(&r.id_hash)
+        .bind(&r.client_id)
+        .bind(&r.params_json)
+        .bind(r.created_at)
+        .bind(r.expires_at)
+        .bind(per_client)
+        .execute(&mut self.backend.write().await?)
+        .await?
+        .rows_affected()
+            == 1)
+    }
+
+    async fn take_pushed_request(
+        &self,
+        id_hash: &str,
+        client_id: &str,
+        now: i64,
+    ) -> Result<std::result::Result<String, crate::oidc::par::Refusal>> {
+        use crate::oidc::par::Refusal;
+        let taken: Option<String> = query_scalar(
+            "UPDATE pushed_requests SET used_at = $1
+             WHERE id_hash = $2 AND client_id = $3 AND used_at IS NULL AND expires_at > $1
+             RETURNING params_json",
+        )
+        .bind(now)
+        .bind(id_hash)
+        .bind(client_id)
+        .fetch_optional(&mut self.backend.write().await?)
+        .await?;
+        if let Some(p) = taken {
+            return Ok(Ok(p));
+        }
+        // Not taken: say why (a read; nothing is written).
+        let r: Option<PushedRequestRecord> =
+            query_as("SELECT * FROM pushed_requests WHERE id_hash = $1")
+                .bind(id_hash)
+                .fetch_optional(&mut self.backend.read().await?)
+                .await?;
+        Ok(Err(match r {
+            None => Refusal::Unknown,
+            Some(r) if r.client_id != client_id => Refusal::OtherClient,
+            Some(r) if r.used_at.is_some() => Refusal::Used,
+            Some(_) => Refusal::Expired,
+        }))
     }
 
     async fn grants_of_account(&self, account_id: &str) -> Result<Vec<GrantRecord>> {
@@ -1683,7 +1741,8 @@ impl Store for SqlStore {
                     (SELECT COUNT(*) FROM signature_verifications) AS signature_verifications,
                     (SELECT COUNT(*) FROM passkeys) AS passkeys,
                     (SELECT COUNT(*) FROM webauthn_ceremonies) AS webauthn_ceremonies,
-                    (SELECT COUNT(*) FROM device_grants) AS device_grants",
+                    (SELECT COUNT(*) FROM device_grants) AS device_grants,
+                    (SELECT COUNT(*) FROM pushed_requests) AS pushed_requests",
         )
         .fetch_one(&mut self.backend.read().await?)
         .await?;
@@ -1700,6 +1759,7 @@ impl Store for SqlStore {
             passkeys: row.try_get("passkeys")?,
             webauthn_ceremonies: row.try_get("webauthn_ceremonies")?,
             device_grants: row.try_get("device_grants")?,
+            pushed_requests: row.try_get("pushed_requests")?,
         })
     }
 
@@ -1710,6 +1770,11 @@ impl Store for SqlStore {
             ("DELETE FROM transactions WHERE expires_at < $1", 0),
             ("DELETE FROM client_assertion_jtis WHERE expires_at < $1", 0),
             ("DELETE FROM webauthn_ceremonies WHERE expires_at < $1", 0),
+            // A used or expired request_uri is refused as such for an hour, then unknown.
+            (
+                "DELETE FROM pushed_requests WHERE expires_at < $1",
+                EXPIRED_GRACE,
+            ),
             // Delivered or given-up logout tokens are kept a week (what was sent, when).
             (
                 "DELETE FROM logout_outbox WHERE COALESCE(delivered_at, failed_at) < $1",

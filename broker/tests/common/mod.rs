@@ -65,6 +65,14 @@ impl TestBroker {
         Self::build(&[], &[], edit).await
     }
 
+    /// Extra relying parties and a configuration edit.
+    pub async fn with_rps_and_config(
+        extra: &[(&str, &str)],
+        edit: impl FnOnce(&mut Config),
+    ) -> TestBroker {
+        Self::build(extra, &[], edit).await
+    }
+
     async fn build(
         extra: &[(&str, &str)],
         policy_files: &[(&str, &str)],

@@ -52,8 +52,9 @@ pub enum AuthorizeError {
     },
 }
 
-/// Parameters that must not repeat (OIDC Core 3.1.2.1 / RFC 6749 §3.1).
-const SINGLE: &[&str] = &[
+/// Parameters that must not repeat (OIDC Core 3.1.2.1 / RFC 6749 §3.1): every parameter
+/// `validate` reads.
+pub(crate) const SINGLE: &[&str] = &[
     "client_id",
     "redirect_uri",
     "response_type",
@@ -88,14 +89,33 @@ pub(crate) const STORED_BOUNDS: &[(&str, usize)] = &[
     ("max_age", 20),
 ];
 
-/// Validate the parameters of an authorization request (query or form) for a client in `registry`.
+/// How an authorization request reached the broker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Channel {
+    /// In the browser's query or form, as sent.
+    Front,
+    /// Pushed by the authenticated client (RFC 9126), taken back at `/authorize`.
+    Pushed,
+}
+
+/// Validate the parameters of an authorization request sent through the browser.
+pub fn validate(
+    params: &[(String, String)],
+    registry: &Registry,
+) -> Result<(Arc<Client>, AuthRequest), AuthorizeError> {
+    validate_in(params, registry, Channel::Front)
+}
+
+/// Validate the parameters of an authorization request (query, form, or a pushed request) for
+/// a client in `registry`.
 ///
 /// Long, and kept so: the order of the checks is the specification's (RFC 6749 §4.1.2.1: no
 /// redirect until the client and redirect URI are known good; then each parameter in turn),
 /// and reading them in one place is how that order is reviewed.
-pub fn validate(
+pub fn validate_in(
     params: &[(String, String)],
     registry: &Registry,
+    channel: Channel,
 ) -> Result<(Arc<Client>, AuthRequest), AuthorizeError> {
     let page = |e: OAuthError| AuthorizeError::Page { error: e };
     let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
@@ -144,6 +164,11 @@ pub fn validate(
     if let Some(dup) = SINGLE.iter().find(|k| count(k) > 1) {
         return Err(redirect(OAuthError::invalid_request(format!(
             "parameter `{dup}` is repeated"
+        ))));
+    }
+    if client.require_par && channel == Channel::Front {
+        return Err(redirect(OAuthError::invalid_request(format!(
+            "client `{client_id}` must push its authorization requests (PAR, RFC 9126) and send only client_id and request_uri here"
         ))));
     }
     // Everything kept with the login transaction is bounded: /authorize needs no

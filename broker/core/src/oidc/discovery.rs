@@ -97,6 +97,9 @@ pub fn metadata(iss: &str, policy: &crate::registry::policy::Policy) -> Value {
         "jwks_uri": format!("{iss}/jwks"),
         "introspection_endpoint": format!("{iss}/introspect"),
         "device_authorization_endpoint": format!("{iss}/device_authorization"),
+        "pushed_authorization_request_endpoint": format!("{iss}/par"),
+        // Per client in its RP file (always for fapi2); not for every client.
+        "require_pushed_authorization_requests": false,
         "end_session_endpoint": format!("{iss}/logout"),
         "backchannel_logout_supported": true,
         "backchannel_logout_session_supported": true,

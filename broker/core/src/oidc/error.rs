@@ -20,6 +20,10 @@ pub enum ErrorCode {
     RequestNotSupported,
     UnmetAuthenticationRequirements,
     RequestUriNotSupported,
+    /// RFC 9101 §7: the `request_uri` is unknown, used, expired or another client's.
+    InvalidRequestUri,
+    /// RFC 9101 §7: the request object is not valid.
+    InvalidRequestObject,
     InvalidToken,
     UnsupportedTokenType,
     ServerError,
@@ -50,6 +54,8 @@ impl ErrorCode {
             RequestNotSupported => "request_not_supported",
             UnmetAuthenticationRequirements => "unmet_authentication_requirements",
             RequestUriNotSupported => "request_uri_not_supported",
+            InvalidRequestUri => "invalid_request_uri",
+            InvalidRequestObject => "invalid_request_object",
             InvalidToken => "invalid_token",
             UnsupportedTokenType => "unsupported_token_type",
             ServerError => "server_error",
@@ -104,6 +110,8 @@ impl OAuthError {
         UnmetAuthenticationRequirements
     );
     ctor!(request_uri_not_supported, RequestUriNotSupported);
+    ctor!(invalid_request_uri, InvalidRequestUri);
+    ctor!(invalid_request_object, InvalidRequestObject);
     ctor!(invalid_token, InvalidToken);
     ctor!(unsupported_token_type, UnsupportedTokenType);
     ctor!(server_error, ServerError);

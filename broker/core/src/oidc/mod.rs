@@ -7,6 +7,7 @@ pub mod discovery;
 pub mod error;
 pub mod keys;
 pub mod login;
+pub mod par;
 pub mod token;
 
 pub use error::{ErrorCode, OAuthError};

@@ -75,7 +75,8 @@ pub fn assertion_subject(assertion: &str) -> Result<String, OAuthError> {
 }
 
 /// Check `client`'s assertion for `issuer` at `now`: signature by one of its registered keys,
-/// an allowed algorithm, iss = sub = client id, aud the issuer or its token endpoint, exp and
+/// an allowed algorithm (fapi2: PS256, ES256, EdDSA), iss = sub = client id, aud the issuer, its
+/// token endpoint or its PAR endpoint, exp and
 /// nbf, a jti, a lifetime of at most [`ASSERTION_MAX_LIFETIME`]. The jti's single use is the
 /// conductor's to check (it needs the store).
 ///
@@ -95,6 +96,17 @@ pub fn verify_assertion(
     ) {
         return Err(bad("algorithm not allowed"));
     }
+    if client.profile == crate::registry::Profile::Fapi2
+        && !matches!(
+            header.alg,
+            Algorithm::ES256 | Algorithm::PS256 | Algorithm::EdDSA
+        )
+    {
+        return Err(bad(&format!(
+            "algorithm {:?} is not allowed for a fapi2 client (PS256, ES256, EdDSA)",
+            header.alg
+        )));
+    }
     let jwks = client
         .jwks
         .as_ref()
@@ -104,9 +116,12 @@ pub fn verify_assertion(
         .iter()
         .filter(|k| header.kid.is_none() || k.common.key_id == header.kid)
         .collect();
+    // The issuer (FAPI 2.0 §5.3.2.1, RFC 7523bis), or the endpoint it is sent to (RFC 7523
+    // §3, RFC 9126 §2).
     let token_endpoint = format!("{issuer}/token");
+    let par_endpoint = format!("{issuer}/par");
     let mut v = Validation::new(header.alg);
-    v.set_audience(&[issuer, token_endpoint.as_str()]);
+    v.set_audience(&[issuer, token_endpoint.as_str(), par_endpoint.as_str()]);
     v.set_issuer(&[client.client_id.as_str()]);
     v.sub = Some(client.client_id.clone());
     v.set_required_spec_claims(&["exp", "iss", "sub", "aud"]);
@@ -508,6 +523,32 @@ client_secret_sha256 = "2bb80d537b1da3e38bd30361aa855686bde0eacd7162fef6a25fe97b
         for a in bad {
             assert_eq!(refusal(&c, &a), "client_assertion: algorithm not allowed");
         }
+    }
+
+    /// A fapi2 client: RS256 is refused before any key is tried (PS256, ES256, EdDSA only);
+    /// its assertion may name the issuer, the token endpoint or the PAR endpoint.
+    #[test]
+    fn a_fapi2_client_refuses_rs256_and_accepts_the_par_endpoint_as_audience() {
+        let (pkcs8, jwk) = es256_key("k1");
+        provider();
+        let c = client(&format!(
+            "profile = \"fapi2\"\nid_token_signed_response_alg = \"PS256\"\ntoken_endpoint_auth_method = \"private_key_jwt\"\n[jwks]\nkeys = [{jwk}]\n"
+        ));
+        let good = sign(&pkcs8, Some("k1"), &claims(json!({})));
+        assert_eq!(
+            refusal(&c, &reheader(&good, json!({"alg": "RS256", "kid": "k1"}))),
+            "client_assertion: algorithm RS256 is not allowed for a fapi2 client (PS256, ES256, EdDSA)"
+        );
+        for aud in [json!(ISSUER), json!(format!("{ISSUER}/par"))] {
+            let a = sign(&pkcs8, Some("k1"), &claims(json!({ "aud": aud })));
+            assert!(verify_assertion(&c, &a, ISSUER, NOW).is_ok(), "{aud}");
+        }
+        let a = sign(
+            &pkcs8,
+            Some("k1"),
+            &claims(json!({ "aud": format!("{ISSUER}/userinfo") })),
+        );
+        assert!(refusal(&c, &a).contains("InvalidAudience"));
     }
 
     #[test]

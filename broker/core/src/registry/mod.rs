@@ -52,6 +52,30 @@ pub enum SubjectType {
     Public,
 }
 
+/// The security profile a client is held to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Profile {
+    /// OpenID Connect as the broker speaks it to every relying party (PKCE, RFC 9207 `iss`).
+    #[default]
+    Oidc,
+    /// FAPI 2.0 Security Profile (final): a confidential client with private_key_jwt (PS256,
+    /// ES256, EdDSA), pushed authorization requests only, codes of at most 60 s.
+    Fapi2,
+}
+
+impl Profile {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Profile::Oidc => "oidc",
+            Profile::Fapi2 => "fapi2",
+        }
+    }
+}
+
+/// The JWS algorithms FAPI 2.0 allows (Security Profile §5.4.1): PS256, ES256, EdDSA (Ed25519).
+pub const FAPI2_ALGS: &[&str] = &["PS256", "ES256", "EdDSA"];
+
 /// JWS algorithms an RP may ask for its ID tokens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
 pub enum SigAlg {
@@ -119,6 +143,11 @@ pub struct Client {
     /// RFC 8935 push delivery of Security Event Tokens (CAEP credential-change).
     pub signals_uri: Option<String>,
     pub auth_method: AuthMethod,
+    /// `oidc` (default) or `fapi2`.
+    pub profile: Profile,
+    /// Authorization requests only by PAR (RFC 9126): `/authorize` takes a `request_uri` of
+    /// this client and nothing else. Always true for `fapi2`.
+    pub require_par: bool,
     /// SHA-256 of the client secret (never the secret itself).
     pub client_secret_sha256: Option<[u8; 32]>,
     /// The client's public keys for `private_key_jwt`.
@@ -180,6 +209,8 @@ struct RawClient {
     /// Where the broker pushes Security Event Tokens (RFC 8935) about its people.
     signals_uri: Option<Spanned<String>>,
     token_endpoint_auth_method: Spanned<AuthMethod>,
+    profile: Option<Spanned<Profile>>,
+    require_pushed_authorization_requests: Option<Spanned<bool>>,
     client_secret_sha256: Option<Spanned<String>>,
     jwks: Option<Spanned<toml::Value>>,
     #[serde(default = "default_scopes")]
@@ -350,6 +381,8 @@ impl Registry {
             backchannel_logout_uri: None,
             signals_uri: None,
             auth_method: AuthMethod::None,
+            profile: Profile::Oidc,
+            require_par: false,
             client_secret_sha256: None,
             jwks: None,
             scopes: ["openid".to_string()].into(),
@@ -744,6 +777,82 @@ pub fn parse_client(file: &Path, text: &str) -> Result<Client, FileError> {
     if no_pkce {
         tracing::warn!(client = %raw.client_id.get_ref(), "danger_allow_code_without_pkce: this client may obtain codes without PKCE");
     }
+
+    // The profile: FAPI 2.0 asks for all of these at registration (Security Profile §5.3.2).
+    let profile = raw.profile.as_ref().map_or(Profile::Oidc, |p| *p.get_ref());
+    let profile_span = raw
+        .profile
+        .as_ref()
+        .map_or(raw.client_id.span(), |p| p.span());
+    let require_par = match (&raw.require_pushed_authorization_requests, profile) {
+        (Some(v), Profile::Fapi2) if !*v.get_ref() => {
+            return Err(err(
+                v.span(),
+                "profile fapi2 needs pushed authorization requests: require_pushed_authorization_requests cannot be false".into(),
+            ));
+        }
+        (_, Profile::Fapi2) => true,
+        (Some(v), Profile::Oidc) => *v.get_ref(),
+        (None, Profile::Oidc) => false,
+    };
+    if require_par && !code_flow {
+        return Err(err(
+            raw.client_id.span(),
+            "require_pushed_authorization_requests is for the authorization code flow, which this client does not use".into(),
+        ));
+    }
+    if profile == Profile::Fapi2 {
+        if method != AuthMethod::PrivateKeyJwt {
+            return Err(err(
+                raw.token_endpoint_auth_method.span(),
+                format!(
+                    "profile fapi2 needs token_endpoint_auth_method = \"private_key_jwt\" (not `{}`): FAPI 2.0 clients are confidential and authenticate with a key",
+                    method.as_str()
+                ),
+            ));
+        }
+        if let Some(v) = &raw.danger_allow_code_without_pkce
+            && *v.get_ref()
+        {
+            return Err(err(
+                v.span(),
+                "profile fapi2 needs PKCE: danger_allow_code_without_pkce is not allowed".into(),
+            ));
+        }
+        if !FAPI2_ALGS.contains(&raw.id_token_signed_response_alg.as_str()) {
+            return Err(err(
+                profile_span,
+                format!(
+                    "profile fapi2 allows ID tokens in {} only (id_token_signed_response_alg is {})",
+                    FAPI2_ALGS.join(", "),
+                    raw.id_token_signed_response_alg.as_str()
+                ),
+            ));
+        }
+        if let Some(k) = jwks.as_ref().and_then(|set| {
+            set.keys.iter().find(|k| {
+                k.common
+                    .key_algorithm
+                    .is_some_and(|a| !FAPI2_ALGS.contains(&format!("{a:?}").as_str()))
+            })
+        }) {
+            return Err(err(
+                raw.jwks.as_ref().map_or(profile_span.clone(), |j| j.span()),
+                format!(
+                    "profile fapi2 allows keys for {} only (jwks key {:?} is for {:?})",
+                    FAPI2_ALGS.join(", "),
+                    k.common.key_id.as_deref().unwrap_or("(no kid)"),
+                    k.common.key_algorithm.unwrap()
+                ),
+            ));
+        }
+        if raw.grant_types.contains(&GrantType::DeviceCode) {
+            return Err(err(
+                profile_span,
+                "profile fapi2 allows the authorization code, refresh token and client credentials grants only (not the device grant)".into(),
+            ));
+        }
+    }
     let display_name = raw.display_name.into_inner();
     Ok(Client {
         client_id: raw.client_id.into_inner(),
@@ -755,6 +864,8 @@ pub fn parse_client(file: &Path, text: &str) -> Result<Client, FileError> {
         backchannel_logout_uri,
         signals_uri,
         auth_method: method,
+        profile,
+        require_par,
         client_secret_sha256: secret,
         jwks,
         scopes,
@@ -928,6 +1039,67 @@ danger_allow_api_with_client_secret = true
         );
         let with_sector = format!("{two}sector_identifier = \"example.jp\"\n");
         assert_eq!(parse(&with_sector).unwrap().sector, "example.jp");
+    }
+
+    const FAPI: &str = r#"
+client_id = "fapi"
+display_name = "Bank"
+kind = "bank"
+redirect_uris = ["https://bank.example.jp/cb"]
+profile = "fapi2"
+token_endpoint_auth_method = "private_key_jwt"
+id_token_signed_response_alg = "PS256"
+[jwks]
+keys = [{ kty = "EC", crv = "P-256", alg = "ES256", kid = "k1", x = "jMQ0zPyr2wYwjBXu2CYdK8egXgM05hxBhICfXnJZT5M", y = "Q0aF83uk4rq6Sy6UzZG0ACbKeW_fIRHcZoydAQVZONk" }]
+"#;
+
+    /// A fapi2 registration: PAR always; everything FAPI 2.0 asks of a client at registration,
+    /// each refused with the key's line.
+    #[test]
+    fn a_fapi2_client_is_registered_with_what_the_profile_needs_or_refused() {
+        let c = parse(FAPI).unwrap();
+        assert_eq!(c.profile, Profile::Fapi2);
+        assert!(c.require_par);
+        assert!(!parse(GOOD).unwrap().require_par);
+        let opted = format!("{GOOD}require_pushed_authorization_requests = true\n");
+        assert!(parse(&opted).unwrap().require_par);
+        let refused = |text: &str| parse(text).unwrap_err();
+        let e = refused(&FAPI.replace(
+            "profile = \"fapi2\"",
+            "profile = \"fapi2\"\nrequire_pushed_authorization_requests = false",
+        ));
+        assert_eq!(e.line, 7);
+        assert!(
+            e.reason.contains("needs pushed authorization requests"),
+            "{e}"
+        );
+        let e = refused(&FAPI.replace("\"PS256\"", "\"RS256\""));
+        assert_eq!(e.line, 6);
+        assert_eq!(
+            e.reason,
+            "profile fapi2 allows ID tokens in PS256, ES256, EdDSA only (id_token_signed_response_alg is RS256)"
+        );
+        let e = refused(&FAPI.replace("alg = \"ES256\"", "alg = \"RS256\""));
+        assert!(e.reason.contains("jwks key \"k1\" is for RS256"), "{e}");
+        let e = refused(&FAPI.replace("[jwks]", "danger_allow_code_without_pkce = true\n[jwks]"));
+        assert!(e.reason.contains("profile fapi2 needs PKCE"), "{e}");
+        let e = refused(&FAPI.replace(
+            "profile = \"fapi2\"",
+            "profile = \"fapi2\"\ngrant_types = [\"authorization_code\", \"urn:ietf:params:oauth:grant-type:device_code\"]",
+        ));
+        assert!(e.reason.contains("not the device grant"), "{e}");
+        let secret = GOOD.replace(
+            "kind = \"public_sector\"",
+            "kind = \"bank\"\nprofile = \"fapi2\"",
+        );
+        let e = refused(&secret);
+        assert_eq!(e.line, 7);
+        assert!(
+            e.reason.starts_with("profile fapi2 needs token_endpoint_auth_method = \"private_key_jwt\" (not `client_secret_basic`)"),
+            "{e}"
+        );
+        let e = refused(&format!("{GOOD}profile = \"fapi3\"\n"));
+        assert!(e.reason.contains("unknown variant `fapi3`"), "{e}");
     }
 
     #[test]
