@@ -1,8 +1,10 @@
-//! Pushed authorization requests (RFC 9126) and the fapi2 profile's front channel, through the
-//! real router: a fapi2 client pushes its request with private_key_jwt, the browser brings
-//! only `client_id` and `request_uri`, and every refusal named in issue 19 — no PAR, a reused,
-//! expired, unknown or another client's `request_uri`, a push without authentication or with a
-//! replayed assertion — with its exact error and nothing stored.
+//! Pushed authorization requests (RFC 9126), signed request objects (RFC 9101) and the fapi2
+//! profile's front channel, through the real router: a fapi2 client pushes its request (or its
+//! request object) with private_key_jwt, the browser brings only `client_id` and
+//! `request_uri`, and every refusal named in issue 19 — no PAR, a reused, expired, unknown or
+//! another client's `request_uri`, a push without authentication or with a replayed assertion,
+//! a request object with a bad signature, the wrong `aud`, expired, `nbf` too old, or replayed
+//! — with its exact error and nothing stored.
 
 mod common;
 use aws_lc_rs::signature::{self, EcdsaKeyPair, KeyPair};
@@ -49,10 +51,13 @@ struct Setup {
 async fn setup_with(edit: impl FnOnce(&mut broker::config::Config)) -> Setup {
     let (key, jwk) = es256_key();
     let (key_b, jwk_b) = es256_key();
+    // `keyed`: an oidc client with fapi's key, for request objects at /authorize.
+    let keyed = fapi_rp("keyed", &jwk).replace("profile = \"fapi2\"", "profile = \"oidc\"");
     let t = TestBroker::with_rps_and_config(
         &[
             ("fapi.toml", &fapi_rp("fapi", &jwk)),
             ("fapi-b.toml", &fapi_rp("fapi-b", &jwk_b)),
+            ("keyed.toml", &keyed),
         ],
         edit,
     )
@@ -83,6 +88,33 @@ impl Setup {
             &jsonwebtoken::EncodingKey::from_ec_der(key),
         )
         .unwrap()
+    }
+
+    /// `client`'s request object: its request, signed, with `changes` to the claims (a null
+    /// removes one), by the broker's clock.
+    fn request_object(&self, client: &str, changes: Value) -> String {
+        let key = if client == "fapi-b" {
+            &self.key_b
+        } else {
+            &self.key
+        };
+        let now = self.t.broker.now();
+        let mut c = json!({"iss": client, "aud": ISSUER, "exp": now + 300, "nbf": now,
+            "jti": broker::clock::random_id()});
+        for (k, v) in request(client) {
+            c[k] = json!(v);
+        }
+        for (k, v) in changes.as_object().unwrap() {
+            match v {
+                Value::Null => c.as_object_mut().unwrap().remove(k),
+                v => c.as_object_mut().unwrap().insert(k.clone(), v.clone()),
+            };
+        }
+        broker::app::install_crypto_provider();
+        let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+        h.kid = Some("k1".into());
+        h.typ = Some("oauth-authz-req+jwt".into());
+        jsonwebtoken::encode(&h, &c, &jsonwebtoken::EncodingKey::from_ec_der(key)).unwrap()
     }
 
     /// POST /par as `client` with `assertion` and the authorization parameters `params`.
@@ -446,4 +478,147 @@ async fn an_oidc_client_may_push_its_request() {
         .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     assert_eq!(r.json()["error"], "invalid_client");
+}
+
+/// A request object at /authorize: its values alone (the front channel's are ignored); the
+/// login completes with the object's state and nonce.
+#[tokio::test]
+async fn a_signed_request_object_at_authorize_carries_the_request() {
+    let s = setup().await;
+    let jwt = s.request_object("keyed", json!({}));
+    let q = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs([
+            ("client_id", "keyed"),
+            ("request", jwt.as_str()),
+            ("state", "front-state"),
+            ("redirect_uri", "https://evil.example/cb"),
+        ])
+        .finish();
+    let mut card = s.t.card("person");
+    let p = login_with_card(&mut s.t.browser(), &mut card, &format!("/authorize?{q}")).await;
+    assert_eq!(p["state"], "pushed-state");
+    // The same object again: its jti was used.
+    let r = s.t.browser().get(&format!("/authorize?{q}")).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.body.contains("invalid_request_object"), "{}", r.body);
+    assert!(
+        r.body
+            .contains("its jti was used before (a request object is single use)"),
+        "{}",
+        r.body
+    );
+    let d =
+        s.t.browser()
+            .get("/.well-known/openid-configuration")
+            .await
+            .json();
+    assert_eq!(d["request_parameter_supported"], true);
+    assert_eq!(
+        d["request_object_signing_alg_values_supported"],
+        json!(["PS256", "ES256", "EdDSA", "RS256"])
+    );
+}
+
+/// Bad request objects at /authorize (the error page: no redirect URI is trusted from an object
+/// that does not verify) and at /par (JSON), each with its reason and nothing stored.
+#[tokio::test]
+async fn bad_request_objects_are_refused_with_their_reason() {
+    let s = setup().await;
+    let now = s.t.broker.now();
+    let (stranger, _) = es256_key();
+    // The same claims signed by a key the client did not register.
+    let good = s.request_object("keyed", json!({}));
+    let body = good.split('.').nth(1).unwrap();
+    let claims: Value =
+        serde_json::from_slice(&broker::clock::b64url_decode(body).unwrap()).unwrap();
+    let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+    h.kid = Some("k1".into());
+    let other_key = jsonwebtoken::encode(
+        &h,
+        &claims,
+        &jsonwebtoken::EncodingKey::from_ec_der(&stranger),
+    )
+    .unwrap();
+    let cases: Vec<(String, &str)> = vec![
+        (
+            other_key,
+            "request object: signature does not verify with any registered key",
+        ),
+        (
+            s.request_object("keyed", json!({"aud": format!("{ISSUER}/par")})),
+            "request object: InvalidAudience",
+        ),
+        (
+            s.request_object("keyed", json!({"exp": now - 60, "nbf": now - 120})),
+            "request object: expired (exp is in the past)",
+        ),
+        (
+            s.request_object("keyed", json!({"nbf": now - 3700, "exp": now + 10})),
+            "request object: nbf is more than 60 minutes in the past",
+        ),
+        (
+            s.request_object("keyed", json!({"jti": null})),
+            "request object: jti is missing (each request object must be unique)",
+        ),
+    ];
+    let before = s.t.counts().await;
+    for (jwt, why) in &cases {
+        let q = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs([("client_id", "keyed"), ("request", jwt.as_str())])
+            .finish();
+        let r = s.t.browser().get(&format!("/authorize?{q}")).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{why}");
+        assert!(r.body.contains("invalid_request_object"), "{}", r.body);
+        assert!(r.body.contains(why), "{why}: {}", r.body);
+    }
+    assert_eq!(s.t.broker.store.count_transactions().await.unwrap(), 0);
+    // The same at /par, for a fapi2 client: JSON, 400.
+    for (jwt, why) in [
+        (
+            s.request_object("fapi", json!({"aud": "https://elsewhere.example"})),
+            "request object: InvalidAudience",
+        ),
+        (
+            s.request_object("fapi", json!({"nbf": now - 3700, "exp": now + 10})),
+            "request object: nbf is more than 60 minutes in the past",
+        ),
+        (
+            s.request_object("fapi-b", json!({"iss": "fapi"})),
+            "request object: signature does not verify with any registered key",
+        ),
+    ] {
+        let a = s.assertion_for("fapi", ISSUER);
+        let r = s.push_with(Some(&a), &[("request", &jwt)]).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+        assert_eq!(r.json()["error"], "invalid_request_object");
+        assert_eq!(r.json()["error_description"], why);
+    }
+    assert_eq!(s.t.counts().await, before);
+}
+
+/// A fapi2 client pushes a request object; the pushed request is the object's.
+#[tokio::test]
+async fn a_fapi2_client_pushes_a_request_object() {
+    let s = setup().await;
+    let jwt = s.request_object("fapi", json!({"state": "from-object"}));
+    let a = s.assertion_for("fapi", ISSUER);
+    // Form parameters beside the object are not used.
+    let r = s
+        .push_with(Some(&a), &[("request", &jwt), ("state", "from-form")])
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let uri = r.json()["request_uri"].as_str().unwrap().to_string();
+    let mut card = s.t.card("person");
+    let p = login_with_card(&mut s.t.browser(), &mut card, &front("fapi", &uri)).await;
+    assert_eq!(p["state"], "from-object");
+    // A fapi2 client's request object through the browser alone is still refused: PAR only.
+    let jwt = s.request_object("fapi", json!({}));
+    let q = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs([("client_id", "fapi"), ("request", jwt.as_str())])
+        .finish();
+    let r = s.t.browser().get(&format!("/authorize?{q}")).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert!(
+        r.redirect_params()["error_description"].contains("must push its authorization requests")
+    );
 }

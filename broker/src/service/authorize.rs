@@ -81,6 +81,39 @@ fn hinted_subject(
     }
 }
 
+/// The parameters of a front-channel request's request object: `client_id` (once, registered)
+/// names the client whose keys must have signed it; or the refusal to show.
+async fn from_request_object(
+    b: &Broker,
+    registry: &crate::registry::Registry,
+    params: &[(String, String)],
+) -> Result<Result<Vec<(String, String)>, OAuthError>, OAuthError> {
+    let one = |k: &str| {
+        let mut it = params.iter().filter(|(n, _)| n == k);
+        match (it.next(), it.next()) {
+            (Some((_, v)), None) if !v.is_empty() => Ok(v.as_str()),
+            (Some(_), Some(_)) => Err(OAuthError::invalid_request(format!("{k} is repeated"))),
+            _ => Err(OAuthError::invalid_request(format!(
+                "{k} is missing (client_id must come with request)"
+            ))),
+        }
+    };
+    let (client_id, jwt) = match (one("client_id"), one("request")) {
+        (Ok(c), Ok(r)) => (c, r),
+        (Err(e), _) | (_, Err(e)) => return Ok(Err(e)),
+    };
+    let Some(client) = registry.get(client_id) else {
+        return Ok(Err(OAuthError::invalid_client(format!(
+            "client_id `{client_id}` is not registered"
+        ))));
+    };
+    match crate::service::par::request_object(b, client, jwt).await {
+        Ok(p) => Ok(Ok(p)),
+        Err(e) if e.code == crate::oidc::ErrorCode::InvalidRequestObject => Ok(Err(e)),
+        Err(e) => Err(e),
+    }
+}
+
 /// How long `client`'s codes live: `[lifetimes] code`, at most 60 s for a fapi2 client
 /// (FAPI 2.0 Security Profile §5.3.2.1).
 fn code_lifetime(b: &Broker, client: &Client) -> i64 {
@@ -105,6 +138,17 @@ pub async fn authorize(
     let pushed;
     let (params, channel) = match crate::oidc::par::reference(params) {
         Err(error) => return Ok(AuthorizeOutcome::ErrorPage(error)),
+        // A request object (RFC 9101 §5): its values alone; refused on the page, as its
+        // redirect URI cannot be trusted before it verifies.
+        Ok(None) if params.iter().any(|(k, _)| k == "request") => {
+            match from_request_object(b, &registry, params).await? {
+                Ok(p) => {
+                    pushed = p;
+                    (&pushed[..], Channel::Front)
+                }
+                Err(error) => return Ok(AuthorizeOutcome::ErrorPage(error)),
+            }
+        }
         Ok(None) => (params, Channel::Front),
         Ok(Some((client_id, id_hash))) => {
             match crate::service::par::take(b, &client_id, &id_hash).await? {

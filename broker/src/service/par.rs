@@ -19,7 +19,29 @@ pub struct Pushed {
     pub expires_in: i64,
 }
 
-/// `POST /par`: authenticate the client, validate its request, keep it.
+/// The parameters of `client`'s request object `jwt` (RFC 9101), verified
+/// (`oidc::jar::verify`) and its `jti` claimed once across all processes.
+pub async fn request_object(
+    b: &Broker,
+    client: &crate::registry::Client,
+    jwt: &str,
+) -> Result<Vec<(String, String)>, OAuthError> {
+    let o = crate::oidc::jar::verify(client, jwt, b.issuer(), b.now())?;
+    let fresh = b
+        .store
+        .claim_assertion_jti(&client.client_id, &o.jti_hash, o.keep_until)
+        .await?;
+    if !fresh {
+        tracing::warn!(client = %client.client_id, "request object replayed");
+        return Err(OAuthError::invalid_request_object(
+            "request object: its jti was used before (a request object is single use)",
+        ));
+    }
+    Ok(o.params)
+}
+
+/// `POST /par`: authenticate the client, validate its request (the request object's
+/// parameters alone when it sends one), keep it.
 pub async fn push(
     b: &Broker,
     creds: &PresentedCredentials,
@@ -32,7 +54,15 @@ pub async fn push(
             client.client_id
         )));
     }
-    let params = par::pushed_params(form, &client.client_id)?;
+    let params = match form.iter().find(|(k, _)| k == "request") {
+        Some((_, jwt)) => {
+            if form.iter().filter(|(k, _)| k == "request").count() > 1 {
+                return Err(OAuthError::invalid_request("request is repeated"));
+            }
+            par::pushed_params(&request_object(b, &client, jwt).await?, &client.client_id)?
+        }
+        None => par::pushed_params(form, &client.client_id)?,
+    };
     // Validated now, so the client hears of a mistake in the push's answer (and validated again
     // when taken: the registry may have changed in between).
     let registry = b.registry();

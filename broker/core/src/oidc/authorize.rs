@@ -182,11 +182,8 @@ pub fn validate_in(
             ))));
         }
     }
-    if get("request").is_some() {
-        return Err(redirect(OAuthError::request_not_supported(
-            "request objects are not supported",
-        )));
-    }
+    // A `request` never reaches here: `service::authorize` and `service::par` replace the
+    // request by its request object's parameters (`oidc::jar`), which cannot hold one.
     if get("request_uri").is_some() {
         return Err(redirect(OAuthError::request_uri_not_supported(
             "request_uri is not supported",
@@ -563,10 +560,6 @@ mod tests {
         assert_eq!(
             redirect_code(validate(&with(base(), "max_age", Some("-1")), &r)).0,
             "invalid_request"
-        );
-        assert_eq!(
-            redirect_code(validate(&with(base(), "request", Some("x.y.z")), &r)).0,
-            "request_not_supported"
         );
         let mut dup = base();
         dup.push(("scope".into(), "openid".into()));

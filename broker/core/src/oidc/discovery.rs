@@ -122,7 +122,8 @@ pub fn metadata(iss: &str, policy: &crate::registry::policy::Policy) -> Value {
         "prompt_values_supported": ["none", "login", "consent", "select_account"],
         "ui_locales_supported": ["ja", "en"],
         "authorization_response_iss_parameter_supported": true,
-        "request_parameter_supported": false,
+        "request_parameter_supported": true,
+        "request_object_signing_alg_values_supported": super::jar::ALGS,
         "request_uri_parameter_supported": false,
         "require_request_uri_registration": false,
     });

@@ -5,6 +5,7 @@ pub mod claims;
 pub mod device;
 pub mod discovery;
 pub mod error;
+pub mod jar;
 pub mod keys;
 pub mod login;
 pub mod par;

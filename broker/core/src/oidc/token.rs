@@ -46,10 +46,10 @@ pub const ASSERTION_LEEWAY: i64 = 30;
 
 /// How much longer than an assertion's acceptance its `jti` is kept: the processes' clocks may
 /// differ by this much.
-const JTI_SKEW_MARGIN: i64 = 300;
+pub(crate) const JTI_SKEW_MARGIN: i64 = 300;
 
 /// Longest `jti` accepted.
-const JTI_MAX_LEN: usize = 256;
+pub(crate) const JTI_MAX_LEN: usize = 256;
 
 /// What a verified client assertion leaves to check against the store.
 pub struct VerifiedAssertion {
@@ -74,6 +74,80 @@ pub fn assertion_subject(assertion: &str) -> Result<String, OAuthError> {
         .ok_or_else(|| OAuthError::invalid_client("client_assertion has no sub"))
 }
 
+/// The claims of a JWS that `client` signed with one of its registered keys: an allowed
+/// algorithm (ES256, PS256, RS256, EdDSA; fapi2: not RS256) that `typ_ok` accepts the header
+/// of, `iss` the client (and `sub` when required), `aud` one of `audiences`, the `required`
+/// claims present. Times are not checked here (the caller judges them by the broker's clock).
+/// The error is the reason, for the caller to put in its own form.
+pub(crate) fn decode_client_jws(
+    client: &Client,
+    token: &str,
+    audiences: &[&str],
+    required: &[&str],
+    typ_ok: impl Fn(Option<&str>) -> bool,
+) -> Result<Value, String> {
+    use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
+    let header = decode_header(token).map_err(|_| "malformed header".to_string())?;
+    if !matches!(
+        header.alg,
+        Algorithm::ES256 | Algorithm::PS256 | Algorithm::RS256 | Algorithm::EdDSA
+    ) {
+        return Err("algorithm not allowed".into());
+    }
+    if client.profile == crate::registry::Profile::Fapi2
+        && !matches!(
+            header.alg,
+            Algorithm::ES256 | Algorithm::PS256 | Algorithm::EdDSA
+        )
+    {
+        return Err(format!(
+            "algorithm {:?} is not allowed for a fapi2 client (PS256, ES256, EdDSA)",
+            header.alg
+        ));
+    }
+    if !typ_ok(header.typ.as_deref()) {
+        return Err(format!(
+            "typ {:?} is not allowed here",
+            header.typ.as_deref().unwrap_or("")
+        ));
+    }
+    let jwks = client
+        .jwks
+        .as_ref()
+        .ok_or_else(|| "client has no keys".to_string())?;
+    let candidates: Vec<_> = jwks
+        .keys
+        .iter()
+        .filter(|k| header.kid.is_none() || k.common.key_id == header.kid)
+        .collect();
+    let mut v = Validation::new(header.alg);
+    v.set_audience(audiences);
+    v.set_issuer(&[client.client_id.as_str()]);
+    if required.contains(&"sub") {
+        v.sub = Some(client.client_id.clone());
+    }
+    v.set_required_spec_claims(required);
+    // exp and nbf are checked by the caller against the broker's clock (injected), not the
+    // library's.
+    v.validate_exp = false;
+    v.validate_nbf = false;
+    for k in candidates {
+        let Ok(key) = DecodingKey::from_jwk(k) else {
+            continue;
+        };
+        match decode::<Value>(token, &key, &v) {
+            Ok(d) => return Ok(d.claims),
+            Err(e) => match e.kind() {
+                jsonwebtoken::errors::ErrorKind::InvalidSignature
+                | jsonwebtoken::errors::ErrorKind::InvalidAlgorithm
+                | jsonwebtoken::errors::ErrorKind::InvalidKeyFormat => continue,
+                other => return Err(format!("{other:?}")),
+            },
+        }
+    }
+    Err("signature does not verify with any registered key".into())
+}
+
 /// Check `client`'s assertion for `issuer` at `now`: signature by one of its registered keys,
 /// an allowed algorithm (fapi2: PS256, ES256, EdDSA), iss = sub = client id, aud the issuer, its
 /// token endpoint or its PAR endpoint, exp and
@@ -87,66 +161,19 @@ pub fn verify_assertion(
     issuer: &str,
     now: i64,
 ) -> Result<VerifiedAssertion, OAuthError> {
-    use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
     let bad = |m: &str| OAuthError::invalid_client(format!("client_assertion: {m}"));
-    let header = decode_header(assertion).map_err(|_| bad("malformed header"))?;
-    if !matches!(
-        header.alg,
-        Algorithm::ES256 | Algorithm::PS256 | Algorithm::RS256 | Algorithm::EdDSA
-    ) {
-        return Err(bad("algorithm not allowed"));
-    }
-    if client.profile == crate::registry::Profile::Fapi2
-        && !matches!(
-            header.alg,
-            Algorithm::ES256 | Algorithm::PS256 | Algorithm::EdDSA
-        )
-    {
-        return Err(bad(&format!(
-            "algorithm {:?} is not allowed for a fapi2 client (PS256, ES256, EdDSA)",
-            header.alg
-        )));
-    }
-    let jwks = client
-        .jwks
-        .as_ref()
-        .ok_or_else(|| bad("client has no keys"))?;
-    let candidates: Vec<_> = jwks
-        .keys
-        .iter()
-        .filter(|k| header.kid.is_none() || k.common.key_id == header.kid)
-        .collect();
     // The issuer (FAPI 2.0 §5.3.2.1, RFC 7523bis), or the endpoint it is sent to (RFC 7523
     // §3, RFC 9126 §2).
     let token_endpoint = format!("{issuer}/token");
     let par_endpoint = format!("{issuer}/par");
-    let mut v = Validation::new(header.alg);
-    v.set_audience(&[issuer, token_endpoint.as_str(), par_endpoint.as_str()]);
-    v.set_issuer(&[client.client_id.as_str()]);
-    v.sub = Some(client.client_id.clone());
-    v.set_required_spec_claims(&["exp", "iss", "sub", "aud"]);
-    // exp and nbf are checked below against the broker's clock (injected), not the library's.
-    v.validate_exp = false;
-    v.validate_nbf = false;
-    let mut claims = None;
-    for k in candidates {
-        let Ok(key) = DecodingKey::from_jwk(k) else {
-            continue;
-        };
-        match decode::<Value>(assertion, &key, &v) {
-            Ok(d) => {
-                claims = Some(d.claims);
-                break;
-            }
-            Err(e) => match e.kind() {
-                jsonwebtoken::errors::ErrorKind::InvalidSignature
-                | jsonwebtoken::errors::ErrorKind::InvalidAlgorithm
-                | jsonwebtoken::errors::ErrorKind::InvalidKeyFormat => continue,
-                other => return Err(bad(&format!("{other:?}"))),
-            },
-        }
-    }
-    let c = claims.ok_or_else(|| bad("signature does not verify with any registered key"))?;
+    let c = decode_client_jws(
+        client,
+        assertion,
+        &[issuer, token_endpoint.as_str(), par_endpoint.as_str()],
+        &["exp", "iss", "sub", "aud"],
+        |_| true,
+    )
+    .map_err(|m| bad(&m))?;
     // NumericDate may have a fraction (RFC 7519 §2); whole seconds are enough here.
     let seconds = |v: &Value| v.as_i64().or_else(|| v.as_f64().map(|f| f as i64));
     let exp = seconds(&c["exp"]).ok_or_else(|| bad("exp is not a number"))?;
